@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting and lints, Rust unit and integration tests, the
+# independent Python-client tests, and the Docker end-to-end test when a daemon is reachable.
+# Installs what the tests need first (ONNX Runtime library, a Python venv). Ends with a
+# summary line and exits non-zero if anything failed.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+started=$SECONDS
+passed=0 failed=0 skipped=0
+results=()
+
+stage() { # stage NAME COMMAND...
+  local name="$1"; shift
+  say "$name"
+  local t0=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1)); results+=("PASS  $name ($((SECONDS - t0))s)")
+  else
+    failed=$((failed + 1)); results+=("FAIL  $name ($((SECONDS - t0))s)")
+  fi
+}
+skip() { # skip NAME WHY
+  skipped=$((skipped + 1)); results+=("SKIP  $1: $2"); say "skipping $1: $2"
+}
+
+require_tool cargo "Install Rust (rustup) first."
+require_tool python3 "Install Python 3.11+ first."
+ensure_ort
+python_venv "$ROOT/.venv-test" "$ROOT/scripts/requirements-test.txt"
+export TEST_PYTHON="$ROOT/.venv-test/bin/python"
+
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "cargo test (unit + integration)" cargo test --workspace --locked
+if compgen -G "tests/python/test_*.py" >/dev/null; then
+  stage "build binaries for Python-client tests" cargo build --workspace --bins --locked
+  stage "Python-client tests (pytest)" "$TEST_PYTHON" -m pytest -q tests/python
+fi
+if [[ -x tests/e2e/docker.sh ]]; then
+  if docker info >/dev/null 2>&1; then
+    stage "Docker end-to-end test" tests/e2e/docker.sh
+  else
+    skip "Docker end-to-end test" "no Docker daemon reachable (docker info failed)"
+  fi
+fi
+
+echo
+echo "== test summary ($((SECONDS - started))s) =="
+printf '%s\n' "${results[@]}"
+echo "stages: $passed passed, $failed failed, $skipped skipped"
+((failed == 0))

@@ -1,0 +1,3 @@
+//! tools: offline utilities for the model-serving cluster (`convert-models`).
+
+pub mod pickle;
