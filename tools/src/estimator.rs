@@ -1,0 +1,85 @@
+//! Typed scikit-learn models, as extracted from a pickle and before they become ONNX.
+//!
+//! This is the boundary between the two halves of `convert-models`: `sklearn` turns a decoded
+//! pickle [`crate::pickle::Graph`] into a [`Model`], and `onnx` turns a [`Model`] into an ONNX
+//! graph. Everything here is plain data in float64.
+
+/// A whole model: optional StandardScaler followed by one final estimator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Human-readable estimator description, e.g. `RandomForestRegressor` or
+    /// `Pipeline(StandardScaler, Ridge)`; recorded in the ONNX metadata.
+    pub kind: String,
+    /// Column names the model was fit with (`feature_names_in_`), if it was fit on a DataFrame.
+    pub feature_names: Option<Vec<String>>,
+    pub n_features: usize,
+    pub n_targets: usize,
+    /// `_sklearn_version` from the pickle (empty if absent).
+    pub sklearn_version: String,
+    /// A `StandardScaler` applied first (from a Pipeline).
+    pub scaler: Option<StandardScaler>,
+    pub estimator: Estimator,
+}
+
+/// `(x - mean) / scale`; `None` means that part is disabled (`with_mean=False`/`with_std=False`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandardScaler {
+    pub mean: Option<Vec<f64>>,
+    pub scale: Option<Vec<f64>>,
+}
+
+/// The final estimator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Estimator {
+    Linear(Linear),
+    Trees(TreeEnsemble),
+}
+
+/// `y = x @ coef.T + intercept` (LinearRegression, Ridge, Lasso, ElasticNet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    /// `[n_targets][n_features]`.
+    pub coef: Vec<Vec<f64>>,
+    /// `[n_targets]`.
+    pub intercept: Vec<f64>,
+}
+
+/// How the trees of an ensemble combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// Mean of the trees' leaf values (DecisionTree, RandomForest, ExtraTrees).
+    Average,
+    /// Sum of the trees' leaf values times `leaf_scale` (GradientBoosting).
+    Sum,
+}
+
+/// DecisionTree / RandomForest / ExtraTrees / GradientBoosting.
+///
+/// `y = base + aggregate(leaf values) * leaf_scale`, per target. Inputs are rounded to float32
+/// before thresholds are compared, as sklearn does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeEnsemble {
+    pub trees: Vec<Tree>,
+    pub aggregate: Aggregate,
+    /// Multiplies every leaf value (the learning rate for GradientBoosting, 1.0 otherwise).
+    pub leaf_scale: f64,
+    /// Added to every prediction (GradientBoosting's init constant; zeros otherwise), `[n_targets]`.
+    pub base: Vec<f64>,
+}
+
+/// One fitted sklearn tree (`tree_`), node-indexed as in sklearn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tree {
+    /// Child indices; `-1` at leaves (TREE_LEAF).
+    pub left: Vec<i64>,
+    pub right: Vec<i64>,
+    /// Feature index per node (`-2` at leaves).
+    pub feature: Vec<i64>,
+    /// float64 split threshold per node: go left iff `(double)(float)x <= threshold`.
+    pub threshold: Vec<f64>,
+    /// Where NaN goes per node (sklearn >= 1.3); `None` for older trees (NaN goes right there,
+    /// since `NaN <= t` is false).
+    pub missing_go_to_left: Option<Vec<bool>>,
+    /// Leaf (and node) values, `[node_count][n_targets]`.
+    pub values: Vec<Vec<f64>>,
+}
