@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Write the cross-version pickle/joblib fixtures for convert-models' fidelity tests.
+
+Run once per scikit-learn/numpy generation (scripts/make-fixtures.sh does that with one venv
+per generation). Writes tools/tests/data/fixtures/<sklearn>-np<numpy>/:
+
+    <model>.<form>                 the fitted model in one container form (see FORMS)
+    <model>.expected.json          sklearn's own predictions for test rows (see write_expected)
+    unsupported_kneighbors.p4.pkl  a model convert-models must refuse (no expected file)
+    manifest.json                  versions, and for each model its expected file and forms
+
+Models are small (forests <= 10 trees, depth <= 6, boosting <= 20 stages) and trained on the
+same real macrodata features as scripts/train_models.py. The generation directory is deleted
+and rewritten on each run. Model fits and predictions are deterministic; the bytes of the
+gzip forms are not (the gzip header records the time).
+
+Usage: python scripts/make_fixtures.py [--out-root tools/tests/data/fixtures]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import platform
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeRegressor
+from statsmodels.datasets import macrodata
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_models import FEATURES, TARGET, load_dataset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 0
+N_REAL_ROWS = 30
+N_THRESHOLDS = 40
+NAN_FRACTION = 0.15
+
+# Container forms: suffix -> writer. The model file is "<model>.<suffix>".
+FORMS = {
+    "p2.pkl": lambda m, p: _pickle(m, p, 2),
+    "p3.pkl": lambda m, p: _pickle(m, p, 3),
+    "p4.pkl": lambda m, p: _pickle(m, p, 4),
+    "p5.pkl": lambda m, p: _pickle(m, p, 5),
+    "joblib": lambda m, p: joblib.dump(m, p),
+    "p2.joblib": lambda m, p: joblib.dump(m, p, protocol=2),
+    "p5.joblib": lambda m, p: joblib.dump(m, p, protocol=5),
+    "zlib.joblib": lambda m, p: joblib.dump(m, p, compress=("zlib", 3)),
+    "gz.joblib": lambda m, p: joblib.dump(m, p, compress=("gzip", 3)),
+    "bz2.joblib": lambda m, p: joblib.dump(m, p, compress=("bz2", 3)),
+    "xz.joblib": lambda m, p: joblib.dump(m, p, compress=("xz", 3)),
+    "lzma.joblib": lambda m, p: joblib.dump(m, p, compress=("lzma", 3)),
+    "lz4.joblib": lambda m, p: joblib.dump(m, p, compress=("lz4", 3)),
+}
+SHORT_FORMS = ["p4.pkl", "joblib"]
+# Models written in every form; the rest get SHORT_FORMS only.
+ALL_FORMS_MODELS = {"linear", "random_forest", "gb_squared_error", "pipeline_scaler_ridge"}
+
+# First bytes of each form, checked after writing (raw pickle, zlib, gzip, bz2, xz, lzma, lz4).
+MAGIC = {
+    "pkl": b"\x80",
+    "joblib": b"\x80",
+    "zlib.joblib": b"\x78",
+    "gz.joblib": b"\x1f\x8b",
+    "bz2.joblib": b"BZh",
+    "xz.joblib": b"\xfd7zXZ\x00",
+    "lzma.joblib": b"\x5d\x00\x00",
+    "lz4.joblib": b"\x04\x22\x4d\x18",
+}
+
+
+def _pickle(model: object, path: Path, protocol: int) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(model, f, protocol=protocol)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:2])
+
+
+def load_data() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features (DataFrame) and two real targets: gdp_growth_rate and inflation (infl)."""
+    table = load_dataset()
+    raw = macrodata.load_pandas().data
+    infl = pd.DataFrame({"year": raw["year"].astype(int), "quarter": raw["quarter"].astype(int), "infl": raw["infl"]})
+    table = table.merge(infl, on=["year", "quarter"], how="left", validate="one_to_one")
+    assert not table["infl"].isna().any()
+    return table[FEATURES].astype(np.float64), table[[TARGET, "infl"]].astype(np.float64)
+
+
+def make_models(x: pd.DataFrame, y: pd.DataFrame) -> dict[str, object]:
+    """Fitted fixture models by name. `x_np` fits record no feature names."""
+    y1 = y[TARGET]
+    x_np = x.to_numpy()
+    tree = {"max_depth": 6, "random_state": SEED}
+    forest = {"n_estimators": 10, **tree}
+    boost = {"n_estimators": 20, "max_depth": 3, "learning_rate": 0.1, "random_state": SEED}
+    specs = {
+        "linear": (LinearRegression(), x, y1),
+        "linear_2t": (LinearRegression(), x, y),
+        "linear_numpy": (LinearRegression(), x_np, y1.to_numpy()),
+        "ridge": (Ridge(alpha=1.0), x, y1),
+        "lasso": (Lasso(alpha=0.1, max_iter=100_000), x, y1),
+        "elastic_net": (ElasticNet(alpha=0.1, l1_ratio=0.5, max_iter=100_000), x, y1),
+        "decision_tree": (DecisionTreeRegressor(**tree), x, y1),
+        "random_forest": (RandomForestRegressor(**forest), x, y1),
+        "random_forest_2t": (RandomForestRegressor(**forest), x, y),
+        "extra_trees": (ExtraTreesRegressor(**forest), x, y1),
+        "gb_squared_error": (GradientBoostingRegressor(loss="squared_error", **boost), x, y1),
+        "gb_absolute_error": (GradientBoostingRegressor(loss="absolute_error", **boost), x, y1),
+        "gb_init_zero": (GradientBoostingRegressor(init="zero", **boost), x, y1),
+        "pipeline_scaler_ridge": (Pipeline([("scaler", StandardScaler()), ("ridge", Ridge(alpha=1.0))]), x, y1),
+        "pipeline_scaler_rf": (
+            Pipeline([("scaler", StandardScaler()), ("forest", RandomForestRegressor(**forest))]),
+            x,
+            y1,
+        ),
+        "pipeline_scaler_nomean_ridge": (
+            Pipeline([("scaler", StandardScaler(with_mean=False)), ("ridge", Ridge(alpha=1.0))]),
+            x,
+            y1,
+        ),
+    }
+    models = {}
+    for name, (model, features, target) in specs.items():
+        models[name] = model.fit(features, target)
+
+    # Trees fit with missing values (sklearn >= 1.3 for DT, later for forests): NaN routing
+    # then follows each node's learnt missing_go_to_left.
+    rng = np.random.RandomState(SEED)
+    x_nan = x.mask(rng.rand(*x.shape) < NAN_FRACTION)
+    for name, model in {
+        "decision_tree_nan": DecisionTreeRegressor(**tree),
+        "random_forest_nan": RandomForestRegressor(**forest),
+        "extra_trees_nan": ExtraTreesRegressor(**forest),
+    }.items():
+        try:
+            models[name] = model.fit(x_nan, y1)
+        except ValueError as e:
+            print(f"  skip {name}: sklearn {sklearn.__version__} cannot fit with NaN ({str(e).splitlines()[0]})")
+    return models
+
+
+def estimator_name(model: object) -> str:
+    if isinstance(model, Pipeline):
+        return "Pipeline(" + ", ".join(type(step).__name__ for _, step in model.steps) + ")"
+    return type(model).__name__
+
+
+def split_nodes(model: object, data: np.ndarray) -> tuple[list[tuple[int, float, np.ndarray]], np.ndarray, np.ndarray]:
+    """For tree models: split nodes as (feature, threshold, a real row reaching that node),
+    plus (scale, mean) mapping the trees' input space back to the model's input space
+    (x = v * scale + mean; identity unless the model is a scaler pipeline).
+
+    The row is the first row of `data` whose decision path (as sklearn routes it) passes
+    through the node, so moving its feature across the threshold changes the path there.
+    """
+    n = data.shape[1]
+    inputs, scale, mean = data, np.ones(n), np.zeros(n)
+    if isinstance(model, Pipeline):
+        scaler, model = model.steps[0][1], model.steps[-1][1]
+        inputs = scaler.transform(pd.DataFrame(data, columns=FEATURES))
+        if scaler.with_std:
+            scale = scaler.scale_
+        if scaler.with_mean:
+            mean = scaler.mean_
+    if isinstance(model, DecisionTreeRegressor):
+        trees = [model.tree_]
+    elif isinstance(model, (RandomForestRegressor, ExtraTreesRegressor)):
+        trees = [e.tree_ for e in model.estimators_]
+    elif isinstance(model, GradientBoostingRegressor):
+        trees = [e.tree_ for e in model.estimators_[:, 0]]
+    else:
+        return [], scale, mean
+    inputs32 = np.ascontiguousarray(inputs, dtype=np.float32)
+    nodes = {}
+    for tree in trees:
+        paths = tree.decision_path(inputs32).tocsc()
+        for node, (feature, threshold) in enumerate(zip(tree.feature, tree.threshold)):
+            if feature < 0 or not np.isfinite(threshold):
+                continue  # leaf, or a "missing values only" split (threshold +inf)
+            reaching = paths[:, node].nonzero()[0]
+            base = data[reaching[0]] if len(reaching) else data[node % len(data)]
+            nodes.setdefault((int(feature), float(threshold)), base)
+    return [(f, t, base) for (f, t), base in sorted(nodes.items(), key=lambda kv: kv[0])], scale, mean
+
+
+def threshold_rows(model: object, data: np.ndarray) -> list[list[float]]:
+    """Rows placed on and around sampled split thresholds; other features from a real row.
+
+    For each threshold t (feature f): t*(1-1e-9), t, t*(1+1e-9), and the float32 neighbours
+    of t (largest float32 <= t, smallest float32 > t), as float64. For a scaler pipeline these
+    values are placed in the scaled space the trees see and mapped back to inputs.
+    """
+    nodes, scale, mean = split_nodes(model, data)
+    if not nodes:
+        return []
+    rng = np.random.RandomState(SEED)
+    picked = sorted(rng.choice(len(nodes), size=min(N_THRESHOLDS, len(nodes)), replace=False))
+    rows = []
+    for index in picked:
+        feature, t, base = nodes[index]
+        t32 = np.float32(t)
+        below = float(t32) if float(t32) <= t else float(np.nextafter(t32, np.float32(-np.inf)))
+        above = float(np.nextafter(np.float32(below), np.float32(np.inf)))
+        for value in (t * (1 - 1e-9), t, t * (1 + 1e-9), below, above):
+            row = base.copy()
+            row[feature] = value * float(scale[feature]) + float(mean[feature])
+            rows.append(row.tolist())
+    return rows
+
+
+def nan_rows(real: np.ndarray) -> np.ndarray:
+    """Real rows with NaN in each single feature, in pairs of features, and everywhere."""
+    n = real.shape[1]
+    rows = []
+    for i in range(8):
+        base = real[(i * 3) % len(real)]
+        for feature in range(n):
+            row = base.copy()
+            row[feature] = np.nan
+            rows.append(row)
+        row = base.copy()
+        row[[i % n, (i + 1) % n]] = np.nan
+        rows.append(row)
+    rows.append(np.full(n, np.nan))
+    return np.array(rows)
+
+
+def predict(model: object, rows: np.ndarray, named: bool) -> list[list[float]]:
+    x = pd.DataFrame(rows, columns=FEATURES) if named else rows
+    out = np.asarray(model.predict(x))
+    assert out.dtype == np.float64, out.dtype
+    return out.reshape(len(rows), -1).tolist()
+
+
+def write_expected(path: Path, model: object, real: np.ndarray, data: np.ndarray) -> dict[str, object]:
+    names = getattr(model, "feature_names_in_", None)
+    named = names is not None
+    rows = real.tolist() + threshold_rows(model, data)
+    predictions = predict(model, np.array(rows), named)
+    expected = {
+        "estimator": estimator_name(model),
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "n_features": int(model.n_features_in_),
+        "n_targets": len(predictions[0]),
+        "feature_names": [str(n) for n in names] if named else None,
+        "n_real_rows": len(real),
+        "rows": rows,
+        "predictions": predictions,
+    }
+    missing = nan_rows(real)
+    try:
+        nan_predictions = predict(model, missing, named)
+    except ValueError:
+        pass  # this estimator/version rejects NaN input
+    else:
+        expected["nan_rows"] = [[repr(float(v)) for v in row] for row in missing]
+        expected["nan_predictions"] = nan_predictions
+    path.write_text(to_json(expected))
+    return expected
+
+
+def to_json(value: object) -> str:
+    """Indented JSON with each innermost list kept on one line (floats as repr)."""
+    text = json.dumps(value, indent=1, allow_nan=False)
+    text = re.sub(r"\[[^\[\]{}]*\]", lambda m: re.sub(r"\n\s*", "", m.group(0)).replace(",", ", "), text)
+    return text + "\n"
+
+
+def write_forms(model: object, out: Path, name: str, forms: list[str], expected: dict | None = None) -> list[str]:
+    """Write `model` in each form, check the magic bytes, and check that loading the file back
+    reproduces the expected predictions exactly."""
+    files = []
+    for form in forms:
+        path = out / f"{name}.{form}"
+        FORMS[form](model, path)
+        magic = MAGIC.get(form, MAGIC["pkl"] if form.endswith(".pkl") else MAGIC["joblib"])
+        head = path.read_bytes()[: len(magic)]
+        assert head == magic, f"{path.name}: starts with {head!r}, expected {magic!r}"
+        if form.endswith(".pkl"):
+            assert path.read_bytes()[1] == int(form[1]), f"{path.name}: wrong protocol"
+        loaded = joblib.load(path) if form.endswith("joblib") else pickle.loads(path.read_bytes())
+        assert type(loaded) is type(model)
+        if expected is not None:
+            named = expected["feature_names"] is not None
+            assert predict(loaded, np.array(expected["rows"]), named) == expected["predictions"], path.name
+        files.append(path.name)
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-root", type=Path, default=ROOT / "tools" / "tests" / "data" / "fixtures")
+    args = parser.parse_args()
+    generation = f"{sklearn.__version__}-np{np.__version__}"
+    out = args.out_root / generation
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    print(f"writing fixtures for scikit-learn {sklearn.__version__}, numpy {np.__version__}, joblib {joblib.__version__} to {out}")
+
+    x, y = load_data()
+    real = x.to_numpy()[np.linspace(0, len(x) - 1, N_REAL_ROWS).astype(int)]
+    manifest: dict[str, object] = {
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "joblib_version": joblib.__version__,
+        "pandas_version": pd.__version__,
+        "python_version": platform.python_version(),
+        "models": {},
+    }
+    for name, model in make_models(x, y).items():
+        forms = list(FORMS) if name in ALL_FORMS_MODELS else SHORT_FORMS
+        expected = f"{name}.expected.json"
+        predictions = write_expected(out / expected, model, real, x.to_numpy())
+        files = write_forms(model, out, name, forms, predictions)
+        manifest["models"][name] = {"estimator": estimator_name(model), "expected": expected, "files": files}
+        print(f"  {name:<30} {estimator_name(model):<48} {len(files)} forms")
+
+    knn = KNeighborsRegressor(n_neighbors=3).fit(x, y[TARGET])
+    files = write_forms(knn, out, "unsupported_kneighbors", ["p4.pkl"])
+    manifest["models"]["unsupported_kneighbors"] = {"estimator": "KNeighborsRegressor", "expected": None, "files": files}
+    (out / "manifest.json").write_text(to_json(manifest))
+    size = sum(p.stat().st_size for p in out.iterdir())
+    print(f"wrote {len(list(out.iterdir()))} files, {size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
