@@ -11,8 +11,8 @@ per generation). Writes tools/tests/data/fixtures/<sklearn>-np<numpy>/:
 
 Models are small (forests <= 10 trees, depth <= 6, boosting <= 20 stages) and trained on the
 same real macrodata features as scripts/train_models.py. The generation directory is deleted
-and rewritten on each run. Model fits and predictions are deterministic; the bytes of the
-gzip forms are not (the gzip header records the time).
+and rewritten on each run. Everything is seeded: a rerun with the same pinned versions writes
+byte-identical files (joblib's gzip header has mtime 0).
 
 Usage: python scripts/make_fixtures.py [--out-root tools/tests/data/fixtures]
 """
