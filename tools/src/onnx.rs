@@ -1,0 +1,311 @@
+//! ONNX export: turns an [`estimator::Model`](crate::estimator::Model) into an ONNX model.
+//!
+//! The graph follows the inference node's contract (`inference_node::model`): one input
+//! `input` (double `[N, n_features]`), one output `variable` (double `[N, n_targets]`) and the
+//! provenance metadata. Everything is computed in double: the scaler as `Sub`/`Div`
+//! ([`linear`]), linear models as `MatMul` + `Add` ([`linear`]) and trees as `ai.onnx.ml`
+//! opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]).
+
+pub mod graph;
+pub mod linear;
+pub mod trees;
+
+pub mod proto {
+    //! ONNX protobuf types generated at build time from `proto/onnx-ml.proto`.
+    #![allow(clippy::all, missing_docs, rustdoc::all)]
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+use std::collections::BTreeMap;
+
+use inference_node::model::{
+    INPUT_NAME, META_CONVERTER_VERSION, META_ESTIMATOR, META_FEATURE_NAMES, META_SKLEARN_VERSION,
+    META_SOURCE_FILE, META_SOURCE_SHA256, OUTPUT_NAME,
+};
+use prost::Message;
+
+use crate::error::ConvertError;
+use crate::estimator::{Estimator, Model};
+use graph::GraphBuilder;
+use proto::tensor_shape_proto::{Dimension, dimension};
+use proto::{
+    ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto, TypeProto,
+    ValueInfoProto, tensor_proto::DataType, type_proto,
+};
+
+/// IR version 10 (onnx 1.16+): the oldest that allows `ai.onnx.ml` opset 5.
+pub const IR_VERSION: i64 = 10;
+/// Default-domain opset (Sub/Div/MatMul/Add/Cast/Concat).
+pub const OPSET: i64 = 21;
+/// The classical-ML operator domain and the opset that has `TreeEnsemble`.
+pub const ML_DOMAIN: &str = "ai.onnx.ml";
+pub const ML_OPSET: i64 = 5;
+/// Recorded as `converter_version`.
+pub const CONVERTER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Where a model came from, recorded in the ONNX metadata.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The pickle's file name (no directories), e.g. `RandomForest.pkl`.
+    pub file_name: String,
+    /// Lower-case hex sha256 of the pickle's bytes.
+    pub sha256: String,
+}
+
+/// Returns the feature names recorded for `model`: its own, or `x0..x{n-1}`.
+pub fn feature_names(model: &Model) -> Vec<String> {
+    match &model.feature_names {
+        Some(names) => names.clone(),
+        None => (0..model.n_features).map(|i| format!("x{i}")).collect(),
+    }
+}
+
+/// Builds the ONNX model for `model` from `source`.
+pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError> {
+    let (n_features, n_targets) = (model.n_features, model.n_targets);
+    if n_features == 0 || n_targets == 0 {
+        return Err(ConvertError::InvalidModel(format!(
+            "the model has {n_features} features and {n_targets} targets"
+        )));
+    }
+    let names = feature_names(model);
+    if names.len() != n_features {
+        return Err(ConvertError::InvalidModel(format!(
+            "{} feature names for {n_features} features",
+            names.len()
+        )));
+    }
+
+    let mut g = GraphBuilder::default();
+    let mut x = INPUT_NAME.to_string();
+    if let Some(scaler) = &model.scaler {
+        x = linear::scaler(&mut g, &x, scaler, n_features)?;
+    }
+    match &model.estimator {
+        Estimator::Linear(l) => linear::linear(&mut g, &x, l, n_features, n_targets, OUTPUT_NAME)?,
+        Estimator::Trees(e) => trees::ensemble(&mut g, &x, e, n_features, n_targets, OUTPUT_NAME)?,
+    }
+
+    let feature_json = serde_json::to_string(&names).expect("a list of strings serialises");
+    let metadata = [
+        (META_FEATURE_NAMES, feature_json.as_str()),
+        (META_ESTIMATOR, model.kind.as_str()),
+        (META_SOURCE_FILE, source.file_name.as_str()),
+        (META_SOURCE_SHA256, source.sha256.as_str()),
+        (META_SKLEARN_VERSION, model.sklearn_version.as_str()),
+        (META_CONVERTER_VERSION, CONVERTER_VERSION),
+    ];
+    let graph = proto::GraphProto {
+        node: g.nodes,
+        name: Some(model.kind.clone()),
+        initializer: g.initializers,
+        input: vec![matrix(INPUT_NAME, n_features)],
+        output: vec![matrix(OUTPUT_NAME, n_targets)],
+        ..Default::default()
+    };
+    Ok(ModelProto {
+        ir_version: Some(IR_VERSION),
+        opset_import: vec![opset("", OPSET), opset(ML_DOMAIN, ML_OPSET)],
+        producer_name: Some("convert-models".into()),
+        producer_version: Some(CONVERTER_VERSION.into()),
+        doc_string: Some(format!(
+            "{} converted from {}",
+            model.kind, source.file_name
+        )),
+        graph: Some(graph),
+        metadata_props: metadata
+            .iter()
+            .map(|(key, value)| StringStringEntryProto {
+                key: Some(key.to_string()),
+                value: Some(value.to_string()),
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// Builds and serialises the ONNX model for `model`.
+pub fn encode(model: &Model, source: &Source) -> Result<Vec<u8>, ConvertError> {
+    Ok(build(model, source)?.encode_to_vec())
+}
+
+/// Reads the `metadata_props` of a serialised ONNX model.
+pub fn metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>, prost::DecodeError> {
+    let model = ModelProto::decode(bytes)?;
+    Ok(model
+        .metadata_props
+        .into_iter()
+        .map(|entry| {
+            (
+                entry.key.unwrap_or_default(),
+                entry.value.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// A double `[N, width]` tensor description with a dynamic batch dimension.
+fn matrix(name: &str, width: usize) -> ValueInfoProto {
+    let dims = [
+        dimension::Value::DimParam("N".into()),
+        dimension::Value::DimValue(width as i64),
+    ];
+    ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(DataType::Double as i32),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .into_iter()
+                        .map(|value| Dimension {
+                            value: Some(value),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn opset(domain: &str, version: i64) -> OperatorSetIdProto {
+    OperatorSetIdProto {
+        domain: Some(domain.to_string()),
+        version: Some(version),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Runs hand-built models through the inference node's loader (real ONNX Runtime).
+
+    use ndarray::Array2;
+
+    use super::{Source, encode};
+    use crate::estimator::{Estimator, Model};
+
+    /// A model around `estimator` with default names and provenance.
+    pub fn model(estimator: Estimator, n_features: usize, n_targets: usize) -> Model {
+        Model {
+            kind: "Test".into(),
+            feature_names: None,
+            n_features,
+            n_targets,
+            sklearn_version: "1.9.0".into(),
+            scaler: None,
+            estimator,
+        }
+    }
+
+    /// Converts `model`, loads it with `inference_node::model::Model` and predicts `rows`.
+    pub fn predict(model: &Model, rows: &[Vec<f64>]) -> Array2<f64> {
+        let source = Source {
+            file_name: "test.pkl".into(),
+            sha256: "00".repeat(32),
+        };
+        let bytes = encode(model, &source).expect("the model converts");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.onnx");
+        std::fs::write(&path, bytes).unwrap();
+        let env = inference_node::onnx_runtime::environment(None).expect("ONNX Runtime loads");
+        let loaded = inference_node::model::Model::load(env, "test", &path).expect("ORT loads it");
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        let x = Array2::from_shape_vec((rows.len(), model.n_features), flat).unwrap();
+        loaded.predict(x.view()).expect("ORT runs it")
+    }
+
+    /// Asserts `|a - b| <= 1e-12 * max(1, |b|)` element-wise.
+    pub fn assert_close(got: &Array2<f64>, expected: &[Vec<f64>]) {
+        assert_eq!(got.nrows(), expected.len());
+        for (row, want) in got.rows().into_iter().zip(expected) {
+            assert_eq!(row.len(), want.len());
+            for (a, b) in row.iter().zip(want) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                    "got {got:?}, expected {expected:?}"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{model, predict};
+    use super::*;
+    use crate::estimator::Linear;
+
+    #[test]
+    fn metadata_follows_the_node_contract() {
+        let mut m = model(
+            Estimator::Linear(Linear {
+                coef: vec![vec![1.0, 2.0]],
+                intercept: vec![0.5],
+            }),
+            2,
+            1,
+        );
+        m.feature_names = Some(vec!["a".into(), "b".into()]);
+        let source = Source {
+            file_name: "m.pkl".into(),
+            sha256: "ab".repeat(32),
+        };
+        let bytes = encode(&m, &source).unwrap();
+        let meta = metadata(&bytes).unwrap();
+        assert_eq!(meta[META_FEATURE_NAMES], r#"["a","b"]"#);
+        assert_eq!(meta[META_ESTIMATOR], "Test");
+        assert_eq!(meta[META_SOURCE_FILE], "m.pkl");
+        assert_eq!(meta[META_SOURCE_SHA256], "ab".repeat(32));
+        assert_eq!(meta[META_SKLEARN_VERSION], "1.9.0");
+        assert_eq!(meta[META_CONVERTER_VERSION], CONVERTER_VERSION);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.onnx");
+        std::fs::write(&path, &bytes).unwrap();
+        let env = inference_node::onnx_runtime::environment(None).unwrap();
+        let loaded = inference_node::model::Model::load(env, "m", &path).unwrap();
+        let info = loaded.info();
+        assert_eq!(info.feature_names, ["a", "b"]);
+        assert_eq!(info.n_targets, 1);
+        assert_eq!(info.source_sha256, "ab".repeat(32));
+        assert_eq!(info.converter_version, CONVERTER_VERSION);
+    }
+
+    #[test]
+    fn unnamed_features_are_recorded_as_x0_to_xn() {
+        let m = model(
+            Estimator::Linear(Linear {
+                coef: vec![vec![1.0, 2.0, 3.0]],
+                intercept: vec![0.0],
+            }),
+            3,
+            1,
+        );
+        assert_eq!(feature_names(&m), ["x0", "x1", "x2"]);
+        let out = predict(&m, &[vec![1.0, 1.0, 1.0]]);
+        assert_eq!(out[[0, 0]], 6.0);
+    }
+
+    #[test]
+    fn empty_models_are_refused() {
+        let m = model(
+            Estimator::Linear(Linear {
+                coef: vec![],
+                intercept: vec![],
+            }),
+            0,
+            0,
+        );
+        let source = Source {
+            file_name: "m.pkl".into(),
+            sha256: String::new(),
+        };
+        assert!(matches!(
+            build(&m, &source),
+            Err(ConvertError::InvalidModel(_))
+        ));
+    }
+}
