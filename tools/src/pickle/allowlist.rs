@@ -1,0 +1,157 @@
+//! The only `(module, name)` globals a pickle may reference, and what each one rebuilds into.
+//!
+//! The pair is compared exactly: no prefixes, no attribute chains (`a.b` in a name), no aliases.
+//! Anything else is refused by the reader with the pair in the error.
+
+/// What the reader does with an allow-listed global.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `numpy.core.multiarray._reconstruct`: REDUCE → empty array, then BUILD fills it.
+    Reconstruct,
+    /// `numpy.ndarray`: only as the subtype argument of `_reconstruct`.
+    NdarrayType,
+    /// `numpy.dtype`: REDUCE `(typestr, align, copy)` then BUILD.
+    Dtype,
+    /// `numpy.core.multiarray.scalar`: REDUCE `(dtype, bytes)`.
+    Scalar,
+    /// `numpy.core.numeric._frombuffer`: REDUCE `(buffer, dtype, shape, order)`.
+    Frombuffer,
+    /// `_codecs.encode`: REDUCE `(str, 'latin1')` → bytes (protocol 2).
+    CodecsEncode,
+    /// `joblib.numpy_pickle.NumpyArrayWrapper`: NEWOBJ + BUILD, raw array data follows.
+    ArrayWrapper,
+    /// A supported scikit-learn class: NEWOBJ/REDUCE + BUILD into an inert `Object`.
+    Estimator,
+    /// A class or constructor found inside supported models that is kept opaque (losses,
+    /// links, random states); never interpreted.
+    Opaque,
+}
+
+const NUMPY: &[(&str, &str, Role)] = &[
+    ("numpy.core.multiarray", "_reconstruct", Role::Reconstruct),
+    ("numpy._core.multiarray", "_reconstruct", Role::Reconstruct),
+    ("numpy", "ndarray", Role::NdarrayType),
+    ("numpy", "dtype", Role::Dtype),
+    ("numpy.core.multiarray", "scalar", Role::Scalar),
+    ("numpy._core.multiarray", "scalar", Role::Scalar),
+    ("numpy.core.numeric", "_frombuffer", Role::Frombuffer),
+    ("numpy._core.numeric", "_frombuffer", Role::Frombuffer),
+    ("_codecs", "encode", Role::CodecsEncode),
+    (
+        "joblib.numpy_pickle",
+        "NumpyArrayWrapper",
+        Role::ArrayWrapper,
+    ),
+];
+
+const SKLEARN: &[(&str, &str, Role)] = &[
+    (
+        "sklearn.linear_model._base",
+        "LinearRegression",
+        Role::Estimator,
+    ),
+    ("sklearn.linear_model._ridge", "Ridge", Role::Estimator),
+    (
+        "sklearn.linear_model._coordinate_descent",
+        "Lasso",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.linear_model._coordinate_descent",
+        "ElasticNet",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.tree._classes",
+        "DecisionTreeRegressor",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.tree._classes",
+        "ExtraTreeRegressor",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.ensemble._forest",
+        "RandomForestRegressor",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.ensemble._forest",
+        "ExtraTreesRegressor",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.ensemble._gb",
+        "GradientBoostingRegressor",
+        Role::Estimator,
+    ),
+    ("sklearn.dummy", "DummyRegressor", Role::Estimator),
+    ("sklearn.pipeline", "Pipeline", Role::Estimator),
+    (
+        "sklearn.preprocessing._data",
+        "StandardScaler",
+        Role::Estimator,
+    ),
+    ("sklearn.tree._tree", "Tree", Role::Estimator),
+];
+
+const OPAQUE: &[(&str, &str)] = &[
+    // GradientBoosting losses, sklearn <= 1.3 ...
+    ("sklearn.ensemble._gb_losses", "LeastSquaresError"),
+    ("sklearn.ensemble._gb_losses", "LeastAbsoluteError"),
+    ("sklearn.ensemble._gb_losses", "HuberLossFunction"),
+    ("sklearn.ensemble._gb_losses", "QuantileLossFunction"),
+    // ... and >= 1.4 (the extractor refuses the losses it does not support, by name).
+    ("sklearn._loss.loss", "HalfSquaredError"),
+    ("sklearn._loss.loss", "AbsoluteError"),
+    ("sklearn._loss.loss", "HuberLoss"),
+    ("sklearn._loss.loss", "PinballLoss"),
+    ("sklearn._loss._loss", "CyHalfSquaredError"),
+    ("sklearn._loss._loss", "CyAbsoluteError"),
+    ("sklearn._loss._loss", "CyHuberLoss"),
+    ("sklearn._loss._loss", "CyPinballLoss"),
+    ("sklearn._loss.link", "IdentityLink"),
+    ("sklearn._loss.link", "Interval"),
+    // Random states stored on GradientBoosting and on each tree.
+    ("numpy.random._pickle", "__randomstate_ctor"),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._mt19937", "MT19937"),
+];
+
+/// Returns the role of an allow-listed global, or `None` if it must be refused.
+pub fn lookup(module: &str, name: &str) -> Option<Role> {
+    NUMPY
+        .iter()
+        .chain(SKLEARN)
+        .find(|(m, n, _)| *m == module && *n == name)
+        .map(|(_, _, role)| *role)
+        .or_else(|| {
+            OPAQUE
+                .iter()
+                .any(|(m, n)| *m == module && *n == name)
+                .then_some(Role::Opaque)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_pairs_only() {
+        assert_eq!(lookup("numpy", "dtype"), Some(Role::Dtype));
+        assert_eq!(
+            lookup("sklearn.ensemble._forest", "RandomForestRegressor"),
+            Some(Role::Estimator)
+        );
+        assert_eq!(lookup("os", "system"), None);
+        assert_eq!(lookup("numpy", "load"), None);
+        assert_eq!(lookup("numpy.core", "multiarray._reconstruct"), None);
+        assert_eq!(
+            lookup("sklearn.neighbors._regression", "KNeighborsRegressor"),
+            None
+        );
+        assert_eq!(lookup("numpy ", "dtype"), None);
+    }
+}
