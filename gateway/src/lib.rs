@@ -1,1 +1,106 @@
-//! gateway (being built).
+//! gateway: the cluster's front door on port 8000. It keeps the seed's API exactly, finds
+//! healthy inference nodes in Consul with blocking queries, and sends each prediction to a
+//! node picked uniformly at random, retrying once elsewhere when a node fails.
+//!
+//! # Layout
+//! - [`config`]: [`Config`], clap flags with environment fallbacks.
+//! - [`state`]: [`AppState`], what the handlers share.
+//! - [`error`]: [`GatewayError`] and its one status table; bodies are `{"detail": ...}`.
+//! - [`http`]: the route table, request metrics and the OpenAPI document; handlers in
+//!   `http/predict.rs`, `http/models.rs`, `http/health.rs`.
+//! - [`discovery`]: the healthy set in a `watch`; [`discovery::consul`] keeps it fresh.
+//! - [`balance`]: [`balance::RandomBalancer`], seedable random choice with ejection.
+//! - [`proxy`]: pick, forward, retry on another node.
+//! - [`upstream`]: the pooled node client and one exchange.
+//! - [`telemetry`], [`shutdown`]: logs, the Prometheus recorder, signals.
+
+#![forbid(unsafe_code)]
+
+pub mod balance;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod proxy;
+pub mod shutdown;
+pub mod state;
+pub mod telemetry;
+pub mod upstream;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use config::Config;
+pub use error::GatewayError;
+pub use state::AppState;
+
+/// Builds the whole application: API routes, Swagger UI at `/docs`, `/openapi.json`.
+pub fn router(state: AppState) -> Router {
+    let body_limit = usize::try_from(state.config.body_limit).unwrap_or(usize::MAX);
+    http::routes()
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", http::ApiDoc::openapi()))
+        .layer(axum::middleware::from_fn(http::track))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(MatchedPath::as_str);
+                tracing::debug_span!("request", method = %request.method(), uri = %request.uri(), route)
+            }),
+        )
+        .with_state(state)
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish for at most the configured grace period, and stops the Consul watcher.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.config.shutdown_grace;
+    let background = state.background.clone();
+    let signalled = CancellationToken::new();
+    let on_signal = signalled.clone();
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "gateway listening");
+    }
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        on_signal.cancel();
+    });
+    let result = tokio::select! {
+        result = server.into_future() => result,
+        () = grace_elapsed(&signalled, grace) => {
+            tracing::warn!(?grace, "shutdown grace period elapsed; dropping open connections");
+            Ok(())
+        }
+    };
+    background.cancel();
+    result
+}
+
+async fn grace_elapsed(signalled: &CancellationToken, grace: Duration) {
+    signalled.cancelled().await;
+    tokio::time::sleep(grace).await;
+}
+
+/// Asks a gateway on this machine for `GET /health`; returns whether it answered 200.
+pub async fn health_check(port: u16, timeout: Duration) -> bool {
+    let client = upstream::client(timeout);
+    let addr = format!("127.0.0.1:{port}");
+    matches!(
+        upstream::exchange(&client, hyper::Method::GET, &addr, "/health", None, bytes::Bytes::new(), timeout).await,
+        Ok(resp) if resp.status.is_success()
+    )
+}

@@ -1,0 +1,157 @@
+//! Command-line and environment configuration.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+use reqwest::Url;
+
+/// Command-line and environment configuration for the gateway.
+///
+/// Every flag also reads an environment variable; invalid values stop the gateway at startup
+/// with clap's message naming the flag and the variable.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "API gateway: Consul discovery and random load balancing over inference nodes"
+)]
+pub struct Config {
+    /// Address the HTTP API binds to.
+    #[arg(long, env = "GATEWAY_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub host: IpAddr,
+
+    /// Port the HTTP API listens on.
+    #[arg(long, env = "GATEWAY_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Base URL of the Consul HTTP API.
+    #[arg(
+        long,
+        env = "SERVICE_DISCOVERY_URL",
+        default_value = "http://127.0.0.1:8500"
+    )]
+    pub service_discovery_url: Url,
+
+    /// Consul service name of the inference nodes.
+    #[arg(long, env = "SERVICE_NAME", default_value = "gdp-growth-model")]
+    pub service_name: String,
+
+    /// Consul ACL token, sent as `X-Consul-Token`.
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub consul_token: Option<String>,
+
+    /// How long one Consul blocking query may wait for a change (`wait`, at most 10m).
+    #[arg(long, env = "GATEWAY_DISCOVERY_WAIT", default_value = "30s", value_parser = parse_wait)]
+    pub discovery_wait: Duration,
+
+    /// Longest pause between retries while Consul is unreachable (backoff starts at 100ms).
+    #[arg(long, env = "GATEWAY_DISCOVERY_BACKOFF_MAX", default_value = "5s", value_parser = parse_positive)]
+    pub discovery_backoff_max: Duration,
+
+    /// Time allowed to open a TCP connection to a node.
+    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_positive)]
+    pub connect_timeout: Duration,
+
+    /// Time allowed for one upstream attempt (connect, send, full response).
+    #[arg(long, env = "GATEWAY_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
+    pub upstream_timeout: Duration,
+
+    /// Time allowed for each node's `/models` answer when listing available models.
+    #[arg(long, env = "GATEWAY_MODELS_TIMEOUT", default_value = "2s", value_parser = parse_positive)]
+    pub models_timeout: Duration,
+
+    /// Retries on a different instance after a connect error, timeout or 5xx (0 disables).
+    #[arg(long, env = "GATEWAY_RETRIES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub retries: u32,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "GATEWAY_BODY_LIMIT", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub body_limit: u64,
+
+    /// Consecutive failures after which a node is ejected from balancing.
+    #[arg(long, env = "GATEWAY_EJECT_AFTER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub eject_after: u32,
+
+    /// First ejection interval; it doubles on every ejection in a row.
+    #[arg(long, env = "GATEWAY_EJECT_BASE", default_value = "1s", value_parser = parse_positive)]
+    pub eject_base: Duration,
+
+    /// Longest ejection interval.
+    #[arg(long, env = "GATEWAY_EJECT_MAX", default_value = "30s", value_parser = parse_positive)]
+    pub eject_max: Duration,
+
+    /// Time in-flight requests get to finish after a shutdown signal.
+    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive)]
+    pub shutdown_grace: Duration,
+
+    /// Seed of the balancer's random generator (for reproducible tests; random by default).
+    #[arg(long, env = "GATEWAY_RNG_SEED")]
+    pub rng_seed: Option<u64>,
+
+    /// Writes logs as JSON lines.
+    #[arg(long, env = "GATEWAY_LOG_JSON")]
+    pub log_json: bool,
+
+    /// Checks `GET http://127.0.0.1:$GATEWAY_PORT/health` and exits 0 (healthy) or 1, for
+    /// container health checks in images without a shell.
+    #[arg(long)]
+    pub health_check: bool,
+}
+
+impl Config {
+    /// Returns the socket address the HTTP API binds to.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+fn parse_positive(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 2s, 1m)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    let d = parse_positive(s)?;
+    if d > Duration::from_secs(600) {
+        return Err("Consul caps a blocking query's wait at 10m".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let c = Config::try_parse_from(["gateway"]).unwrap();
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.service_name, "gdp-growth-model");
+        assert_eq!(c.retries, 1);
+        assert_eq!(c.listen_addr().to_string(), "0.0.0.0:8000");
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        for args in [
+            ["gateway", "--port", "99999"],
+            ["gateway", "--upstream-timeout", "0s"],
+            ["gateway", "--discovery-wait", "11m"],
+            ["gateway", "--service-discovery-url", "not a url"],
+            ["gateway", "--retries", "9"],
+        ] {
+            let err = Config::try_parse_from(args).unwrap_err().to_string();
+            assert!(err.contains(args[1]), "{args:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The Consul watcher: blocking queries on `/v1/health/service/<name>?passing`.
+//!
+//! One background task asks Consul, publishes the healthy set, and asks again with the
+//! returned index (`index`/`wait`), so it hears about changes as they happen. While Consul is
+//! unreachable it keeps the last published set, logs the outage once, and retries with a
+//! growing backoff; it catches up on the first answer after Consul returns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use consul::{Client, QueryOptions, ServiceEntry};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Discovery, Endpoint, Endpoints, Status};
+use crate::upstream::{self, HttpClient};
+
+/// The `Meta` key under which a node lists its models (comma-separated).
+pub const MODELS_META_KEY: &str = "models";
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Consul's rule: rate-limit the loop, a return is not a promise of change.
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What the watcher watches and how patiently.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// Consul service name.
+    pub service: String,
+    /// `wait` of each blocking query.
+    pub wait: Duration,
+    /// Longest pause between retries while Consul is unreachable.
+    pub backoff_max: Duration,
+    /// Time allowed for a node's `/models` when its `Meta` does not list its models.
+    pub models_timeout: Duration,
+}
+
+/// Starts the watcher task; it runs until `cancel` fires.
+pub fn spawn(
+    client: Client,
+    http: HttpClient,
+    config: WatchConfig,
+    cancel: CancellationToken,
+) -> Discovery {
+    let (tx, rx) = watch::channel(Endpoints::from(Vec::new()));
+    let status = Arc::new(Status::new());
+    let watcher = Watcher {
+        client,
+        http,
+        config,
+        tx,
+        status: status.clone(),
+        models: HashMap::new(),
+    };
+    tokio::spawn(watcher.run(cancel));
+    Discovery::new(rx, status)
+}
+
+struct Watcher {
+    client: Client,
+    http: HttpClient,
+    config: WatchConfig,
+    tx: watch::Sender<Endpoints>,
+    status: Arc<Status>,
+    /// Models learned from nodes' `/models`, by (service ID, address).
+    models: HashMap<(String, String), Arc<[String]>>,
+}
+
+// === impl Watcher ===
+
+impl Watcher {
+    async fn run(mut self, cancel: CancellationToken) {
+        let mut index = 0;
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let started = Instant::now();
+            let options = QueryOptions {
+                index: Some(index),
+                wait: Some(self.config.wait),
+            };
+            let answer = tokio::select! {
+                () = cancel.cancelled() => return,
+                answer = self.client.health_service(&self.config.service, true, &options) => answer,
+            };
+            match answer {
+                Ok(meta) => {
+                    // QueryMeta applies the client rules: never 0, reset when it goes backwards.
+                    index = meta.index;
+                    backoff = BACKOFF_MIN;
+                    let first = self.status.updates() == 0;
+                    if self.status.mark_ok() && !first {
+                        tracing::info!("Consul is reachable again; refreshing the healthy set");
+                    }
+                    let endpoints = self.resolve(meta.value).await;
+                    self.publish(endpoints);
+                    pause(MIN_INTERVAL.saturating_sub(started.elapsed()), &cancel).await;
+                }
+                Err(error) => {
+                    metrics::counter!("gateway_discovery_errors_total").increment(1);
+                    if self.status.mark_down() || self.status.updates() == 0 {
+                        tracing::warn!(%error, kept = self.tx.borrow().len(),
+                            "Consul is unreachable; serving from the last known healthy set");
+                    } else {
+                        tracing::debug!(%error, "Consul still unreachable");
+                    }
+                    pause(backoff, &cancel).await;
+                    backoff = (backoff * 2).min(self.config.backoff_max);
+                }
+            }
+        }
+    }
+
+    /// Turns Consul entries into endpoints, learning unknown model lists from `/models`.
+    async fn resolve(&mut self, entries: Vec<ServiceEntry>) -> Vec<Endpoint> {
+        let mut endpoints = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let id = entry.service.id.clone();
+            let addr = format!("{}:{}", entry.address(), entry.service.port);
+            let models = match models_from_meta(entry) {
+                Some(models) => Some(models),
+                None => self.models_from_node(&id, &addr).await,
+            };
+            endpoints.push(Endpoint { id, addr, models });
+        }
+        // Forget nodes that left, so a reused address is asked again.
+        self.models
+            .retain(|(id, addr), _| endpoints.iter().any(|e| &e.id == id && &e.addr == addr));
+        endpoints
+    }
+
+    async fn models_from_node(&mut self, id: &str, addr: &str) -> Option<Arc<[String]>> {
+        let key = (id.to_string(), addr.to_string());
+        if let Some(models) = self.models.get(&key) {
+            return Some(models.clone());
+        }
+        match upstream::fetch_models(&self.http, addr, self.config.models_timeout).await {
+            Ok(models) => {
+                let models: Arc<[String]> = models.into();
+                self.models.insert(key, models.clone());
+                Some(models)
+            }
+            Err(error) => {
+                tracing::warn!(node = %addr, %error, "cannot learn the node's models");
+                None
+            }
+        }
+    }
+
+    fn publish(&self, endpoints: Vec<Endpoint>) {
+        let changed = self.tx.send_if_modified(|current| {
+            if current[..] == endpoints[..] {
+                return false;
+            }
+            *current = endpoints.into();
+            true
+        });
+        if changed {
+            let current = self.tx.borrow();
+            let addrs: Vec<&str> = current.iter().map(|e| e.addr.as_str()).collect();
+            tracing::info!(healthy = ?addrs, "healthy set changed");
+        }
+    }
+}
+
+/// Reads the models a node lists in its Consul `Meta` (`"models": "A,B"`).
+fn models_from_meta(entry: &ServiceEntry) -> Option<Arc<[String]>> {
+    let raw = entry.service.meta.get(MODELS_META_KEY)?;
+    let models: Vec<String> = match serde_json::from_str::<Vec<String>>(raw) {
+        Ok(list) => list,
+        Err(_) => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(String::from)
+            .collect(),
+    };
+    Some(models.into())
+}
+
+async fn pause(duration: Duration, cancel: &CancellationToken) {
+    if duration.is_zero() {
+        return;
+    }
+    tokio::select! {
+        () = cancel.cancelled() => {},
+        () = tokio::time::sleep(duration) => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(meta: &[(&str, &str)]) -> ServiceEntry {
+        let mut e = ServiceEntry::default();
+        e.service.meta = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        e
+    }
+
+    #[test]
+    fn reads_models_from_meta() {
+        let names = |e: &ServiceEntry| models_from_meta(e).map(|m| m.to_vec());
+        let want = Some(vec!["LinearRegression".to_string(), "Lasso".to_string()]);
+        assert_eq!(
+            names(&entry(&[("models", "LinearRegression, Lasso")])),
+            want
+        );
+        assert_eq!(
+            names(&entry(&[("models", r#"["LinearRegression","Lasso"]"#)])),
+            want
+        );
+        assert_eq!(names(&entry(&[("other", "x")])), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! The gateway's error type and its one mapping to HTTP statuses.
+//!
+//! Bodies keep the seed's FastAPI shape, `{"detail": "..."}`. A node's own 4xx answers never
+//! become a `GatewayError`: the proxy passes them through unchanged.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Everything a gateway request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Consul lists no healthy instance of the service.
+    #[error("no healthy instance of {0} is available")]
+    NoHealthyInstance(String),
+    /// Healthy instances exist, but none of them serves the requested model.
+    #[error("model '{0}' is not served by any healthy instance")]
+    UnknownModel(String),
+    /// Every attempt failed with a connect error or a 5xx.
+    #[error("upstream failed after {attempts} attempt(s): {reason}")]
+    UpstreamFailed {
+        /// Number of instances tried.
+        attempts: u32,
+        /// The last failure, for the log only.
+        reason: String,
+    },
+    /// The last attempt ran out of time.
+    #[error("upstream timed out after {attempts} attempt(s)")]
+    UpstreamTimeout {
+        /// Number of instances tried.
+        attempts: u32,
+    },
+    /// The request body is larger than the configured limit.
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(u64),
+    /// A setting is unusable; raised at startup only.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The request could not be read (body or query string).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+/// The JSON error body: `{"detail": "..."}`, as FastAPI writes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub detail: String,
+}
+
+// === impl GatewayError ===
+
+impl GatewayError {
+    /// Returns the HTTP status this error maps to (the one table of the crate).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::NoHealthyInstance(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidConfig(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Returns the client-facing message; 5xx bodies leave out internal detail.
+    fn detail(&self) -> String {
+        match self {
+            GatewayError::UpstreamFailed { .. } => {
+                "upstream instances failed to answer the request".to_string()
+            }
+            GatewayError::UpstreamTimeout { .. } => {
+                "upstream instance did not answer in time".to_string()
+            }
+            GatewayError::InvalidConfig(_) => "internal error".to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+        }
+        (
+            status,
+            Json(ErrorBody {
+                detail: self.detail(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_gateway_table() {
+        let cases = [
+            (GatewayError::NoHealthyInstance("s".into()), 503),
+            (GatewayError::UnknownModel("m".into()), 404),
+            (
+                GatewayError::UpstreamFailed {
+                    attempts: 2,
+                    reason: "x".into(),
+                },
+                502,
+            ),
+            (GatewayError::UpstreamTimeout { attempts: 2 }, 504),
+            (GatewayError::PayloadTooLarge(1), 413),
+            (GatewayError::BadRequest("x".into()), 400),
+            (GatewayError::InvalidConfig("x".into()), 500),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err}");
+        }
+    }
+
+    #[test]
+    fn server_errors_hide_internal_detail() {
+        let err = GatewayError::UpstreamFailed {
+            attempts: 2,
+            reason: "connection refused at 10.0.0.7:5000".into(),
+        };
+        assert!(!err.detail().contains("10.0.0.7"));
+    }
+}

@@ -1,0 +1,69 @@
+//! The route table, request metrics and the OpenAPI document.
+
+pub mod health;
+pub mod models;
+pub mod predict;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use utoipa::OpenApi;
+
+use crate::state::AppState;
+
+/// The OpenAPI document of every endpoint.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "gdp-serving gateway",
+        description = "Front door of the model-serving cluster: discovers healthy inference nodes in Consul and balances predictions across them."
+    ),
+    paths(
+        models::available,
+        predict::gdp_growth_rate,
+        predict::services,
+        health::health,
+        health::metrics,
+    ),
+    tags(
+        (name = "models", description = "Models served by the cluster"),
+        (name = "predict", description = "Predictions and the nodes that make them"),
+        (name = "ops", description = "Gateway health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Returns the API routes (without the docs), still needing their state.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/models/available", get(models::available))
+        .route(
+            "/api/predict/gdp_growth_rate",
+            post(predict::gdp_growth_rate),
+        )
+        .route("/api/predict/services", get(predict::services))
+        .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
+}
+
+/// Records requests by route and status, and their latency.
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = request.method().as_str().to_string();
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("gateway_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("gateway_http_request_duration_seconds", "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,135 @@
+//! `POST /api/predict/gdp_growth_rate` and `GET /api/predict/services`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, RawQuery, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ErrorBody, GatewayError};
+use crate::proxy;
+use crate::state::AppState;
+
+/// Optional query parameters of a prediction.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PredictQuery {
+    /// Model to use; only nodes serving it are picked (default: the node's default model).
+    pub model: Option<String>,
+}
+
+/// One row of features (a JSON list of rows is a batch). Documentation only: the gateway
+/// forwards the body unchanged and the node validates it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "gdp_per_capita": 50000, "unemployment_rate": 5.2,
+    "gdp_growth_rate_lag": 2.1, "gdp_growth_rate_ma": 2.3
+}))]
+pub struct PredictRequest {
+    /// GDP per capita.
+    pub gdp_per_capita: f64,
+    /// Unemployment rate, percent.
+    pub unemployment_rate: f64,
+    /// Last period's GDP growth rate.
+    pub gdp_growth_rate_lag: f64,
+    /// Moving average of the GDP growth rate.
+    pub gdp_growth_rate_ma: f64,
+}
+
+/// A node's prediction, passed through unchanged.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PredictResponse {
+    /// Always `GDP growth prediction endpoint`.
+    pub message: String,
+    /// The input, echoed.
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    /// The model that answered.
+    pub model: String,
+    /// One value per input row.
+    pub prediction: Vec<f64>,
+}
+
+/// The healthy nodes.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "Services:": ["gdp-growth-model-1:5000", "gdp-growth-model-2:5000"],
+    "services": ["gdp-growth-model-1:5000", "gdp-growth-model-2:5000"]
+}))]
+pub struct ServicesResponse {
+    /// The seed's key, colon included.
+    #[serde(rename = "Services:")]
+    pub services_seed: Vec<String>,
+    /// The same list under a plain key.
+    pub services: Vec<String>,
+}
+
+/// Predicts the GDP growth rate on a randomly picked healthy node.
+///
+/// The body is forwarded unchanged; a node's 4xx comes back unchanged. A connect error,
+/// timeout or 5xx is retried once on a different node.
+#[utoipa::path(
+    post,
+    path = "/api/predict/gdp_growth_rate",
+    tag = "predict",
+    params(PredictQuery),
+    request_body(content = PredictRequest, description = "One row, or a JSON list of rows"),
+    responses(
+        (status = 200, description = "The node's prediction", body = PredictResponse),
+        (status = 404, description = "No healthy node serves the model", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 422, description = "Invalid input (from the node)", body = Object),
+        (status = 502, description = "Nodes failed, retry included", body = ErrorBody),
+        (status = 503, description = "No healthy node", body = ErrorBody),
+        (status = 504, description = "Node timed out", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn gdp_growth_rate(
+    State(state): State<AppState>,
+    query: Result<Query<PredictQuery>, QueryRejection>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    let Query(query) = query.map_err(|e| GatewayError::BadRequest(e.body_text()))?;
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => GatewayError::PayloadTooLarge(state.config.body_limit),
+        _ => GatewayError::BadRequest(e.body_text()),
+    })?;
+    let path = match raw_query {
+        Some(q) => format!("/predict?{q}"),
+        None => "/predict".to_string(),
+    };
+    proxy::forward(
+        &state,
+        query.model.as_deref(),
+        &path,
+        headers.get(CONTENT_TYPE),
+        body,
+    )
+    .await
+}
+
+/// Lists the healthy nodes (`host:port`), as Consul last reported them.
+#[utoipa::path(
+    get,
+    path = "/api/predict/services",
+    tag = "predict",
+    responses((status = 200, description = "Healthy nodes", body = ServicesResponse))
+)]
+pub async fn services(State(state): State<AppState>) -> Json<ServicesResponse> {
+    let services: Vec<String> = state
+        .discovery
+        .endpoints()
+        .iter()
+        .map(|e| e.addr.clone())
+        .collect();
+    Json(ServicesResponse {
+        services_seed: services.clone(),
+        services,
+    })
+}

@@ -1,0 +1,161 @@
+//! Forwards a prediction to a random healthy node, retrying once elsewhere on failure.
+
+use axum::body::Body;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, Method};
+use axum::response::Response;
+use bytes::Bytes;
+
+use crate::discovery::Endpoint;
+use crate::error::GatewayError;
+use crate::state::AppState;
+use crate::upstream::{self, AttemptError};
+
+/// Returns the instances that may serve `model` (all of them when no model is asked for).
+///
+/// Instances whose model list is unknown are used only when no instance is known to serve it.
+pub fn candidates<'a>(
+    endpoints: &'a [Endpoint],
+    model: Option<&str>,
+    service: &str,
+) -> Result<Vec<&'a Endpoint>, GatewayError> {
+    if endpoints.is_empty() {
+        return Err(GatewayError::NoHealthyInstance(service.to_string()));
+    }
+    let Some(model) = model else {
+        return Ok(endpoints.iter().collect());
+    };
+    let known: Vec<&Endpoint> = endpoints
+        .iter()
+        .filter(|e| e.serves(model) == Some(true))
+        .collect();
+    if !known.is_empty() {
+        return Ok(known);
+    }
+    let unknown: Vec<&Endpoint> = endpoints
+        .iter()
+        .filter(|e| e.serves(model).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        return Ok(unknown);
+    }
+    Err(GatewayError::UnknownModel(model.to_string()))
+}
+
+/// Sends `body` to `path_and_query` on a picked node; on a connect error, timeout or 5xx,
+/// retries on a different node up to the configured budget. A node's 2xx/4xx is returned as is.
+pub async fn forward(
+    state: &AppState,
+    model: Option<&str>,
+    path_and_query: &str,
+    content_type: Option<&HeaderValue>,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
+    let endpoints = state.discovery.endpoints();
+    let candidates = candidates(&endpoints, model, &state.config.service_name)?;
+    let max_attempts = state.config.retries + 1;
+    let mut tried: Vec<&str> = Vec::with_capacity(max_attempts as usize);
+    let mut last_error = None;
+    while (tried.len() as u32) < max_attempts {
+        let Some(node) = state.balancer.pick(&candidates, &tried) else {
+            break;
+        };
+        if !tried.is_empty() {
+            metrics::counter!("gateway_upstream_retries_total", "node" => node.addr.clone())
+                .increment(1);
+        }
+        tried.push(&node.addr);
+        metrics::counter!("gateway_upstream_attempts_total", "node" => node.addr.clone())
+            .increment(1);
+        let result = upstream::exchange(
+            &state.http_client,
+            Method::POST,
+            &node.addr,
+            path_and_query,
+            content_type,
+            body.clone(),
+            state.config.upstream_timeout,
+        )
+        .await;
+        let failure = match result {
+            Ok(resp) if !resp.status.is_server_error() => {
+                state.balancer.record_success(&node.addr);
+                return Ok(into_response(resp));
+            }
+            Ok(resp) => (
+                "status",
+                AttemptError::Transport(format!("answered {}", resp.status)),
+            ),
+            Err(e @ AttemptError::Timeout(_)) => ("timeout", e),
+            Err(e) => ("transport", e),
+        };
+        let (reason, error) = failure;
+        metrics::counter!("gateway_upstream_failures_total", "node" => node.addr.clone(), "reason" => reason)
+            .increment(1);
+        tracing::warn!(node = %node.addr, %error, "upstream attempt failed");
+        if let Some(interval) = state.balancer.record_failure(&node.addr) {
+            metrics::counter!("gateway_upstream_ejections_total", "node" => node.addr.clone())
+                .increment(1);
+            tracing::warn!(node = %node.addr, ?interval, "node ejected");
+        }
+        last_error = Some(error);
+    }
+    let attempts = tried.len() as u32;
+    Err(match last_error {
+        Some(AttemptError::Timeout(_)) => GatewayError::UpstreamTimeout { attempts },
+        Some(AttemptError::Transport(reason)) => GatewayError::UpstreamFailed { attempts, reason },
+        None => GatewayError::NoHealthyInstance(state.config.service_name.clone()),
+    })
+}
+
+fn into_response(resp: upstream::UpstreamResponse) -> Response {
+    let mut out = Response::new(Body::from(resp.body));
+    *out.status_mut() = resp.status;
+    if let Some(ct) = resp.content_type {
+        out.headers_mut().insert(CONTENT_TYPE, ct);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ep(addr: &str, models: Option<&[&str]>) -> Endpoint {
+        Endpoint {
+            id: addr.to_string(),
+            addr: addr.to_string(),
+            models: models.map(|m| m.iter().map(|s| s.to_string()).collect::<Arc<[String]>>()),
+        }
+    }
+
+    #[test]
+    fn candidates_follow_the_model() {
+        let eps = vec![
+            ep("a:1", Some(&["LinearRegression", "RandomForest"])),
+            ep("b:1", Some(&["LinearRegression"])),
+            ep("c:1", None),
+        ];
+        let addrs = |model| {
+            candidates(&eps, model, "svc")
+                .map(|c| c.iter().map(|e| e.addr.as_str()).collect::<Vec<_>>())
+        };
+        assert_eq!(addrs(None).unwrap(), ["a:1", "b:1", "c:1"]);
+        assert_eq!(addrs(Some("RandomForest")).unwrap(), ["a:1"]);
+        assert_eq!(
+            addrs(Some("Lasso")).unwrap(),
+            ["c:1"],
+            "unknown lists are a fallback"
+        );
+        let only_known = &eps[..2];
+        assert!(matches!(
+            candidates(only_known, Some("Lasso"), "svc"),
+            Err(GatewayError::UnknownModel(_))
+        ));
+        assert!(matches!(
+            candidates(&[], None, "svc"),
+            Err(GatewayError::NoHealthyInstance(_))
+        ));
+    }
+}

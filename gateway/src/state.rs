@@ -1,0 +1,99 @@
+//! Shared application state handed to every handler.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::balance::{EjectPolicy, RandomBalancer};
+use crate::config::Config;
+use crate::discovery::{self, Discovery, consul::WatchConfig};
+use crate::error::GatewayError;
+use crate::upstream::{self, HttpClient};
+
+/// Cheap-to-clone handle on the gateway's state.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What the handlers share.
+pub struct Inner {
+    /// The configuration the gateway started with.
+    pub config: Config,
+    /// The healthy set of nodes, kept fresh by the Consul watcher.
+    pub discovery: Discovery,
+    /// Random choice among healthy nodes, with ejection of failing ones.
+    pub balancer: RandomBalancer,
+    /// Pooled keep-alive client for the nodes.
+    pub http_client: HttpClient,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Cancelled on shutdown (or when the state is dropped): stops background tasks.
+    pub background: CancellationToken,
+}
+
+// === impl AppState ===
+
+impl AppState {
+    /// Builds the state and starts the Consul watcher (it stops when the state is dropped or
+    /// `serve` returns). Must run inside a Tokio runtime.
+    pub fn new(config: Config) -> Result<AppState, GatewayError> {
+        let consul = consul::Client::new(
+            config.service_discovery_url.as_str(),
+            config.consul_token.clone(),
+        )
+        .map_err(|e| GatewayError::InvalidConfig(format!("SERVICE_DISCOVERY_URL: {e}")))?;
+        let background = CancellationToken::new();
+        let discovery = discovery::consul::spawn(
+            consul,
+            upstream::client(config.connect_timeout),
+            WatchConfig {
+                service: config.service_name.clone(),
+                wait: config.discovery_wait,
+                backoff_max: config.discovery_backoff_max,
+                models_timeout: config.models_timeout,
+            },
+            background.clone(),
+        );
+        Ok(AppState::with_discovery(config, discovery, background))
+    }
+
+    /// Builds the state around an existing discovery; `background` stops its watcher.
+    pub fn with_discovery(
+        config: Config,
+        discovery: Discovery,
+        background: CancellationToken,
+    ) -> AppState {
+        let balancer = RandomBalancer::new(
+            EjectPolicy {
+                after: config.eject_after,
+                base: config.eject_base,
+                max: config.eject_max,
+            },
+            config.rng_seed,
+        );
+        let http_client = upstream::client(config.connect_timeout);
+        AppState(Arc::new(Inner {
+            config,
+            discovery,
+            balancer,
+            http_client,
+            metrics: crate::telemetry::prometheus(),
+            background,
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.background.cancel();
+    }
+}
