@@ -1,0 +1,356 @@
+//! Extracts a typed [`Model`] from the inert object graph of a scikit-learn pickle.
+//!
+//! Only the estimators listed in [`extract`] are accepted; anything else (another estimator,
+//! an unsupported loss, a float32-fitted linear model, a custom GradientBoosting init) is
+//! refused with an error naming it. Per family: [`linear`] (LinearRegression, Ridge, Lasso,
+//! ElasticNet), [`trees`] (the `tree_` structure, DecisionTree, RandomForest, ExtraTrees),
+//! [`boosting`] (GradientBoosting), [`pipeline`] (StandardScaler + a final estimator).
+//! Nothing here panics on a malformed graph: every access is checked.
+
+mod boosting;
+mod linear;
+mod pipeline;
+mod trees;
+
+use crate::estimator::{Estimator, Model};
+use crate::pickle::{Global, Graph, NdArray, NodeId, Value};
+
+/// Why a decoded pickle could not become a [`Model`].
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// The pickle is a valid estimator we do not convert (the message names it).
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    /// An attribute is missing or has the wrong type or shape.
+    #[error("invalid {path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// Turns a decoded pickle into a [`Model`]: LinearRegression, Ridge, Lasso, ElasticNet,
+/// DecisionTreeRegressor, RandomForestRegressor, ExtraTreesRegressor,
+/// GradientBoostingRegressor, or a Pipeline of an optional StandardScaler and one of those.
+pub fn extract(graph: &Graph) -> Result<Model, ExtractError> {
+    let root = graph.root.ok_or_else(|| ExtractError::Invalid {
+        path: "pickle".into(),
+        reason: "it has no root value".into(),
+    })?;
+    let object = match Obj::new(graph, root, "model") {
+        Ok(object) => object,
+        Err(_) => {
+            let kind = value(graph, root, "model").map(describe).unwrap_or("value");
+            return Err(ExtractError::Unsupported(format!(
+                "the pickle holds a {kind}, not a scikit-learn estimator"
+            )));
+        }
+    };
+    if object.class_name() == "Pipeline" {
+        return pipeline::extract(&object);
+    }
+    let fitted = final_estimator(&object)?;
+    Ok(Model {
+        kind: object.class_name().to_owned(),
+        feature_names: fitted.meta.feature_names,
+        n_features: fitted.meta.n_features,
+        n_targets: fitted.n_targets,
+        sklearn_version: fitted.meta.sklearn_version,
+        scaler: None,
+        estimator: fitted.estimator,
+    })
+}
+
+/// A final estimator with what it says about its inputs and outputs.
+pub(crate) struct Fitted {
+    pub estimator: Estimator,
+    pub n_targets: usize,
+    pub meta: Meta,
+}
+
+/// The attributes every fitted estimator carries.
+pub(crate) struct Meta {
+    pub n_features: usize,
+    pub feature_names: Option<Vec<String>>,
+    pub sklearn_version: String,
+}
+
+/// Extracts a supported final (non-Pipeline) estimator.
+pub(crate) fn final_estimator(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
+    match object.class_name() {
+        "LinearRegression" | "Ridge" | "Lasso" | "ElasticNet" => linear::extract(object),
+        "DecisionTreeRegressor" => trees::decision_tree(object),
+        "RandomForestRegressor" => trees::forest(object, "DecisionTreeRegressor"),
+        "ExtraTreesRegressor" => trees::forest(object, "ExtraTreeRegressor"),
+        "GradientBoostingRegressor" => boosting::extract(object),
+        other => Err(ExtractError::Unsupported(format!(
+            "{other} ({}) is not a supported estimator",
+            object.class
+        ))),
+    }
+}
+
+// === helpers over the graph ===
+
+pub(crate) fn value<'g>(
+    graph: &'g Graph,
+    id: NodeId,
+    path: &str,
+) -> Result<&'g Value, ExtractError> {
+    graph.nodes.get(id.0).ok_or_else(|| ExtractError::Invalid {
+        path: path.to_owned(),
+        reason: "dangling reference".into(),
+    })
+}
+
+/// A short description of a value, for errors.
+pub(crate) fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::None => "None",
+        Value::Bool(_) => "bool",
+        Value::Int(_) => "int",
+        Value::Float(_) => "float",
+        Value::Str(_) => "str",
+        Value::Bytes(_) => "bytes",
+        Value::Tuple(_) => "tuple",
+        Value::List(_) => "list",
+        Value::Dict(_) => "dict",
+        Value::Set(_) => "set",
+        Value::Global(_) => "class reference",
+        Value::Object { .. } => "object",
+        Value::Dtype(_) => "dtype",
+        Value::NdArray(_) => "ndarray",
+    }
+}
+
+/// An estimator instance in the graph: its class and its `__dict__`, with a path for errors.
+pub(crate) struct Obj<'g> {
+    pub graph: &'g Graph,
+    pub class: &'g Global,
+    state: Vec<(&'g str, NodeId)>,
+    pub path: String,
+}
+
+impl<'g> Obj<'g> {
+    /// Wraps the object at `id`, whose BUILD state must be a dict with string keys.
+    pub fn new(graph: &'g Graph, id: NodeId, path: &str) -> Result<Self, ExtractError> {
+        let invalid = |reason: String| ExtractError::Invalid {
+            path: path.to_owned(),
+            reason,
+        };
+        let Value::Object { class, state, .. } = value(graph, id, path)? else {
+            let kind = describe(value(graph, id, path)?);
+            return Err(invalid(format!("expected an estimator, found a {kind}")));
+        };
+        let mut entries = Vec::new();
+        if let Some(state) = state {
+            let Value::Dict(items) = value(graph, *state, path)? else {
+                return Err(invalid(format!("{class} state is not a dict")));
+            };
+            for (key, val) in items {
+                if let Value::Str(key) = value(graph, *key, path)? {
+                    entries.push((key.as_str(), *val));
+                }
+            }
+        }
+        Ok(Self {
+            graph,
+            class,
+            state: entries,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn class_name(&self) -> &'g str {
+        &self.class.name
+    }
+
+    pub fn invalid(&self, attr: &str, reason: impl Into<String>) -> ExtractError {
+        ExtractError::Invalid {
+            path: format!("{}.{attr}", self.path),
+            reason: reason.into(),
+        }
+    }
+
+    /// The attribute `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&'g Value> {
+        let id = self.get_id(name)?;
+        self.graph.nodes.get(id.0)
+    }
+
+    pub fn get_id(&self, name: &str) -> Option<NodeId> {
+        self.state.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+
+    pub fn require(&self, name: &str) -> Result<&'g Value, ExtractError> {
+        self.get(name)
+            .ok_or_else(|| self.invalid(name, format!("{} has no {name}", self.class_name())))
+    }
+
+    pub fn array(&self, name: &str) -> Result<&'g NdArray, ExtractError> {
+        match self.require(name)? {
+            Value::NdArray(a) => Ok(a),
+            other => Err(self.invalid(
+                name,
+                format!("expected an ndarray, found a {}", describe(other)),
+            )),
+        }
+    }
+
+    /// A float attribute: Python float/int or a numpy scalar.
+    pub fn float(&self, name: &str) -> Result<f64, ExtractError> {
+        let v = self.require(name)?;
+        as_f64(v).ok_or_else(|| {
+            self.invalid(name, format!("expected a number, found a {}", describe(v)))
+        })
+    }
+
+    /// A non-negative integer attribute: Python int or a numpy integer scalar.
+    pub fn usize(&self, name: &str) -> Result<usize, ExtractError> {
+        let v = self.require(name)?;
+        let n = match v {
+            Value::Int(i) => usize::try_from(*i).ok(),
+            Value::NdArray(a) if a.shape.is_empty() => a
+                .to_i64()
+                .and_then(|v| v.first().and_then(|&x| usize::try_from(x).ok())),
+            _ => None,
+        };
+        n.ok_or_else(|| self.invalid(name, "expected a non-negative integer"))
+    }
+
+    pub fn str(&self, name: &str) -> Option<&'g str> {
+        match self.get(name)? {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool, ExtractError> {
+        match self.require(name)? {
+            Value::Bool(b) => Ok(*b),
+            Value::Int(i) => Ok(*i != 0),
+            _ => Err(self.invalid(name, "expected a bool")),
+        }
+    }
+
+    /// The attributes every fitted estimator carries; `derived_features` is the input width
+    /// implied by the fitted parameters, checked against `n_features_in_`.
+    pub fn meta(&self, derived_features: usize) -> Result<Meta, ExtractError> {
+        let n_features = match self.get("n_features_in_") {
+            Some(_) => self.usize("n_features_in_")?,
+            None => derived_features,
+        };
+        if n_features != derived_features {
+            return Err(self.invalid(
+                "n_features_in_",
+                format!(
+                    "is {n_features} but the fitted parameters use {derived_features} features"
+                ),
+            ));
+        }
+        if n_features == 0 {
+            return Err(self.invalid("n_features_in_", "the model has no input features"));
+        }
+        let feature_names = match self.get("feature_names_in_") {
+            None | Some(Value::None) => None,
+            Some(Value::NdArray(a)) => {
+                let names: Option<Vec<String>> = a
+                    .objects
+                    .iter()
+                    .map(|id| match self.graph.nodes.get(id.0) {
+                        Some(Value::Str(s)) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let names = names
+                    .filter(|n| a.dtype.kind == 'O' && n.len() == n_features)
+                    .ok_or_else(|| {
+                        self.invalid(
+                            "feature_names_in_",
+                            format!("expected {n_features} strings"),
+                        )
+                    })?;
+                Some(names)
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    "feature_names_in_",
+                    format!("expected an ndarray, found a {}", describe(other)),
+                ));
+            }
+        };
+        Ok(Meta {
+            n_features,
+            feature_names,
+            sklearn_version: self.str("_sklearn_version").unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+/// A number from a Python int/float/bool or a numeric numpy scalar.
+pub(crate) fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        Value::NdArray(a) if a.shape.is_empty() => a.to_f64()?.first().copied(),
+        _ => None,
+    }
+}
+
+/// Elements of a float64 array, refusing other dtypes with a message naming `what`.
+pub(crate) fn f64_values(
+    object: &Obj<'_>,
+    attr: &str,
+    array: &NdArray,
+) -> Result<Vec<f64>, ExtractError> {
+    if array.dtype.kind != 'f' {
+        return Err(object.invalid(
+            attr,
+            format!(
+                "expected a float array, found dtype kind '{}'",
+                array.dtype.kind
+            ),
+        ));
+    }
+    array
+        .to_f64()
+        .ok_or_else(|| object.invalid(attr, "array data does not match its dtype"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_estimator_roots_are_refused() {
+        let graph = Graph {
+            nodes: vec![Value::List(vec![])],
+            root: Some(NodeId(0)),
+        };
+        let err = extract(&graph).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unsupported model: the pickle holds a list, not a scikit-learn estimator"
+        );
+        let empty = Graph::default();
+        assert!(extract(&empty).is_err());
+    }
+
+    #[test]
+    fn allow_listed_helpers_are_not_models() {
+        let graph = Graph {
+            nodes: vec![Value::Object {
+                class: Global {
+                    module: "sklearn.dummy".into(),
+                    name: "DummyRegressor".into(),
+                },
+                args: vec![],
+                state: None,
+            }],
+            root: Some(NodeId(0)),
+        };
+        let err = extract(&graph).unwrap_err().to_string();
+        assert!(
+            err.contains("DummyRegressor (sklearn.dummy.DummyRegressor) is not a supported"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! LinearRegression, Ridge, Lasso, ElasticNet: `coef_` and `intercept_`.
+
+use super::{ExtractError, Fitted, Obj, as_f64, describe, f64_values};
+use crate::estimator::{Estimator, Linear};
+use crate::pickle::Value;
+
+/// Extracts `y = x @ coef_.T + intercept_`, for one or several targets.
+pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
+    let class = object.class_name();
+    let coef = object.array("coef_")?;
+    if coef.dtype.kind == 'f' && coef.dtype.itemsize == 4 {
+        return Err(ExtractError::Unsupported(format!(
+            "{class} was fitted on float32 data (coef_ is float32, and sklearn then predicts in \
+             float32); refit it on float64 data"
+        )));
+    }
+    let flat = f64_values(object, "coef_", coef)?;
+    let (n_targets, n_features) = match coef.shape.as_slice() {
+        [f] => (1, *f),
+        [t, f] => (*t, *f),
+        shape => return Err(object.invalid("coef_", format!("unexpected shape {shape:?}"))),
+    };
+    if n_targets == 0 || n_features == 0 {
+        return Err(object.invalid("coef_", format!("empty shape {:?}", coef.shape)));
+    }
+    let coef_rows: Vec<Vec<f64>> = flat.chunks_exact(n_features).map(<[f64]>::to_vec).collect();
+    let intercept = match object.require("intercept_")? {
+        Value::NdArray(a) if a.dtype.kind == 'f' && a.dtype.itemsize == 4 => {
+            return Err(ExtractError::Unsupported(format!(
+                "{class} was fitted on float32 data (intercept_ is float32); refit it on float64 data"
+            )));
+        }
+        Value::NdArray(a) if !a.shape.is_empty() => f64_values(object, "intercept_", a)?,
+        scalar => {
+            let v = as_f64(scalar).ok_or_else(|| {
+                object.invalid(
+                    "intercept_",
+                    format!("expected a number or array, found a {}", describe(scalar)),
+                )
+            })?;
+            vec![v; n_targets]
+        }
+    };
+    if intercept.len() != n_targets {
+        return Err(object.invalid(
+            "intercept_",
+            format!("has {} values for {n_targets} targets", intercept.len()),
+        ));
+    }
+    let meta = object.meta(n_features)?;
+    Ok(Fitted {
+        estimator: Estimator::Linear(Linear {
+            coef: coef_rows,
+            intercept,
+        }),
+        n_targets,
+        meta,
+    })
+}
