@@ -1,9 +1,7 @@
 //! tools: offline utilities for the model-serving cluster (`convert-models`).
 
-pub mod convert;
 pub mod error;
 pub mod estimator;
-pub mod golden;
 pub mod onnx;
 pub mod pickle;
 pub mod sklearn;
