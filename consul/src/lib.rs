@@ -8,12 +8,14 @@
 //! - [`client`]: [`Client`], the reqwest-based client (register, deregister, blocking health
 //!   queries, TTL updates, ...).
 //! - [`error`]: [`ConsulError`], the client's one error type.
+//! - [`standin`]: `consul-dev`, the stand-in agent (`serve`, and `spawn` for tests).
 
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod duration;
 pub mod error;
+pub mod standin;
 pub mod types;
 
 pub use client::{Client, QueryMeta, QueryOptions};

@@ -1,0 +1,173 @@
+//! `consul-dev`: runs the Consul-compatible development stand-in (see [`consul::standin`]).
+//! Production uses real Consul; this binary exists for local clusters and tests.
+//!
+//! It parses [`Config`], starts tracing, binds the listener and calls
+//! [`consul::standin::serve`] until SIGINT or SIGTERM.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use consul::standin::{self, StandInConfig};
+
+/// Command-line and environment configuration of consul-dev.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    version,
+    about = "Consul-compatible stand-in for development and tests (production uses real Consul)"
+)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "CONSUL_DEV_BIND", default_value = "127.0.0.1:8500")]
+    pub bind: SocketAddr,
+
+    /// ACL token every API call must present (X-Consul-Token or Authorization: Bearer).
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// How often services with long-critical checks are reaped (Go duration).
+    #[arg(long, env = "CONSUL_DEV_REAPER_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub reaper_interval: Duration,
+
+    /// Minimum DeregisterCriticalServiceAfter (Go duration).
+    #[arg(long, env = "CONSUL_DEV_DEREGISTER_FLOOR", default_value = "1m", value_parser = parse_duration)]
+    pub deregister_floor: Duration,
+
+    /// Node name reported in the catalog.
+    #[arg(long, env = "CONSUL_DEV_NODE_NAME", default_value = "consul-dev")]
+    pub node_name: String,
+
+    /// Datacenter name reported in the catalog.
+    #[arg(long, env = "CONSUL_DEV_DATACENTER", default_value = "dc1")]
+    pub datacenter: String,
+
+    /// Write logs as JSON lines.
+    #[arg(long, env = "CONSUL_DEV_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    /// Returns the stand-in settings; the node advertises the bind IP (loopback when the
+    /// bind address is unspecified).
+    fn standin(&self) -> StandInConfig {
+        let ip = self.bind.ip();
+        StandInConfig {
+            token: self.token.clone().filter(|t| !t.is_empty()),
+            reaper_interval: self.reaper_interval,
+            deregister_floor: self.deregister_floor,
+            node_name: self.node_name.clone(),
+            datacenter: self.datacenter.clone(),
+            advertise_addr: if ip.is_unspecified() {
+                StandInConfig::default().advertise_addr
+            } else {
+                ip
+            },
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = consul::duration::parse(s)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".to_string());
+    }
+    Ok(d)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_tracing(config.log_json);
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let addr = listener.local_addr().context("listener address")?;
+    tracing::info!(
+        %addr,
+        "consul-dev (development stand-in; production uses real Consul) listening on {addr}"
+    );
+    standin::serve(listener, config.standin(), shutdown_signal())
+        .await
+        .context("serving the Consul stand-in")?;
+    tracing::info!("consul-dev stopped");
+    Ok(())
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_flags() {
+        let c = Config::try_parse_from([
+            "consul-dev",
+            "--bind",
+            "0.0.0.0:18500",
+            "--token",
+            "secret",
+            "--reaper-interval",
+            "1s",
+            "--deregister-floor",
+            "90s",
+        ])
+        .unwrap();
+        let s = c.standin();
+        assert_eq!(s.token.as_deref(), Some("secret"));
+        assert_eq!(s.reaper_interval, Duration::from_secs(1));
+        assert_eq!(s.deregister_floor, Duration::from_secs(90));
+        assert!(s.advertise_addr.is_loopback());
+    }
+
+    #[test]
+    fn rejects_bad_durations_and_addresses() {
+        assert!(Config::try_parse_from(["consul-dev", "--reaper-interval", "soon"]).is_err());
+        assert!(Config::try_parse_from(["consul-dev", "--reaper-interval", "0s"]).is_err());
+        assert!(Config::try_parse_from(["consul-dev", "--bind", "localhost"]).is_err());
+    }
+}
