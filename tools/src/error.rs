@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use inference_node::model::ModelError;
 use inference_node::onnx_runtime::RuntimeError;
 
+use crate::pickle::PickleError;
+use crate::sklearn::ExtractError;
+
 /// Why a model could not be converted or verified.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -14,6 +17,27 @@ pub enum ConvertError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The pickle could not be read safely (refused, malformed, over a limit).
+    #[error(transparent)]
+    Pickle(#[from] PickleError),
+    /// The pickle holds something that is not a supported scikit-learn model.
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    /// A source file is larger than the reader accepts.
+    #[error("{path} is larger than {cap} bytes")]
+    TooLarge { path: PathBuf, cap: u64 },
+    /// A PATH argument does not exist.
+    #[error("no such file or directory")]
+    NotFound(PathBuf),
+    /// A PATH argument is a file that is neither `.pkl` nor `.joblib`.
+    #[error("{0} is not a .pkl or .joblib file")]
+    NotASource(PathBuf),
+    /// A directory PATH holds no `.pkl` or `.joblib` file.
+    #[error("no .pkl or .joblib files under {0}")]
+    NoSources(PathBuf),
+    /// Two sources would be written to the same `.onnx` file.
+    #[error("{onnx} would also be written from {other}")]
+    SameOutput { onnx: PathBuf, other: PathBuf },
     /// The extracted model is internally inconsistent (shapes, indices, values).
     #[error("invalid model: {0}")]
     InvalidModel(String),
@@ -34,7 +58,7 @@ pub enum ConvertError {
     Golden { path: PathBuf, reason: String },
     /// ONNX predictions differ from sklearn's beyond the tolerance.
     #[error(
-        "prediction mismatch at row {row}, target {target}: ONNX {onnx:?}, sklearn {expected:?} (|Δ| {delta:e} > tolerance {tolerance:e})"
+        "prediction mismatch at row {row}, target {target}: ONNX {onnx:?}, sklearn {expected:?} (|Δ| {delta:.3e} > tolerance {tolerance:.1e})"
     )]
     Mismatch {
         row: usize,
@@ -45,10 +69,10 @@ pub enum ConvertError {
         tolerance: f64,
     },
     /// `--check`: the ONNX file is missing.
-    #[error("{0} does not exist (run convert-models without --check)")]
+    #[error("not found (run convert-models without --check to create it)")]
     MissingOnnx(PathBuf),
     /// `--check`: the ONNX file was converted from a different version of the source.
-    #[error("stale: {onnx} records source sha256 {recorded}, the source now has {actual}")]
+    #[error("stale: converted from a source with sha256 {recorded}, the source now has {actual}")]
     Stale {
         onnx: PathBuf,
         recorded: String,

@@ -1,7 +1,19 @@
-//! tools: offline utilities for the model-serving cluster (`convert-models`).
+//! tools: offline utilities for the model-serving cluster: the `convert-models` binary, which
+//! turns scikit-learn pickles into the ONNX models the inference nodes serve, without ever
+//! running pickle code.
+//!
+//! # Layout
+//! - [`pickle`]: safe pickle/joblib reader producing an inert object graph.
+//! - [`sklearn`]: extracts a typed [`estimator::Model`] from that graph.
+//! - [`onnx`]: writes an [`estimator::Model`] as an ONNX model (double precision).
+//! - [`convert`]: the driver (find sources, convert once, verify, write atomically, `--check`).
+//! - [`golden`]: sklearn's own predictions (`golden.json`) and the comparison rules.
+//! - [`error`]: [`error::ConvertError`], the crate's error type.
 
+pub mod convert;
 pub mod error;
 pub mod estimator;
+pub mod golden;
 pub mod onnx;
 pub mod pickle;
 pub mod sklearn;

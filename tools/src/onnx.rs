@@ -129,19 +129,41 @@ pub fn encode(model: &Model, source: &Source) -> Result<Vec<u8>, ConvertError> {
     Ok(build(model, source)?.encode_to_vec())
 }
 
+/// Parses a serialised ONNX model.
+pub fn decode(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
+    ModelProto::decode(bytes)
+}
+
 /// Reads the `metadata_props` of a serialised ONNX model.
 pub fn metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>, prost::DecodeError> {
-    let model = ModelProto::decode(bytes)?;
-    Ok(model
+    Ok(metadata_of(&decode(bytes)?))
+}
+
+/// The `metadata_props` of an ONNX model as a map.
+pub fn metadata_of(model: &ModelProto) -> BTreeMap<String, String> {
+    model
         .metadata_props
-        .into_iter()
+        .iter()
         .map(|entry| {
-            (
-                entry.key.unwrap_or_default(),
-                entry.value.unwrap_or_default(),
-            )
+            let key = entry.key.clone().unwrap_or_default();
+            (key, entry.value.clone().unwrap_or_default())
         })
-        .collect())
+        .collect()
+}
+
+/// The number of trees of a model this module wrote (`None` if it has no `TreeEnsemble`).
+pub fn tree_count(model: &ModelProto) -> Option<usize> {
+    let node = model
+        .graph
+        .as_ref()?
+        .node
+        .iter()
+        .find(|n| n.op_type.as_deref() == Some("TreeEnsemble"))?;
+    let roots = node
+        .attribute
+        .iter()
+        .find(|a| a.name.as_deref() == Some("tree_roots"))?;
+    Some(roots.ints.len())
 }
 
 /// A double `[N, width]` tensor description with a dynamic batch dimension.

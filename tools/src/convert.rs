@@ -1,0 +1,449 @@
+//! The `convert-models` driver: finds pickles, converts each once, verifies, writes atomically.
+//!
+//! For every `NAME.pkl` / `NAME.joblib` under the given paths ([`find_jobs`]) it writes
+//! `NAME.onnx` beside the source (or under `--out-dir`, same relative path). A model whose
+//! `.onnx` already records the source's sha256 is skipped unless forced. Each new file is
+//! written to a temporary file in the target directory, loaded through the inference node's
+//! own loader (real ONNX Runtime), compared with the golden predictions when `golden.json` has
+//! them, and only then renamed into place. [`check`] re-verifies existing files.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use inference_node::model::Model as OnnxModel;
+use ndarray::Array2;
+use sha2::{Digest, Sha256};
+
+use crate::error::ConvertError;
+use crate::estimator::{Estimator, Model};
+use crate::golden::{self, Golden, Tolerance};
+use crate::onnx;
+use crate::pickle::{self, Limits};
+
+/// Source file extensions that are converted.
+pub const SOURCE_EXTENSIONS: [&str; 2] = ["pkl", "joblib"];
+/// Deepest directory level searched below a PATH.
+const MAX_DEPTH: usize = 32;
+
+/// What to do with the models found.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Write `.onnx` files under this directory (same relative path) instead of beside sources.
+    pub out_dir: Option<PathBuf>,
+    /// Convert even when the `.onnx` file is up to date.
+    pub force: bool,
+    /// Only verify existing `.onnx` files; write nothing.
+    pub check: bool,
+}
+
+/// One model to convert or check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub source: PathBuf,
+    pub onnx: PathBuf,
+}
+
+/// What happened to one model (one output line).
+#[derive(Debug)]
+pub enum Outcome {
+    Converted { job: Job, summary: Summary },
+    UpToDate { job: Job },
+    Verified { job: Job, summary: Summary },
+    Failed { path: PathBuf, error: ConvertError },
+}
+
+/// What a model is and how close it came to sklearn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub estimator: String,
+    /// Number of trees, for tree models.
+    pub trees: Option<usize>,
+    /// Largest |ONNX - sklearn| over the golden rows; `None` without golden predictions.
+    pub max_delta: Option<f64>,
+}
+
+// === impl Outcome ===
+
+impl Outcome {
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed { .. })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Converted { job, summary } => write!(
+                f,
+                "converted  {} -> {} ({summary})",
+                job.source.display(),
+                job.onnx.display()
+            ),
+            Outcome::UpToDate { job } => write!(
+                f,
+                "up to date {} -> {}",
+                job.source.display(),
+                job.onnx.display()
+            ),
+            Outcome::Verified { job, summary } => {
+                write!(f, "verified   {} ({summary})", job.onnx.display())
+            }
+            Outcome::Failed { path, error } => {
+                write!(f, "failed     {}: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.estimator)?;
+        match self.trees {
+            Some(1) => write!(f, ", 1 tree")?,
+            Some(n) => write!(f, ", {n} trees")?,
+            None => {}
+        }
+        match self.max_delta {
+            Some(0.0) => write!(f, ", max |Δ| 0"),
+            Some(d) => write!(f, ", max |Δ| {d:.1e}"),
+            None => write!(f, ", no golden predictions"),
+        }
+    }
+}
+
+// === discovery ===
+
+/// Finds the sources under each path (a file or a directory searched recursively, in sorted
+/// order). A path that cannot be used becomes a failed outcome.
+pub fn find_jobs(paths: &[PathBuf], out_dir: Option<&Path>) -> (Vec<Job>, Vec<Outcome>) {
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut failures = Vec::new();
+    for root in paths {
+        let sources = match sources_under(root) {
+            Ok(sources) => sources,
+            Err(error) => {
+                failures.push(Outcome::Failed {
+                    path: root.clone(),
+                    error,
+                });
+                continue;
+            }
+        };
+        for source in sources {
+            let onnx = onnx_path(root, &source, out_dir);
+            if let Some(other) = jobs.iter().find(|j| j.onnx == onnx) {
+                let error = ConvertError::SameOutput {
+                    onnx,
+                    other: other.source.clone(),
+                };
+                failures.push(Outcome::Failed {
+                    path: source,
+                    error,
+                });
+            } else if !jobs.iter().any(|j| j.source == source) {
+                jobs.push(Job { source, onnx });
+            }
+        }
+    }
+    (jobs, failures)
+}
+
+/// The sources a PATH names: itself if it is a source file, else those found below it.
+fn sources_under(root: &Path) -> Result<Vec<PathBuf>, ConvertError> {
+    if root.is_dir() {
+        let mut sources = Vec::new();
+        collect(root, 0, &mut sources)?;
+        if sources.is_empty() {
+            return Err(ConvertError::NoSources(root.to_path_buf()));
+        }
+        Ok(sources)
+    } else if root.is_file() {
+        if is_source(root) {
+            Ok(vec![root.to_path_buf()])
+        } else {
+            Err(ConvertError::NotASource(root.to_path_buf()))
+        }
+    } else {
+        Err(ConvertError::NotFound(root.to_path_buf()))
+    }
+}
+
+fn collect(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), ConvertError> {
+    let io = |source| ConvertError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io)?;
+    entries.sort();
+    for path in entries {
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        // symlink_metadata: never follow directory links (no loops).
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() && !hidden && depth < MAX_DEPTH {
+            collect(&path, depth + 1, out)?;
+        } else if !meta.is_dir() && path.is_file() && is_source(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn is_source(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| SOURCE_EXTENSIONS.contains(&e))
+}
+
+/// `NAME.onnx` beside the source, or under `out_dir` at the source's path relative to `root`.
+pub fn onnx_path(root: &Path, source: &Path, out_dir: Option<&Path>) -> PathBuf {
+    let file_name = Path::new(source.file_name().unwrap_or_default()).with_extension("onnx");
+    match out_dir {
+        None => source.with_file_name(file_name),
+        Some(out) => {
+            let relative = source
+                .strip_prefix(root)
+                .ok()
+                .filter(|r| !r.as_os_str().is_empty())
+                .and_then(Path::parent)
+                .unwrap_or(Path::new(""));
+            out.join(relative).join(file_name)
+        }
+    }
+}
+
+// === conversion ===
+
+/// Runs every job (convert or check) and hands each outcome to `report` as it happens.
+pub fn run(paths: &[PathBuf], options: &Options, mut report: impl FnMut(&Outcome)) -> bool {
+    let (jobs, failures) = find_jobs(paths, options.out_dir.as_deref());
+    let mut ok = failures.is_empty();
+    for failure in &failures {
+        report(failure);
+    }
+    for job in jobs {
+        let outcome = if options.check {
+            check(job)
+        } else {
+            convert(job, options.force)
+        };
+        ok &= !outcome.is_failure();
+        report(&outcome);
+    }
+    ok
+}
+
+/// Converts one model unless its `.onnx` is up to date (or `force`).
+pub fn convert(job: Job, force: bool) -> Outcome {
+    match try_convert(&job, force) {
+        Ok(Some(summary)) => Outcome::Converted { job, summary },
+        Ok(None) => Outcome::UpToDate { job },
+        Err(error) => Outcome::Failed {
+            path: job.source,
+            error,
+        },
+    }
+}
+
+fn try_convert(job: &Job, force: bool) -> Result<Option<Summary>, ConvertError> {
+    let limits = Limits::default();
+    let bytes = read_capped(&job.source, limits.max_bytes)?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if !force && recorded_sha256(&job.onnx).is_some_and(|recorded| recorded == sha256) {
+        return Ok(None);
+    }
+    let file_name = file_name(&job.source);
+    let graph = pickle::read_bytes(&bytes, &file_name, &limits)?;
+    let model = crate::sklearn::extract(&graph)?;
+    let onnx_bytes = onnx::encode(&model, &onnx::Source { file_name, sha256 })?;
+
+    let dir = match job.onnx.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ConvertError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // Written to a temporary file in the same directory, verified, then renamed: a crash or a
+    // failed check never leaves a partial or wrong `.onnx` behind.
+    let mut temp = tempfile::Builder::new()
+        .prefix(".convert-models-")
+        .suffix(".onnx.tmp")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    temp.write_all(&onnx_bytes)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(io(temp.path()))?;
+    let max_delta = verify(temp.path(), &job.source, &tolerance(&model))?;
+    temp.persist(&job.onnx).map_err(|e| ConvertError::Io {
+        path: job.onnx.clone(),
+        source: e.error,
+    })?;
+    Ok(Some(Summary {
+        estimator: model.kind.clone(),
+        trees: tree_count(&model),
+        max_delta,
+    }))
+}
+
+// === checking ===
+
+/// Re-verifies an existing `.onnx`: present, converted from the current source, and (with a
+/// golden file) predicting what sklearn predicted.
+pub fn check(job: Job) -> Outcome {
+    match try_check(&job) {
+        Ok(summary) => Outcome::Verified { job, summary },
+        Err(error) => Outcome::Failed {
+            path: job.onnx,
+            error,
+        },
+    }
+}
+
+fn try_check(job: &Job) -> Result<Summary, ConvertError> {
+    if !job.onnx.is_file() {
+        return Err(ConvertError::MissingOnnx(job.onnx.clone()));
+    }
+    let onnx_bytes = std::fs::read(&job.onnx).map_err(|source| ConvertError::Io {
+        path: job.onnx.clone(),
+        source,
+    })?;
+    let proto = onnx::decode(&onnx_bytes).map_err(|source| ConvertError::Decode {
+        path: job.onnx.clone(),
+        source,
+    })?;
+    let meta = onnx::metadata_of(&proto);
+    let recorded = meta
+        .get(inference_node::model::META_SOURCE_SHA256)
+        .cloned()
+        .unwrap_or_default();
+    let source = read_capped(&job.source, Limits::default().max_bytes)?;
+    let actual = hex::encode(Sha256::digest(&source));
+    if recorded != actual {
+        return Err(ConvertError::Stale {
+            onnx: job.onnx.clone(),
+            recorded,
+            actual,
+        });
+    }
+    let trees = onnx::tree_count(&proto);
+    let tolerance = if trees == Some(1) {
+        Tolerance::Exact
+    } else {
+        golden::RELATIVE
+    };
+    let max_delta = verify(&job.onnx, &job.source, &tolerance)?;
+    Ok(Summary {
+        estimator: meta
+            .get(inference_node::model::META_ESTIMATOR)
+            .cloned()
+            .unwrap_or_default(),
+        trees,
+        max_delta,
+    })
+}
+
+// === shared steps ===
+
+/// Loads `onnx` through the inference node's loader and compares it with the golden
+/// predictions for `source`; without them, runs one row to prove the model executes.
+fn verify(onnx: &Path, source: &Path, tolerance: &Tolerance) -> Result<Option<f64>, ConvertError> {
+    let env = inference_node::onnx_runtime::environment(None)?;
+    let model = OnnxModel::load(env, &file_name(source), onnx)?;
+    let dir = source.parent().unwrap_or(Path::new("."));
+    let golden_path = Golden::path_in(dir);
+    let golden = Golden::load(&golden_path)?;
+    let Some((golden, expected)) = golden
+        .as_ref()
+        .and_then(|g| g.model(&file_name(source)).map(|m| (g, m)))
+    else {
+        let probe = Array2::zeros((1, model.n_features()));
+        model.predict(probe.view())?;
+        return Ok(None);
+    };
+    let golden_error = |reason: String| ConvertError::Golden {
+        path: golden_path.clone(),
+        reason,
+    };
+    // A model fit without names records x0..xN-1, which says nothing about the golden names.
+    let model_names = &model.info().feature_names;
+    let unnamed = model_names
+        .iter()
+        .enumerate()
+        .all(|(i, n)| *n == format!("x{i}"));
+    if let Some(names) = &golden.feature_names
+        && names != model_names
+        && !unnamed
+    {
+        return Err(golden_error(format!(
+            "feature names {names:?} differ from the model's {model_names:?}"
+        )));
+    }
+    let rows = golden.rows(&golden_path)?;
+    if rows.ncols() != model.n_features() {
+        return Err(golden_error(format!(
+            "hold-out rows have {} features, the model {}",
+            rows.ncols(),
+            model.n_features()
+        )));
+    }
+    let predictions = model.predict(rows.view())?;
+    golden::compare(&predictions, &expected.predictions, *tolerance).map(Some)
+}
+
+/// Single trees must match sklearn exactly; everything else within 1e-12 relative.
+pub fn tolerance(model: &Model) -> Tolerance {
+    if tree_count(model) == Some(1) {
+        Tolerance::Exact
+    } else {
+        golden::RELATIVE
+    }
+}
+
+fn tree_count(model: &Model) -> Option<usize> {
+    match &model.estimator {
+        Estimator::Trees(e) => Some(e.trees.len()),
+        Estimator::Linear(_) => None,
+    }
+}
+
+/// The `source_sha256` an existing `.onnx` records, if it is a readable ONNX model.
+fn recorded_sha256(onnx: &Path) -> Option<String> {
+    let bytes = std::fs::read(onnx).ok()?;
+    let proto = onnx::decode(&bytes).ok()?;
+    onnx::metadata_of(&proto).remove(inference_node::model::META_SOURCE_SHA256)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads a file of at most `cap` bytes.
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ConvertError> {
+    let io = |source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > cap {
+        return Err(ConvertError::TooLarge {
+            path: path.to_path_buf(),
+            cap,
+        });
+    }
+    Ok(bytes)
+}
