@@ -276,11 +276,13 @@ fn try_convert(job: &Job, force: bool) -> Result<Option<Summary>, ConvertError> 
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     // Written to a temporary file in the same directory, verified, then renamed: a crash or a
     // failed check never leaves a partial or wrong `.onnx` behind.
-    let mut temp = tempfile::Builder::new()
-        .prefix(".convert-models-")
-        .suffix(".onnx.tmp")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".convert-models-").suffix(".onnx.tmp");
+    // Readable by everyone (minus the umask) like any file the user creates, not the
+    // owner-only mode of a temporary file: containers and other users read these models.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut temp = builder.tempfile_in(dir).map_err(io(dir))?;
     temp.write_all(&onnx_bytes)
         .and_then(|()| temp.as_file().sync_all())
         .map_err(io(temp.path()))?;

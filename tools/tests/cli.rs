@@ -93,6 +93,17 @@ fn converts_once_then_reports_up_to_date_and_checks() {
     let expected: Vec<String> = names.iter().map(|n| format!("{n}.onnx")).collect();
     // Only the .onnx files: no temporary files left behind.
     assert_eq!(onnx_files(&dir.join("models/gdp_growth_rate")), expected);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ridge = dir.join("models/gdp_growth_rate/Ridge.onnx");
+        let mode = std::fs::metadata(ridge).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o044,
+            0o044,
+            "written models are readable by everyone: {mode:o}"
+        );
+    }
 
     let (code, out) = run(dir, &[]);
     assert_eq!(code, 0, "{out}");
