@@ -1,8 +1,142 @@
-//! inference-node: serves converted scikit-learn models (ONNX) through ONNX Runtime.
+//! inference-node: serves converted scikit-learn models (ONNX) through ONNX Runtime, speaking
+//! the seed's API (`/health`, `/predict`) and the Open Inference Protocol (`/v2/...`), and
+//! registering itself in Consul.
 //!
 //! # Layout
+//! - [`config`]: `Config` (clap derive, every setting also from the environment).
 //! - [`onnx_runtime`]: finds `libonnxruntime.so` and creates the process-wide environment.
 //! - [`model`]: one ONNX model, its metadata contract with `convert-models`, and `predict`.
+//! - [`registry`]: every model of `MODELS_DIR`, by name.
+//! - [`batcher`]: one inference thread per model, merging concurrent requests (dynamic batching).
+//! - [`input`]: validation of the seed's `/predict` body with FastAPI's error shapes.
+//! - [`v2`]: Open Inference Protocol wire types and tensor decoding.
+//! - [`http`]: the router and handlers; [`error`]: `NodeError` and its status table.
+//! - [`state`]: `AppState` (models, in-flight bound, draining flag).
+//! - [`metrics`]: Prometheus recorder and request middleware.
+//! - [`registration`]: Consul register / refresh / deregister loop.
+//! - [`shutdown`], [`telemetry`], [`probe`]: signals, logging, `--health-check`.
+//!
+//! [`serve`] runs the whole node on a bound listener until a shutdown future completes.
 
+#![forbid(unsafe_code)]
+
+pub mod batcher;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod input;
+pub mod metrics;
 pub mod model;
 pub mod onnx_runtime;
+pub mod probe;
+pub mod registration;
+pub mod registry;
+pub mod shutdown;
+pub mod state;
+pub mod telemetry;
+pub mod v2;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::NodeError;
+pub use http::router;
+pub use state::AppState;
+
+/// How often histogram samples are folded into buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Serves the node on `listener` until `shutdown` completes, then: marks the node draining
+/// (`/health` 503), deregisters from Consul, stops accepting, and waits for in-flight requests
+/// up to the configured grace period.
+///
+/// Registers in Consul when `SERVICE_DISCOVERY_URL` is set, advertising `listener`'s port.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| NodeError::Config(format!("listener has no address: {e}")))?;
+    let background = CancellationToken::new();
+    let registration = start_registration(&state, local.port())?;
+    tokio::spawn(metrics_upkeep(state.clone(), background.clone()));
+
+    let (drain_started, drain_rx) = oneshot::channel::<()>();
+    let signal_state = state.clone();
+    let signal = async move {
+        shutdown.await;
+        signal_state.start_draining();
+        tracing::info!("shutting down: deregistering, then finishing in-flight requests");
+        if let Some((cancel, task)) = registration {
+            cancel.cancel();
+            let _ = task.await;
+        }
+        let _ = drain_started.send(());
+    };
+    tracing::info!(address = %local, models = state.registry.len(), "serving");
+    let server = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let grace = state.config.shutdown_grace;
+    let grace_timer = async move {
+        if drain_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        result = server => result.map_err(|e| NodeError::Config(format!("server failed: {e}"))),
+        () = grace_timer => {
+            tracing::warn!(grace = ?grace, "grace period over; abandoning the requests still in flight");
+            Ok(())
+        }
+    };
+    background.cancel();
+    tracing::info!("stopped");
+    result
+}
+
+type Registration = (CancellationToken, tokio::task::JoinHandle<()>);
+
+fn start_registration(state: &AppState, port: u16) -> Result<Option<Registration>, NodeError> {
+    let config = &state.config;
+    let Some(url) = &config.service_discovery_url else {
+        tracing::info!("SERVICE_DISCOVERY_URL is not set: not registering in Consul");
+        return Ok(None);
+    };
+    let client = consul::Client::new(url.as_str(), config.consul_token.clone())
+        .map_err(|e| NodeError::Config(format!("SERVICE_DISCOVERY_URL: {e}")))?;
+    let models: Vec<&str> = state.registry.names().collect();
+    let host = config.advertise_host();
+    let service = registration::service_definition(
+        config,
+        &host,
+        port,
+        &models,
+        state.registry.default_name(),
+    );
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(registration::maintain(
+        client,
+        service,
+        config.registration_refresh,
+        cancel.clone(),
+    ));
+    Ok(Some((cancel, task)))
+}
+
+async fn metrics_upkeep(state: AppState, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(METRICS_UPKEEP) => state.metrics.run_upkeep(),
+        }
+    }
+}

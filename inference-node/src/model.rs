@@ -67,8 +67,11 @@ impl Model {
         let meta = session.metadata().map_err(|e| fail(e.to_string()))?;
         let text = |key: &str| meta.custom(key).unwrap_or_default();
         let feature_names: Vec<String> = match meta.custom(META_FEATURE_NAMES) {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| fail(format!("metadata {META_FEATURE_NAMES} is not a JSON string list: {e}")))?,
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                fail(format!(
+                    "metadata {META_FEATURE_NAMES} is not a JSON string list: {e}"
+                ))
+            })?,
             None => (0..n_features).map(|i| format!("x{i}")).collect(),
         };
         if feature_names.len() != n_features {
@@ -130,7 +133,9 @@ impl Model {
         let n_targets = self.info.n_targets;
         let flat: Vec<f64> = view.iter().copied().collect();
         Array2::from_shape_vec((n_rows, n_targets), flat).map_err(|e| {
-            ModelError::Inference(format!("output shape does not match [{n_rows}, {n_targets}]: {e}"))
+            ModelError::Inference(format!(
+                "output shape does not match [{n_rows}, {n_targets}]: {e}"
+            ))
         })
     }
 }
@@ -150,10 +155,16 @@ fn matrix_width(session: &Session, input: bool) -> Result<usize, String> {
         (session.outputs(), OUTPUT_NAME, "output")
     };
     let [outlet] = outlets else {
-        return Err(format!("expected exactly one {kind}, found {}", outlets.len()));
+        return Err(format!(
+            "expected exactly one {kind}, found {}",
+            outlets.len()
+        ));
     };
     if outlet.name() != expected {
-        return Err(format!("{kind} is named {:?}, expected {expected:?}", outlet.name()));
+        return Err(format!(
+            "{kind} is named {:?}, expected {expected:?}",
+            outlet.name()
+        ));
     }
     match outlet.dtype() {
         ValueType::Tensor {
@@ -161,6 +172,8 @@ fn matrix_width(session: &Session, input: bool) -> Result<usize, String> {
             shape,
             ..
         } if shape.len() == 2 && shape[1] > 0 => Ok(shape[1] as usize),
-        other => Err(format!("{kind} {expected:?} must be a double [N, k] tensor, found {other:?}")),
+        other => Err(format!(
+            "{kind} {expected:?} must be a double [N, k] tensor, found {other:?}"
+        )),
     }
 }

@@ -130,6 +130,10 @@ mod tests {
     fn defaults_end_with_the_system_location() {
         let candidates = default_candidates();
         assert_eq!(candidates.last().unwrap(), Path::new(SYSTEM_LIBRARY));
-        assert!(candidates.iter().any(|p| p.ends_with(".ort/lib/libonnxruntime.so")));
+        assert!(
+            candidates
+                .iter()
+                .any(|p| p.ends_with(".ort/lib/libonnxruntime.so"))
+        );
     }
 }

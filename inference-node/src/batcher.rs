@@ -1,0 +1,169 @@
+//! Dynamic batching: one inference thread per model merges queued requests into one ONNX
+//! Runtime call.
+//!
+//! Requests are queued on a channel. The model's thread takes the first queued job, then keeps
+//! taking jobs while they fit in `max_rows` and either are already queued or arrive within
+//! `max_wait`. It runs the model once on the concatenated rows and hands every job its slice
+//! of the output. Under load the queue fills while the previous call runs, so batches grow
+//! with concurrency; with one client they stay at one row and add no delay (`max_wait` 0).
+//! Inference therefore never runs on the async workers.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use ndarray::ArrayView2;
+use tokio::sync::oneshot;
+
+use crate::error::NodeError;
+use crate::metrics;
+use crate::model::Model;
+
+/// How jobs are merged.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPolicy {
+    /// Most rows per ONNX Runtime call (a larger single job still runs, alone).
+    pub max_rows: usize,
+    /// How long to wait for more jobs after the first one.
+    pub max_wait: Duration,
+}
+
+/// Handle to a model's inference thread.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: Sender<Job>,
+    n_features: usize,
+    n_targets: usize,
+}
+
+struct Job {
+    rows: Vec<f64>,
+    n_rows: usize,
+    reply: oneshot::Sender<Result<Vec<f64>, NodeError>>,
+}
+
+impl Batcher {
+    /// Starts the inference thread for `model`; it stops when the last handle is dropped.
+    pub fn spawn(model: Arc<Model>, policy: BatchPolicy) -> std::io::Result<Batcher> {
+        let (queue, jobs) = mpsc::channel();
+        let n_features = model.n_features();
+        let n_targets = model.info().n_targets;
+        std::thread::Builder::new()
+            .name(format!("infer-{}", model.name()))
+            .stack_size(256 * 1024)
+            .spawn(move || run(&model, policy, &jobs))?;
+        Ok(Batcher {
+            queue,
+            n_features,
+            n_targets,
+        })
+    }
+
+    /// Predicts `rows` (row-major, `n_rows * n_features` values); returns
+    /// `n_rows * n_targets` values, all finite (JSON cannot carry anything else).
+    pub async fn predict(&self, rows: Vec<f64>) -> Result<Vec<f64>, NodeError> {
+        let n_rows = rows.len() / self.n_features;
+        debug_assert_eq!(rows.len(), n_rows * self.n_features);
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            rows,
+            n_rows,
+            reply,
+        };
+        self.queue
+            .send(job)
+            .map_err(|_| NodeError::Inference("the inference thread has stopped".into()))?;
+        let output = answer
+            .await
+            .map_err(|_| NodeError::Inference("the inference thread dropped a request".into()))??;
+        match output.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(NodeError::NonFinitePrediction {
+                row: i / self.n_targets,
+            }),
+            None => Ok(output),
+        }
+    }
+
+    /// Returns the number of outputs per row.
+    pub fn n_targets(&self) -> usize {
+        self.n_targets
+    }
+}
+
+fn run(model: &Model, policy: BatchPolicy, jobs: &Receiver<Job>) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let mut rows = first.n_rows;
+        let mut batch = vec![first];
+        let deadline = Instant::now() + policy.max_wait;
+        while rows < policy.max_rows {
+            let next = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match jobs.recv_timeout(deadline - now) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            if rows + next.n_rows > policy.max_rows {
+                carried = Some(next);
+                break;
+            }
+            rows += next.n_rows;
+            batch.push(next);
+        }
+        execute(model, batch, rows);
+    }
+}
+
+/// Runs one ONNX Runtime call for `batch` (`total_rows` rows) and answers every job.
+fn execute(model: &Model, batch: Vec<Job>, total_rows: usize) {
+    let n_features = model.n_features();
+    let n_targets = model.info().n_targets;
+    let started = Instant::now();
+    let result = if let [job] = batch.as_slice() {
+        predict_flat(model, &job.rows, job.n_rows)
+    } else {
+        let mut rows = Vec::with_capacity(total_rows * n_features);
+        for job in &batch {
+            rows.extend_from_slice(&job.rows);
+        }
+        predict_flat(model, &rows, total_rows)
+    };
+    metrics::record_inference(model.name(), total_rows, started.elapsed());
+    match result {
+        Ok(output) => {
+            let mut offset = 0;
+            for job in batch {
+                let len = job.n_rows * n_targets;
+                let _ = job.reply.send(Ok(output[offset..offset + len].to_vec()));
+                offset += len;
+            }
+        }
+        Err(message) => {
+            for job in batch {
+                let _ = job.reply.send(Err(NodeError::Inference(message.clone())));
+            }
+        }
+    }
+}
+
+fn predict_flat(model: &Model, rows: &[f64], n_rows: usize) -> Result<Vec<f64>, String> {
+    let view =
+        ArrayView2::from_shape((n_rows, model.n_features()), rows).map_err(|e| e.to_string())?;
+    let output = model.predict(view).map_err(|e| e.to_string())?;
+    Ok(output.into_raw_vec_and_offset().0)
+}

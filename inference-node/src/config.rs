@@ -1,0 +1,324 @@
+//! Command-line and environment configuration.
+//!
+//! The seed's settings keep the seed's variable names (`PORT`, `GDP_MODEL_NAME`,
+//! `SERVICE_DISCOVERY_URL`, ...); the node's own tuning knobs use an `INFERENCE_NODE_` prefix
+//! (not `NODE_`, which Node.js owns). An unknown `INFERENCE_NODE_*` variable is an error
+//! ([`Config::check_environment`]), so typos do not pass silently.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use reqwest::Url;
+
+use crate::error::NodeError;
+
+/// Configuration of the inference node.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "inference-node",
+    version,
+    about = "Serves the GDP-growth models through ONNX Runtime"
+)]
+pub struct Config {
+    /// Port the HTTP API listens on.
+    #[arg(long, env = "PORT", default_value_t = 5000, global = true)]
+    pub port: u16,
+
+    /// Address the HTTP API binds to.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Directory whose `*.onnx` files are loaded (the file stem is the model name).
+    #[arg(long, env = "MODELS_DIR", default_value = "models/gdp_growth_rate")]
+    pub models_dir: PathBuf,
+
+    /// Model used when a request names none.
+    #[arg(long, env = "GDP_MODEL_NAME", default_value = "LinearRegression")]
+    pub default_model: String,
+
+    /// Consul base URL; unset means the node does not register anywhere.
+    #[arg(long, env = "SERVICE_DISCOVERY_URL")]
+    pub service_discovery_url: Option<Url>,
+
+    /// Service name registered in Consul.
+    #[arg(long, env = "SERVICE_NAME", default_value = "gdp-growth-model")]
+    pub service_name: String,
+
+    /// Host other services reach this node at (default: this machine's hostname).
+    #[arg(long, env = "ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
+
+    /// Consul ACL token sent as `X-Consul-Token`.
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub consul_token: Option<String>,
+
+    /// Path of `libonnxruntime.so` (default: `.ort/lib`, then `/usr/local/lib`).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_dylib_path: Option<PathBuf>,
+
+    /// How often Consul probes `/health`.
+    #[arg(long, env = "INFERENCE_NODE_CHECK_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub check_interval: Duration,
+
+    /// Timeout of one Consul probe.
+    #[arg(long, env = "INFERENCE_NODE_CHECK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub check_timeout: Duration,
+
+    /// Consul removes the node after its check has been critical this long.
+    #[arg(long, env = "INFERENCE_NODE_DEREGISTER_AFTER", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub deregister_after: Duration,
+
+    /// How often the node confirms Consul still knows it (and re-registers if not).
+    #[arg(long, env = "INFERENCE_NODE_REGISTRATION_REFRESH", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub registration_refresh: Duration,
+
+    /// Largest accepted request body, in bytes (larger bodies get 413).
+    #[arg(long, env = "INFERENCE_NODE_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most rows one request may carry (a batch `/predict` or a V2 infer).
+    #[arg(long, env = "INFERENCE_NODE_MAX_BATCH_ROWS", default_value_t = 10_000)]
+    pub max_batch_rows: usize,
+
+    /// Most prediction requests in progress at once; more get 429 at once.
+    #[arg(long, env = "INFERENCE_NODE_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// Most rows the dynamic batcher merges into one ONNX Runtime call (1 disables batching).
+    #[arg(long, env = "INFERENCE_NODE_BATCH_MAX_ROWS", default_value_t = 64)]
+    pub batch_max_rows: usize,
+
+    /// How long the batcher waits for more requests once one is queued (0: take what is queued).
+    #[arg(long, env = "INFERENCE_NODE_BATCH_MAX_WAIT", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub batch_max_wait: Duration,
+
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, env = "INFERENCE_NODE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "INFERENCE_NODE_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+
+    /// Probe `http://127.0.0.1:$PORT/health` and exit 0 if it answers 200, 1 otherwise
+    /// (for container health checks; images have no curl).
+    #[arg(long)]
+    pub health_check: bool,
+
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Same as `--health-check`.
+    Healthcheck,
+}
+
+/// The prefix of the node's own settings.
+pub const PREFIX: &str = "INFERENCE_NODE_";
+
+/// The `INFERENCE_NODE_*` variables the node reads; any other one is rejected.
+pub const NODE_VARIABLES: &[&str] = &[
+    "INFERENCE_NODE_CHECK_INTERVAL",
+    "INFERENCE_NODE_CHECK_TIMEOUT",
+    "INFERENCE_NODE_DEREGISTER_AFTER",
+    "INFERENCE_NODE_REGISTRATION_REFRESH",
+    "INFERENCE_NODE_MAX_BODY_BYTES",
+    "INFERENCE_NODE_MAX_BATCH_ROWS",
+    "INFERENCE_NODE_MAX_IN_FLIGHT",
+    "INFERENCE_NODE_BATCH_MAX_ROWS",
+    "INFERENCE_NODE_BATCH_MAX_WAIT",
+    "INFERENCE_NODE_SHUTDOWN_GRACE",
+    "INFERENCE_NODE_LOG_JSON",
+];
+
+impl Config {
+    /// Returns whether this invocation only probes a running node's health.
+    pub fn is_health_check(&self) -> bool {
+        self.health_check || matches!(self.command, Some(Command::Healthcheck))
+    }
+
+    /// Rejects settings that parse but make no sense, naming the setting.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        let positive = [
+            ("INFERENCE_NODE_MAX_BATCH_ROWS", self.max_batch_rows),
+            ("INFERENCE_NODE_MAX_IN_FLIGHT", self.max_in_flight),
+            ("INFERENCE_NODE_BATCH_MAX_ROWS", self.batch_max_rows),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(NodeError::Config(format!("{name} must be at least 1")));
+            }
+        }
+        if self.max_body_bytes < 256 {
+            return Err(NodeError::Config(format!(
+                "INFERENCE_NODE_MAX_BODY_BYTES must be at least 256, got {}",
+                self.max_body_bytes
+            )));
+        }
+        let nonzero = [
+            ("INFERENCE_NODE_CHECK_INTERVAL", self.check_interval),
+            ("INFERENCE_NODE_CHECK_TIMEOUT", self.check_timeout),
+            (
+                "INFERENCE_NODE_REGISTRATION_REFRESH",
+                self.registration_refresh,
+            ),
+        ];
+        for (name, value) in nonzero {
+            if value.is_zero() {
+                return Err(NodeError::Config(format!("{name} must be longer than 0s")));
+            }
+        }
+        if self.check_timeout > self.check_interval {
+            return Err(NodeError::Config(format!(
+                "INFERENCE_NODE_CHECK_TIMEOUT ({}) must not exceed INFERENCE_NODE_CHECK_INTERVAL ({})",
+                humantime::format_duration(self.check_timeout),
+                humantime::format_duration(self.check_interval)
+            )));
+        }
+        if self.default_model.trim().is_empty() {
+            return Err(NodeError::Config("GDP_MODEL_NAME must not be empty".into()));
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(NodeError::Config("SERVICE_NAME must not be empty".into()));
+        }
+        if let Some(url) = &self.service_discovery_url
+            && url.scheme() != "http"
+        {
+            return Err(NodeError::Config(format!(
+                "SERVICE_DISCOVERY_URL must be an http:// URL, got {url}"
+            )));
+        }
+        if matches!(&self.advertise_address, Some(a) if a.trim().is_empty()) {
+            return Err(NodeError::Config(
+                "ADVERTISE_ADDRESS must not be empty when set".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rejects unknown `INFERENCE_NODE_*` variables among `vars` (pass `std::env::vars()`).
+    pub fn check_environment(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), NodeError> {
+        let unknown: Vec<String> = vars
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with(PREFIX) && !NODE_VARIABLES.contains(&name.as_str()))
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(NodeError::Config(format!(
+                "unknown setting(s) {}; known {PREFIX}* settings: {}",
+                unknown.join(", "),
+                NODE_VARIABLES.join(", ")
+            )))
+        }
+    }
+
+    /// Returns the host registered in Consul: `ADVERTISE_ADDRESS`, else the hostname.
+    pub fn advertise_host(&self) -> String {
+        if let Some(address) = &self.advertise_address {
+            return address.trim().to_string();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "127.0.0.1".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let config = Config::try_parse_from(["inference-node"]).unwrap();
+        assert_eq!(config.port, 5000);
+        assert_eq!(config.default_model, "LinearRegression");
+        assert_eq!(config.service_name, "gdp-growth-model");
+        assert_eq!(config.models_dir, PathBuf::from("models/gdp_growth_rate"));
+        assert!(config.service_discovery_url.is_none());
+        assert!(!config.is_health_check());
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn durations_and_health_check_parse() {
+        let config = Config::try_parse_from([
+            "inference-node",
+            "--check-interval",
+            "500ms",
+            "--check-timeout",
+            "200ms",
+            "healthcheck",
+        ])
+        .unwrap();
+        assert_eq!(config.check_interval, Duration::from_millis(500));
+        assert!(config.is_health_check());
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        let config = Config::try_parse_from(["inference-node", "--max-in-flight", "0"]).unwrap();
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("INFERENCE_NODE_MAX_IN_FLIGHT"),
+            "{message}"
+        );
+
+        let config = Config::try_parse_from(["inference-node", "--check-timeout", "20s"]).unwrap();
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("INFERENCE_NODE_CHECK_TIMEOUT"),
+            "{message}"
+        );
+
+        let error = Config::try_parse_from(["inference-node", "--port", "http"]).unwrap_err();
+        assert!(error.to_string().contains("--port"), "{error}");
+        let error = Config::try_parse_from(["inference-node", "--no-such-flag"]).unwrap_err();
+        assert!(error.to_string().contains("--no-such-flag"), "{error}");
+    }
+
+    #[test]
+    fn unknown_node_variables_are_rejected() {
+        let vars = [
+            ("INFERENCE_NODE_MAX_IN_FLIGHT".to_string(), "3".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+            ("NODE_EXTRA_CA_CERTS".to_string(), "/x.pem".to_string()),
+        ];
+        Config::check_environment(vars).unwrap();
+        let message = Config::check_environment([(
+            "INFERENCE_NODE_MAXINFLIGHT".to_string(),
+            "3".to_string(),
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("INFERENCE_NODE_MAXINFLIGHT"), "{message}");
+    }
+
+    #[test]
+    fn advertise_address_wins_over_hostname() {
+        let config =
+            Config::try_parse_from(["inference-node", "--advertise-address", "127.0.0.1"]).unwrap();
+        assert_eq!(config.advertise_host(), "127.0.0.1");
+        let config = Config::try_parse_from(["inference-node"]).unwrap();
+        assert!(!config.advertise_host().is_empty());
+    }
+}

@@ -1,0 +1,145 @@
+//! The Open Inference Protocol (KServe V2) REST endpoints; errors are `{"error": ...}`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{NodeError, V2Error};
+use crate::http::body_error;
+use crate::registry::Served;
+use crate::state::AppState;
+use crate::v2::{self, InferRequest, InferResponse, ModelMetadata, OutputTensor, ServerMetadata};
+
+/// The header that marks the binary tensor extension.
+const BINARY_HEADER: &str = "inference-header-content-length";
+
+/// `GET /v2`: server metadata.
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "inference-node",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: vec![],
+    })
+}
+
+/// `GET /v2/health/live`: 200 while the process serves.
+pub async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+/// `GET /v2/health/ready` and `GET /ready`: 200 when models are loaded and the node is not
+/// draining, 503 otherwise.
+pub async fn ready(State(state): State<AppState>) -> StatusCode {
+    if state.registry.is_empty() || state.is_draining() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// `GET /v2/models/{name}`: model metadata.
+pub async fn model_metadata(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelMetadata>, V2Error> {
+    let served = state.registry.get(Some(&name))?;
+    Ok(Json(ModelMetadata::from_info(served.model.info())))
+}
+
+/// `GET /v2/models/{name}/ready`: 200 for a loaded model, 404 otherwise.
+pub async fn model_ready(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, V2Error> {
+    state.registry.get(Some(&name))?;
+    Ok(ready(State(state)).await)
+}
+
+/// `GET /v2/models/{name}/versions/{version}`.
+pub async fn versioned_metadata(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<ModelMetadata>, V2Error> {
+    check_version(&name, &version)?;
+    model_metadata(State(state), Path(name)).await
+}
+
+/// `GET /v2/models/{name}/versions/{version}/ready`.
+pub async fn versioned_ready(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<StatusCode, V2Error> {
+    check_version(&name, &version)?;
+    model_ready(State(state), Path(name)).await
+}
+
+/// `POST /v2/models/{name}/infer`.
+pub async fn infer(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V2Error> {
+    let _permit = state.admit()?;
+    let served = state.registry.get(Some(&name))?;
+    run_infer(&state, served, &headers, body).await
+}
+
+/// `POST /v2/models/{name}/versions/{version}/infer`.
+pub async fn versioned_infer(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V2Error> {
+    let _permit = state.admit()?;
+    check_version(&name, &version)?;
+    let served = state.registry.get(Some(&name))?;
+    run_infer(&state, served, &headers, body).await
+}
+
+async fn run_infer(
+    state: &AppState,
+    served: &Served,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V2Error> {
+    if headers.contains_key(BINARY_HEADER) {
+        return Err(NodeError::BadRequest(
+            "the binary tensor data extension is not supported: send the data as JSON (binary_data=False)".into(),
+        )
+        .into());
+    }
+    let body = body.map_err(|r| body_error(r, state.config.max_body_bytes))?;
+    let mut request: InferRequest = serde_json::from_slice(&body)
+        .map_err(|e| NodeError::BadRequest(format!("invalid inference request: {e}")))?;
+    let info = served.model.info();
+    let (rows, n_rows) = v2::decode(&mut request, info, state.config.max_batch_rows)?;
+    let data = served.batcher.predict(rows).await?;
+    let response = InferResponse {
+        model_name: info.name.clone(),
+        model_version: v2::VERSION,
+        id: request.id,
+        outputs: vec![OutputTensor {
+            name: crate::model::OUTPUT_NAME,
+            datatype: "FP64",
+            shape: vec![n_rows, info.n_targets],
+            data,
+        }],
+    };
+    Ok(Json(response).into_response())
+}
+
+fn check_version(name: &str, version: &str) -> Result<(), NodeError> {
+    if version == v2::VERSION {
+        Ok(())
+    } else {
+        Err(NodeError::ModelNotFound {
+            name: format!("{name} version {version}"),
+            available: vec![format!("{name} version {}", v2::VERSION)],
+        })
+    }
+}

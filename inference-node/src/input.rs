@@ -1,0 +1,369 @@
+//! Validation of the seed's `/predict` body, with FastAPI/pydantic's error shapes.
+//!
+//! The body is one row (`{"gdp_per_capita": 50000, ...}`) or a list of rows. Each row must
+//! have exactly the model's features, each a finite number (numeric strings such as `"5.2"`
+//! are accepted, as pydantic does). Every problem becomes a [`FieldError`] whose `loc` names
+//! the field, so a 422 lists all of them at once. Values are read from the raw JSON text, so
+//! `1e999` is reported at its field (as not finite) instead of failing the whole document.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::error::FieldError;
+
+/// A validated body: rows of features in the model's feature order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    /// Row-major values, `n_rows * n_features`.
+    pub values: Vec<f64>,
+    /// Whether the body was a list (the answer is a list too).
+    pub batch: bool,
+}
+
+/// Parses and validates a `/predict` body against `features`; batches hold at most
+/// `max_rows` rows.
+pub fn parse(body: &[u8], features: &[String], max_rows: usize) -> Result<Rows, Vec<FieldError>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(vec![error(
+            "missing",
+            vec![],
+            "Field required",
+            Value::Null,
+        )]);
+    }
+    let raw: &RawValue = serde_json::from_slice(body).map_err(|e| vec![json_invalid(body, &e)])?;
+    let text = raw.get();
+    if text.starts_with('{') {
+        let mut values = Vec::with_capacity(features.len());
+        let mut errors = Vec::new();
+        parse_row(raw, features, None, &mut values, &mut errors);
+        return if errors.is_empty() {
+            Ok(Rows {
+                values,
+                batch: false,
+            })
+        } else {
+            Err(errors)
+        };
+    }
+    if text.starts_with('[') {
+        let items: Vec<&RawValue> =
+            serde_json::from_str(text).map_err(|e| vec![json_invalid(body, &e)])?;
+        if items.is_empty() {
+            return Err(vec![error(
+                "too_short",
+                vec![],
+                "List should have at least 1 item after validation, not 0",
+                Value::Array(vec![]),
+            )]);
+        }
+        if items.len() > max_rows {
+            return Err(vec![FieldError {
+                kind: "too_long",
+                loc: vec!["body".into()],
+                msg: format!(
+                    "List should have at most {max_rows} items after validation, not {}",
+                    items.len()
+                ),
+                input: Value::String(format!("<list of {} rows>", items.len())),
+                ctx: Some(
+                    serde_json::json!({ "field_type": "List", "max_length": max_rows, "actual_length": items.len() }),
+                ),
+            }]);
+        }
+        let mut values = Vec::with_capacity(items.len() * features.len());
+        let mut errors = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            parse_row(item, features, Some(index), &mut values, &mut errors);
+        }
+        return if errors.is_empty() {
+            Ok(Rows {
+                values,
+                batch: true,
+            })
+        } else {
+            Err(errors)
+        };
+    }
+    Err(vec![error(
+        "model_attributes_type",
+        vec![],
+        "Input should be a valid dictionary or object to extract fields from",
+        to_value(raw),
+    )])
+}
+
+/// Validates one row (`raw`) and appends its values, or its errors.
+fn parse_row(
+    raw: &RawValue,
+    features: &[String],
+    index: Option<usize>,
+    values: &mut Vec<f64>,
+    errors: &mut Vec<FieldError>,
+) {
+    let loc = |field: Option<&str>| {
+        let mut loc: Vec<Value> = Vec::new();
+        if let Some(i) = index {
+            loc.push(i.into());
+        }
+        if let Some(f) = field {
+            loc.push(f.into());
+        }
+        loc
+    };
+    let fields = match serde_json::from_str::<Fields<'_>>(raw.get()) {
+        Ok(fields) => fields.0,
+        Err(_) => {
+            errors.push(error(
+                "model_attributes_type",
+                loc(None),
+                "Input should be a valid dictionary or object to extract fields from",
+                to_value(raw),
+            ));
+            return;
+        }
+    };
+    for name in features {
+        // NOTE: like Python's json, a repeated key keeps its last value.
+        match fields.iter().rev().find(|(key, _)| key == name) {
+            Some((_, value)) => match number(value) {
+                Ok(v) => values.push(v),
+                Err((kind, msg)) => errors.push(error(kind, loc(Some(name)), msg, to_value(value))),
+            },
+            None => errors.push(error(
+                "missing",
+                loc(Some(name)),
+                "Field required",
+                to_value(raw),
+            )),
+        }
+    }
+    for (key, value) in &fields {
+        if !features.iter().any(|f| f == key) {
+            errors.push(error(
+                "extra_forbidden",
+                loc(Some(key)),
+                "Extra inputs are not permitted",
+                to_value(value),
+            ));
+        }
+    }
+}
+
+/// Reads a finite number from a JSON number or numeric string.
+fn number(raw: &RawValue) -> Result<f64, (&'static str, &'static str)> {
+    let text = raw.get();
+    let parsed = match text.as_bytes().first() {
+        Some(b'"') => {
+            let s: Cow<'_, str> = serde_json::from_str(text).map_err(|_| FLOAT_PARSING)?;
+            s.trim().parse::<f64>().map_err(|_| FLOAT_PARSING)?
+        }
+        Some(b'-' | b'0'..=b'9') => text.parse::<f64>().map_err(|_| FLOAT_TYPE)?,
+        _ => return Err(FLOAT_TYPE),
+    };
+    if parsed.is_finite() {
+        Ok(parsed)
+    } else {
+        Err(("finite_number", "Input should be a finite number"))
+    }
+}
+
+const FLOAT_TYPE: (&str, &str) = ("float_type", "Input should be a valid number");
+const FLOAT_PARSING: (&str, &str) = (
+    "float_parsing",
+    "Input should be a valid number, unable to parse string as a number",
+);
+
+fn error(kind: &'static str, loc: Vec<Value>, msg: &str, input: Value) -> FieldError {
+    let mut full = vec![Value::from("body")];
+    full.extend(loc);
+    FieldError {
+        kind,
+        loc: full,
+        msg: msg.to_string(),
+        input,
+        ctx: None,
+    }
+}
+
+/// FastAPI's answer to a body that is not JSON: `json_invalid` at the byte position.
+fn json_invalid(body: &[u8], e: &serde_json::Error) -> FieldError {
+    let position = byte_offset(body, e.line(), e.column());
+    FieldError {
+        kind: "json_invalid",
+        loc: vec!["body".into(), position.into()],
+        msg: "JSON decode error".into(),
+        input: Value::Object(Default::default()),
+        ctx: Some(serde_json::json!({ "error": e.to_string() })),
+    }
+}
+
+fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
+    let line_start: usize = body
+        .split(|b| *b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    (line_start + column.saturating_sub(1)).min(body.len())
+}
+
+/// The offending input as JSON; text that is no JSON value (`1e999`) stays a string.
+fn to_value(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or_else(|_| Value::String(raw.get().to_string()))
+}
+
+/// An object's members in order, values kept as raw JSON.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    fields.push((key, value));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn features() -> Vec<String> {
+        [
+            "gdp_per_capita",
+            "unemployment_rate",
+            "gdp_growth_rate_lag",
+            "gdp_growth_rate_ma",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn parse_str(body: &str) -> Result<Rows, Vec<FieldError>> {
+        parse(body.as_bytes(), &features(), 3)
+    }
+
+    #[test]
+    fn parses_the_seed_example() {
+        let rows = parse_str(
+            r#"{"gdp_per_capita": 50000, "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1, "gdp_growth_rate_ma": 2.3}"#,
+        )
+        .unwrap();
+        assert_eq!(rows.values, vec![50000.0, 5.2, 2.1, 2.3]);
+        assert!(!rows.batch);
+    }
+
+    #[test]
+    fn orders_fields_by_feature_and_accepts_numeric_strings() {
+        let rows = parse_str(
+            r#"[{"gdp_growth_rate_ma": 4, "gdp_growth_rate_lag": 3, "unemployment_rate": "2", "gdp_per_capita": 1}]"#,
+        )
+        .unwrap();
+        assert_eq!(rows.values, vec![1.0, 2.0, 3.0, 4.0]);
+        assert!(rows.batch);
+    }
+
+    fn single_error(body: &str) -> FieldError {
+        let errors = parse_str(body).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn each_bad_field_is_located() {
+        let base = r#""gdp_per_capita": 1, "unemployment_rate": 2, "gdp_growth_rate_lag": 3"#;
+        let cases = [
+            (format!("{{{base}}}"), "missing", "gdp_growth_rate_ma"),
+            (
+                format!(r#"{{{base}, "gdp_growth_rate_ma": null}}"#),
+                "float_type",
+                "gdp_growth_rate_ma",
+            ),
+            (
+                format!(r#"{{{base}, "gdp_growth_rate_ma": "abc"}}"#),
+                "float_parsing",
+                "gdp_growth_rate_ma",
+            ),
+            (
+                format!(r#"{{{base}, "gdp_growth_rate_ma": "NaN"}}"#),
+                "finite_number",
+                "gdp_growth_rate_ma",
+            ),
+            (
+                format!(r#"{{{base}, "gdp_growth_rate_ma": 1e999}}"#),
+                "finite_number",
+                "gdp_growth_rate_ma",
+            ),
+            (
+                format!(r#"{{{base}, "gdp_growth_rate_ma": true}}"#),
+                "float_type",
+                "gdp_growth_rate_ma",
+            ),
+            (
+                format!(r#"{{{base}, "gdp_growth_rate_ma": [1]}}"#),
+                "float_type",
+                "gdp_growth_rate_ma",
+            ),
+            (
+                format!(r#"{{{base}, "gdp_growth_rate_ma": 1, "x": 1}}"#),
+                "extra_forbidden",
+                "x",
+            ),
+        ];
+        for (body, kind, field) in cases {
+            let e = single_error(&body);
+            assert_eq!(e.kind, kind, "{body}");
+            assert_eq!(
+                e.loc,
+                vec![Value::from("body"), Value::from(field)],
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn batch_errors_carry_the_row_index() {
+        let good = r#"{"gdp_per_capita": 1, "unemployment_rate": 2, "gdp_growth_rate_lag": 3, "gdp_growth_rate_ma": 4}"#;
+        let body = format!(r#"[{good}, {{"gdp_per_capita": 1}}]"#);
+        let errors = parse_str(&body).unwrap_err();
+        assert_eq!(errors.len(), 3);
+        assert_eq!(
+            errors[0].loc,
+            vec![Value::from("body"), 1.into(), "unemployment_rate".into()]
+        );
+    }
+
+    #[test]
+    fn document_level_problems() {
+        assert_eq!(single_error("").kind, "missing");
+        assert_eq!(single_error("{").kind, "json_invalid");
+        assert_eq!(single_error("[]").kind, "too_short");
+        assert_eq!(single_error("[1,2,3,4]").kind, "too_long");
+        assert_eq!(single_error("42").kind, "model_attributes_type");
+        let e = single_error("[1]");
+        assert_eq!(e.kind, "model_attributes_type");
+        assert_eq!(e.loc, vec![Value::from("body"), 0.into()]);
+    }
+
+    #[test]
+    fn json_error_position_is_a_byte_offset() {
+        let e = single_error("{\n \"a\": }");
+        assert_eq!(e.loc[1], Value::from(8));
+    }
+}

@@ -1,0 +1,48 @@
+//! The `inference-node` binary: parses the configuration, starts logging, loads the models,
+//! binds the listener and runs [`inference_node::serve`] until SIGINT/SIGTERM.
+//! `inference-node --health-check` (or `healthcheck`) probes a running node instead.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use inference_node::{AppState, Config, probe, shutdown, telemetry};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    if config.is_health_check() {
+        return match probe::health(config.port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("unhealthy: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    telemetry::init(config.log_json);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    Config::check_environment(std::env::vars())?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let started = std::time::Instant::now();
+        let addr = SocketAddr::new(config.host, config.port);
+        let state = AppState::new(config).context("cannot start the inference node")?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (PORT/HOST)"))?;
+        tracing::info!(took_ms = started.elapsed().as_millis() as u64, "ready");
+        inference_node::serve(listener, state, shutdown::signal()).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,111 @@
+//! The set of loaded models: every `*.onnx` file of the models directory, each with its
+//! inference thread ([`Batcher`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::batcher::{BatchPolicy, Batcher};
+use crate::error::NodeError;
+use crate::model::{Model, ModelInfo};
+use crate::onnx_runtime;
+
+/// A loaded model and the handle that runs it.
+#[derive(Clone)]
+pub struct Served {
+    /// The model (metadata and session).
+    pub model: Arc<Model>,
+    /// Its inference thread.
+    pub batcher: Batcher,
+}
+
+/// Every loaded model, by name, plus which one is the default.
+pub struct Registry {
+    models: BTreeMap<String, Served>,
+    default: String,
+}
+
+impl Registry {
+    /// Loads every `*.onnx` file in `dir` (the file stem is the model name) and checks that
+    /// `default` is among them. Fails on the first model that does not load.
+    pub fn load(
+        dir: &Path,
+        default: &str,
+        ort_library: Option<&Path>,
+        policy: BatchPolicy,
+    ) -> Result<Registry, NodeError> {
+        let env = onnx_runtime::environment(ort_library)?;
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            NodeError::Models(format!("MODELS_DIR {} cannot be read: {e}", dir.display()))
+        })?;
+        let mut paths: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "onnx") && path.is_file())
+            .collect();
+        paths.sort();
+        let mut models = BTreeMap::new();
+        for path in paths {
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                return Err(NodeError::Models(format!(
+                    "model file name {} is not valid UTF-8",
+                    path.display()
+                )));
+            };
+            let model = Arc::new(Model::load(env, name, &path).map_err(NodeError::ModelLoad)?);
+            let batcher = Batcher::spawn(model.clone(), policy).map_err(|e| {
+                NodeError::Models(format!("cannot start the inference thread for {name}: {e}"))
+            })?;
+            tracing::info!(model = name, estimator = %model.info().estimator, "loaded model");
+            models.insert(name.to_string(), Served { model, batcher });
+        }
+        if !models.contains_key(default) {
+            let found: Vec<&str> = models.keys().map(String::as_str).collect();
+            return Err(NodeError::Models(format!(
+                "default model GDP_MODEL_NAME={default} has no {default}.onnx in MODELS_DIR {} (found: [{}]); run convert-models first",
+                dir.display(),
+                found.join(", ")
+            )));
+        }
+        Ok(Registry {
+            models,
+            default: default.to_string(),
+        })
+    }
+
+    /// Returns the model called `name`, or the default model for `None`.
+    pub fn get(&self, name: Option<&str>) -> Result<&Served, NodeError> {
+        let name = name.unwrap_or(&self.default);
+        self.models
+            .get(name)
+            .ok_or_else(|| NodeError::ModelNotFound {
+                name: name.to_string(),
+                available: self.names().map(str::to_string).collect(),
+            })
+    }
+
+    /// Returns the default model's name.
+    pub fn default_name(&self) -> &str {
+        &self.default
+    }
+
+    /// Returns the model names in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.models.keys().map(String::as_str)
+    }
+
+    /// Returns every model's metadata, ordered by name.
+    pub fn infos(&self) -> impl Iterator<Item = &ModelInfo> {
+        self.models.values().map(|s| s.model.info())
+    }
+
+    /// Returns the number of loaded models.
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    /// Returns whether no model is loaded (never true for a registry built by `load`).
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}

@@ -1,0 +1,374 @@
+//! Open Inference Protocol (KServe V2) wire types and request decoding.
+//!
+//! A model has one input `input` (`[-1, n_features]`) and one output `variable`
+//! (`[-1, n_targets]`), both FP64. Requests may send FP64 or FP32 data (FP32 values are
+//! rounded to single precision, as a float32 tensor would hold them), nested or flat.
+//! Only the JSON form is supported; the binary tensor extension is refused with a 400.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::NodeError;
+use crate::model::{INPUT_NAME, ModelInfo, OUTPUT_NAME};
+
+/// The platform string reported for every model.
+pub const PLATFORM: &str = "onnx_onnxv1";
+/// The only model version.
+pub const VERSION: &str = "1";
+
+/// `GET /v2` body.
+#[derive(Debug, Serialize)]
+pub struct ServerMetadata {
+    /// Server name.
+    pub name: &'static str,
+    /// Server version.
+    pub version: &'static str,
+    /// Supported protocol extensions (none).
+    pub extensions: Vec<&'static str>,
+}
+
+/// One tensor's description in model metadata.
+#[derive(Debug, Serialize)]
+pub struct TensorMetadata {
+    /// Tensor name.
+    pub name: &'static str,
+    /// Element type.
+    pub datatype: &'static str,
+    /// Shape, `-1` for the batch dimension.
+    pub shape: Vec<i64>,
+}
+
+/// `GET /v2/models/{name}` body.
+#[derive(Debug, Serialize)]
+pub struct ModelMetadata {
+    /// Model name.
+    pub name: String,
+    /// Available versions.
+    pub versions: Vec<&'static str>,
+    /// Backend platform.
+    pub platform: &'static str,
+    /// Inputs.
+    pub inputs: Vec<TensorMetadata>,
+    /// Outputs.
+    pub outputs: Vec<TensorMetadata>,
+}
+
+impl ModelMetadata {
+    /// Describes `info` in V2 terms.
+    pub fn from_info(info: &ModelInfo) -> ModelMetadata {
+        ModelMetadata {
+            name: info.name.clone(),
+            versions: vec![VERSION],
+            platform: PLATFORM,
+            inputs: vec![TensorMetadata {
+                name: INPUT_NAME,
+                datatype: "FP64",
+                shape: vec![-1, info.feature_names.len() as i64],
+            }],
+            outputs: vec![TensorMetadata {
+                name: OUTPUT_NAME,
+                datatype: "FP64",
+                shape: vec![-1, info.n_targets as i64],
+            }],
+        }
+    }
+}
+
+/// `POST /v2/models/{name}/infer` body.
+#[derive(Debug, Deserialize)]
+pub struct InferRequest {
+    /// Request ID, echoed in the response.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Request parameters (accepted, unused).
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    /// Input tensors.
+    pub inputs: Vec<InferInput>,
+    /// Requested outputs; absent means all.
+    #[serde(default)]
+    pub outputs: Option<Vec<RequestedOutput>>,
+}
+
+/// One input tensor of an infer request.
+#[derive(Debug, Deserialize)]
+pub struct InferInput {
+    /// Tensor name.
+    pub name: String,
+    /// Tensor shape.
+    pub shape: Vec<i64>,
+    /// Element type (`FP64` or `FP32` here).
+    pub datatype: String,
+    /// Tensor parameters (`binary_data_size` marks the unsupported binary extension).
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, Value>>,
+    /// Row-major values, nested or flat.
+    #[serde(default)]
+    pub data: Option<FlatData>,
+}
+
+/// A requested output.
+#[derive(Debug, Deserialize)]
+pub struct RequestedOutput {
+    /// Output name.
+    pub name: String,
+    /// Output parameters (`binary_data: true` asks for the unsupported binary extension).
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, Value>>,
+}
+
+/// `POST /v2/models/{name}/infer` response body.
+#[derive(Debug, Serialize)]
+pub struct InferResponse {
+    /// Model name.
+    pub model_name: String,
+    /// Model version.
+    pub model_version: &'static str,
+    /// The request's ID, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Output tensors.
+    pub outputs: Vec<OutputTensor>,
+}
+
+/// An output tensor.
+#[derive(Debug, Serialize)]
+pub struct OutputTensor {
+    /// Tensor name.
+    pub name: &'static str,
+    /// Element type.
+    pub datatype: &'static str,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f64>,
+}
+
+/// Tensor data flattened from any nesting of JSON arrays of numbers.
+#[derive(Debug, Default)]
+pub struct FlatData(pub Vec<f64>);
+
+impl<'de> Deserialize<'de> for FlatData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut values = Vec::new();
+        Flatten(&mut values).deserialize(deserializer)?;
+        Ok(FlatData(values))
+    }
+}
+
+struct Flatten<'a>(&'a mut Vec<f64>);
+
+impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Flatten<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("numbers, or (nested) arrays of numbers")
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.0.push(v);
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0.push(v as f64);
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0.push(v as f64);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+/// Checks an infer request against the model and returns its rows (row-major) and count.
+pub fn decode(
+    request: &mut InferRequest,
+    info: &ModelInfo,
+    max_rows: usize,
+) -> Result<(Vec<f64>, usize), NodeError> {
+    let bad = |m: String| NodeError::BadRequest(m);
+    if let Some(outputs) = &request.outputs {
+        for output in outputs {
+            if output.name != OUTPUT_NAME {
+                return Err(bad(format!(
+                    "unexpected inference output '{}' for model '{}': the only output is '{OUTPUT_NAME}'",
+                    output.name, info.name
+                )));
+            }
+            if flag(output.parameters.as_ref(), "binary_data") {
+                return Err(bad(
+                    "the binary tensor data extension is not supported: request outputs with binary_data=false".into(),
+                ));
+            }
+        }
+    }
+    let [input] = request.inputs.as_mut_slice() else {
+        return Err(bad(format!(
+            "expected 1 input ('{INPUT_NAME}') for model '{}', got {}",
+            info.name,
+            request.inputs.len()
+        )));
+    };
+    if input.name != INPUT_NAME {
+        return Err(bad(format!(
+            "unexpected inference input '{}' for model '{}': the input is '{INPUT_NAME}'",
+            input.name, info.name
+        )));
+    }
+    let parameters = input.parameters.as_ref();
+    if parameters.is_some_and(|p| p.contains_key("binary_data_size")) {
+        return Err(bad(
+            "the binary tensor data extension is not supported: send the data as JSON (binary_data=False)".into(),
+        ));
+    }
+    let fp32 = match input.datatype.as_str() {
+        "FP64" => false,
+        "FP32" => true,
+        other => {
+            return Err(bad(format!(
+                "input '{INPUT_NAME}' has datatype {other}; expected FP64 or FP32"
+            )));
+        }
+    };
+    let n_features = info.feature_names.len();
+    let shape = &input.shape;
+    let n_rows = match shape.as_slice() {
+        [rows, cols] if *cols == n_features as i64 && *rows >= 1 => *rows as usize,
+        _ => {
+            return Err(bad(format!(
+                "input '{INPUT_NAME}' has shape {shape:?}; expected [N, {n_features}] with N >= 1"
+            )));
+        }
+    };
+    if n_rows > max_rows {
+        return Err(bad(format!(
+            "input '{INPUT_NAME}' has {n_rows} rows; the limit is {max_rows} (INFERENCE_NODE_MAX_BATCH_ROWS)"
+        )));
+    }
+    let Some(FlatData(mut values)) = input.data.take() else {
+        return Err(bad(format!("input '{INPUT_NAME}' has no data")));
+    };
+    if values.len() != n_rows * n_features {
+        return Err(bad(format!(
+            "input '{INPUT_NAME}' has {} values; shape {shape:?} needs {}",
+            values.len(),
+            n_rows * n_features
+        )));
+    }
+    if fp32 {
+        for v in &mut values {
+            *v = f64::from(*v as f32);
+        }
+    }
+    if let Some(position) = values.iter().position(|v| !v.is_finite()) {
+        return Err(bad(format!(
+            "input '{INPUT_NAME}' value {position} is not a finite number"
+        )));
+    }
+    Ok((values, n_rows))
+}
+
+fn flag(parameters: Option<&serde_json::Map<String, Value>>, key: &str) -> bool {
+    parameters
+        .and_then(|p| p.get(key))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ModelInfo {
+        ModelInfo {
+            name: "M".into(),
+            feature_names: vec!["a".into(), "b".into()],
+            n_targets: 1,
+            estimator: String::new(),
+            source_file: String::new(),
+            source_sha256: String::new(),
+            sklearn_version: String::new(),
+            converter_version: String::new(),
+        }
+    }
+
+    fn decode_str(body: &str) -> Result<(Vec<f64>, usize), NodeError> {
+        let mut request: InferRequest =
+            serde_json::from_str(body).map_err(|e| NodeError::BadRequest(e.to_string()))?;
+        decode(&mut request, &info(), 10)
+    }
+
+    #[test]
+    fn nested_and_flat_data_decode_alike() {
+        let nested = r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP64","data":[[1,2],[3,4.5]]}]}"#;
+        let flat =
+            r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP64","data":[1,2,3,4.5]}]}"#;
+        assert_eq!(decode_str(nested).unwrap(), (vec![1.0, 2.0, 3.0, 4.5], 2));
+        assert_eq!(decode_str(flat).unwrap(), (vec![1.0, 2.0, 3.0, 4.5], 2));
+    }
+
+    #[test]
+    fn fp32_values_are_rounded_to_single_precision() {
+        let body =
+            r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[0.1,2]}]}"#;
+        assert_eq!(decode_str(body).unwrap().0[0], f64::from(0.1f32));
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        let cases = [
+            (r#"{"inputs":[]}"#, "expected 1 input"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP64","data":[1,2]}]}"#,
+                "'x'",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"INT8","data":[1,2]}]}"#,
+                "INT8",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP64","data":[1,2,3]}]}"#,
+                "shape",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP64","data":[1,2,3]}]}"#,
+                "3 values",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[11,2],"datatype":"FP64","data":[]}]}"#,
+                "limit",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64"}]}"#,
+                "no data",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,"a"]}]}"#,
+                "numbers",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2]}],"outputs":[{"name":"y"}]}"#,
+                "'y'",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2],"parameters":{"binary_data_size":16}}]}"#,
+                "binary",
+            ),
+        ];
+        for (body, needle) in cases {
+            let message = decode_str(body).unwrap_err().to_string();
+            assert!(message.contains(needle), "{body}: {message}");
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Every kind of bad input gets a 4xx whose JSON names the problem, never a 500, and the node
+//! keeps serving. Table-driven, plus a property test throwing random JSON at /predict.
+
+mod common;
+
+use common::{client, config, default_node, spawn_node};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const GOOD: &str =
+    r#""gdp_per_capita": 50000, "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1"#;
+
+struct Case {
+    name: &'static str,
+    path: &'static str,
+    content_type: Option<&'static str>,
+    body: String,
+    status: u16,
+    /// A string the JSON body must contain (field name, error type or message).
+    mentions: &'static str,
+}
+
+fn case(
+    name: &'static str,
+    path: &'static str,
+    body: impl Into<String>,
+    status: u16,
+    mentions: &'static str,
+) -> Case {
+    Case {
+        name,
+        path,
+        content_type: Some("application/json"),
+        body: body.into(),
+        status,
+        mentions,
+    }
+}
+
+fn seed_cases() -> Vec<Case> {
+    let row = |last: &str| format!("{{{GOOD}, {last}}}");
+    vec![
+        case(
+            "missing field",
+            "/predict",
+            format!("{{{GOOD}}}"),
+            422,
+            "\"loc\":[\"body\",\"gdp_growth_rate_ma\"]",
+        ),
+        case(
+            "extra field",
+            "/predict",
+            row(r#""gdp_growth_rate_ma": 2.3, "inflation": 3"#),
+            422,
+            "extra_forbidden",
+        ),
+        case(
+            "null field",
+            "/predict",
+            row(r#""gdp_growth_rate_ma": null"#),
+            422,
+            "float_type",
+        ),
+        case(
+            "non-numeric field",
+            "/predict",
+            row(r#""gdp_growth_rate_ma": "high""#),
+            422,
+            "float_parsing",
+        ),
+        case(
+            "NaN string",
+            "/predict",
+            row(r#""gdp_growth_rate_ma": "NaN""#),
+            422,
+            "finite_number",
+        ),
+        case(
+            "Infinity string",
+            "/predict",
+            row(r#""gdp_growth_rate_ma": "-Infinity""#),
+            422,
+            "finite_number",
+        ),
+        case(
+            "1e999",
+            "/predict",
+            row(r#""gdp_growth_rate_ma": 1e999"#),
+            422,
+            "\"loc\":[\"body\",\"gdp_growth_rate_ma\"]",
+        ),
+        case(
+            "boolean field",
+            "/predict",
+            row(r#""gdp_growth_rate_ma": true"#),
+            422,
+            "float_type",
+        ),
+        case(
+            "object field",
+            "/predict",
+            row(r#""gdp_growth_rate_ma": {"v": 1}"#),
+            422,
+            "float_type",
+        ),
+        case(
+            "malformed JSON",
+            "/predict",
+            "{\"gdp_per_capita\": 5",
+            422,
+            "json_invalid",
+        ),
+        case("empty body", "/predict", "", 422, "Field required"),
+        case(
+            "JSON scalar",
+            "/predict",
+            "42",
+            422,
+            "model_attributes_type",
+        ),
+        case("empty batch", "/predict", "[]", 422, "too_short"),
+        case(
+            "oversized batch",
+            "/predict",
+            format!(
+                "[{}]",
+                vec![row(r#""gdp_growth_rate_ma": 1"#); 11].join(",")
+            ),
+            422,
+            "too_long",
+        ),
+        case(
+            "bad row in batch",
+            "/predict",
+            format!("[{}, {{}}]", row(r#""gdp_growth_rate_ma": 1"#)),
+            422,
+            "\"loc\":[\"body\",1,\"gdp_per_capita\"]",
+        ),
+        case(
+            "unknown model",
+            "/predict?model=NoSuchModel",
+            row(r#""gdp_growth_rate_ma": 1"#),
+            404,
+            "NoSuchModel",
+        ),
+        case(
+            "body too large",
+            "/predict",
+            format!(
+                "[{}]",
+                vec![row(r#""gdp_growth_rate_ma": 1"#); 200].join(",")
+            ),
+            413,
+            "limit",
+        ),
+        Case {
+            content_type: Some("text/plain"),
+            ..case(
+                "wrong content type",
+                "/predict",
+                row(r#""gdp_growth_rate_ma": 1"#),
+                415,
+                "text/plain",
+            )
+        },
+        case("unknown route", "/nope", "{}", 404, "Not Found"),
+        case("GET-only route", "/health", "{}", 405, "Method Not Allowed"),
+    ]
+}
+
+fn v2_cases() -> Vec<Case> {
+    let infer = "/v2/models/LinearRegression/infer";
+    vec![
+        case(
+            "v2 malformed JSON",
+            infer,
+            "{",
+            400,
+            "invalid inference request",
+        ),
+        case(
+            "v2 unknown model",
+            "/v2/models/Nope/infer",
+            r#"{"inputs": []}"#,
+            404,
+            "Nope",
+        ),
+        case(
+            "v2 wrong shape",
+            infer,
+            r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP64","data":[1,2,3]}]}"#,
+            400,
+            "shape",
+        ),
+        case(
+            "v2 wrong datatype",
+            infer,
+            r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"BYTES","data":["a","b","c","d"]}]}"#,
+            400,
+            "BYTES",
+        ),
+        case(
+            "v2 data count",
+            infer,
+            r#"{"inputs":[{"name":"input","shape":[2,4],"datatype":"FP64","data":[1,2,3,4]}]}"#,
+            400,
+            "values",
+        ),
+        case(
+            "v2 non-number data",
+            infer,
+            r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP64","data":[1,2,3,null]}]}"#,
+            400,
+            "numbers",
+        ),
+        case(
+            "v2 wrong input name",
+            infer,
+            r#"{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP64","data":[1,2,3,4]}]}"#,
+            400,
+            "'x'",
+        ),
+        case(
+            "v2 too many rows",
+            infer,
+            r#"{"inputs":[{"name":"input","shape":[11,4],"datatype":"FP64","data":[]}]}"#,
+            400,
+            "limit",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn each_bad_input_gets_a_named_4xx() {
+    let node = spawn_node(config(&[
+        "--max-batch-rows",
+        "10",
+        "--max-body-bytes",
+        "4096",
+    ]))
+    .await;
+    let http = client();
+    for case in seed_cases().into_iter().chain(v2_cases()) {
+        let mut request = http.post(node.url(case.path)).body(case.body.clone());
+        if let Some(content_type) = case.content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, case.status, "{}: {text}", case.name);
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", case.name));
+        let key = if case.path.starts_with("/v2") {
+            "error"
+        } else {
+            "detail"
+        };
+        assert!(
+            body.get(key).is_some(),
+            "{}: no {key:?} in {text}",
+            case.name
+        );
+        assert!(
+            text.contains(case.mentions),
+            "{}: {text} does not mention {}",
+            case.name,
+            case.mentions
+        );
+    }
+    // Nothing above took the node down.
+    let health = http.get(node.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn validation_errors_have_fastapi_shape() {
+    let node = default_node().await;
+    let body: Value = client()
+        .post(node.url("/predict"))
+        .json(
+            &json!({"gdp_per_capita": "abc", "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body,
+        json!({"detail": [
+            {"type": "float_parsing", "loc": ["body", "gdp_per_capita"], "msg": "Input should be a valid number, unable to parse string as a number", "input": "abc"},
+            {"type": "missing", "loc": ["body", "gdp_growth_rate_ma"], "msg": "Field required", "input": {"gdp_per_capita": "abc", "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1}}
+        ]})
+    );
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        "[a-zA-Z0-9 .eE+-]{0,12}".prop_map(Value::from),
+        prop_oneof![
+            Just("NaN"),
+            Just("inf"),
+            Just("1e999"),
+            Just("-0"),
+            Just("5.2")
+        ]
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        let key = prop_oneof![
+            Just("gdp_per_capita".to_string()),
+            Just("unemployment_rate".to_string()),
+            Just("gdp_growth_rate_lag".to_string()),
+            Just("gdp_growth_rate_ma".to_string()),
+            "[a-z_]{1,8}",
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map(key, inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn raw_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+        // Text near valid JSON, including numbers serde_json cannot hold (1e999).
+        r#"[\[\]{}",:0-9a-z. eE+-]{0,40}"#.prop_map(String::into_bytes),
+        prop::collection::vec(any::<u8>(), 0..40),
+    ]
+}
+
+#[test]
+fn random_json_never_gets_a_server_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let node = runtime.block_on(default_node());
+    let http = client();
+    let url = node.url("/predict");
+    let config = ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(body in raw_body())| {
+        let (status, text) = runtime.block_on(async {
+            let response = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        });
+        prop_assert!(status == 200 || status == 422, "status {} for {:?}: {}", status, String::from_utf8_lossy(&body), text);
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        if status == 422 {
+            prop_assert!(answer["detail"].as_array().is_some_and(|d| !d.is_empty()), "{}", text);
+        } else {
+            prop_assert!(answer["prediction"].as_array().is_some_and(|p| p.iter().all(|v| v.as_f64().is_some_and(f64::is_finite))), "{}", text);
+        }
+    });
+    let health =
+        runtime.block_on(async { http.get(node.url("/health")).send().await.unwrap().status() });
+    assert_eq!(health, 200);
+}

@@ -1,0 +1,148 @@
+//! Helpers for the integration tests: real nodes on `127.0.0.1:0` with the shipped converted
+//! models and real ONNX Runtime.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use inference_node::{AppState, Config, NodeError};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The shipped models directory; fails (never skips) when the ONNX files are missing.
+pub fn models_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/gdp_growth_rate");
+    let probe = dir.join("LinearRegression.onnx");
+    assert!(
+        probe.is_file(),
+        "{} is missing: run `cargo run -p tools --bin convert-models` to convert the shipped models",
+        probe.display()
+    );
+    dir
+}
+
+/// golden.json: hold-out rows and every model's sklearn predictions.
+pub fn golden() -> Value {
+    let path = models_dir().join("golden.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The model names golden.json covers.
+pub fn golden_models() -> Vec<String> {
+    golden()["models"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// A configuration for the shipped models plus `extra` flags.
+pub fn config(extra: &[&str]) -> Config {
+    let dir = models_dir();
+    let mut args = vec![
+        "inference-node".to_string(),
+        "--models-dir".into(),
+        dir.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Config::try_parse_from(args).unwrap()
+}
+
+/// A node serving on a loopback port.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), NodeError>>>,
+}
+
+impl TestNode {
+    /// Returns `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Starts graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Shuts down gracefully and returns serve's result.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        self.begin_shutdown();
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+/// Loads the models named by `config` and serves them on `127.0.0.1:0`.
+pub async fn spawn_node(config: Config) -> TestNode {
+    inference_node::telemetry::init_for_test();
+    let state = AppState::new(config).expect("the node starts");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(inference_node::serve(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    TestNode {
+        addr,
+        state,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// A node with default settings.
+pub async fn default_node() -> TestNode {
+    spawn_node(config(&[])).await
+}
+
+/// An HTTP client with a bounded timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// The seed README's example body.
+pub fn seed_example() -> Value {
+    serde_json::json!({
+        "gdp_per_capita": 50000,
+        "unemployment_rate": 5.2,
+        "gdp_growth_rate_lag": 2.1,
+        "gdp_growth_rate_ma": 2.3
+    })
+}
+
+/// The feature names in order.
+pub const FEATURES: [&str; 4] = [
+    "gdp_per_capita",
+    "unemployment_rate",
+    "gdp_growth_rate_lag",
+    "gdp_growth_rate_ma",
+];
+
+/// Asserts `got` equals sklearn's `want` up to float64 rounding of a different summation order.
+pub fn assert_close(got: f64, want: f64, what: &str) {
+    let tolerance = 1e-9 * want.abs().max(1.0);
+    assert!(
+        (got - want).abs() <= tolerance,
+        "{what}: got {got}, golden {want} (diff {})",
+        (got - want).abs()
+    );
+}

@@ -1,0 +1,276 @@
+//! The seed's API, the Open Inference Protocol and /metrics, against a real node with the
+//! shipped converted models.
+
+mod common;
+
+use common::{FEATURES, assert_close, client, default_node, golden, golden_models, seed_example};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn health_is_the_seed_json() {
+    let node = default_node().await;
+    let response = client().get(node.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json",);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"status": "ok", "model": "LinearRegression"}));
+}
+
+#[tokio::test]
+async fn predict_answers_the_seed_json_exactly() {
+    let node = default_node().await;
+    let response = client()
+        .post(node.url("/predict"))
+        .json(&seed_example())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let object = body.as_object().unwrap();
+    let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["input", "message", "model", "prediction"]);
+    assert_eq!(body["message"], "GDP growth prediction endpoint");
+    assert_eq!(body["model"], "LinearRegression");
+    assert_eq!(
+        body["input"],
+        json!({"gdp_per_capita": 50000.0, "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1, "gdp_growth_rate_ma": 2.3})
+    );
+    let prediction = body["prediction"].as_array().unwrap();
+    assert_eq!(prediction.len(), 1);
+    assert!(prediction[0].as_f64().unwrap().is_finite());
+}
+
+#[tokio::test]
+async fn predict_echoes_integers_as_floats_like_pydantic() {
+    let node = default_node().await;
+    let text = client()
+        .post(node.url("/predict"))
+        .json(&seed_example())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.starts_with(r#"{"message":"GDP growth prediction endpoint","input":{"gdp_per_capita":50000.0,"unemployment_rate":5.2,"gdp_growth_rate_lag":2.1,"gdp_growth_rate_ma":2.3},"model":"LinearRegression","prediction":["#),
+        "{text}"
+    );
+}
+
+fn row_body(row: &Value) -> Value {
+    let values = row.as_array().unwrap();
+    let mut object = serde_json::Map::new();
+    for (name, value) in FEATURES.iter().zip(values) {
+        object.insert(name.to_string(), value.clone());
+    }
+    Value::Object(object)
+}
+
+#[tokio::test]
+async fn every_model_matches_the_golden_predictions() {
+    let node = default_node().await;
+    let golden = golden();
+    let rows = golden["holdout"]["rows"].as_array().unwrap();
+    let http = client();
+    for name in golden_models() {
+        let want: Vec<f64> = golden["models"][&name]["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_f64().unwrap())
+            .collect();
+        // Batch form: all hold-out rows in one request, answers in order.
+        let batch: Vec<Value> = rows.iter().map(row_body).collect();
+        let body: Value = http
+            .post(node.url(&format!("/predict?model={name}")))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["model"], name.as_str());
+        assert_eq!(body["input"].as_array().unwrap().len(), rows.len());
+        let got = body["prediction"].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_close(g.as_f64().unwrap(), *w, &format!("{name} batch row {i}"));
+        }
+        // Single rows, concurrently, so the dynamic batcher merges them.
+        let singles = rows.iter().map(|row| {
+            let http = http.clone();
+            let url = node.url(&format!("/predict?model={name}"));
+            let body = row_body(row);
+            async move {
+                let r: Value = http
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                r["prediction"][0].as_f64().unwrap()
+            }
+        });
+        let got = futures::future::join_all(singles).await;
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_close(*g, *w, &format!("{name} single row {i}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn models_lists_every_loaded_model() {
+    let node = default_node().await;
+    let body: Value = client()
+        .get(node.url("/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["default_model"], "LinearRegression");
+    let models = body["models"].as_array().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let mut want = golden_models();
+    want.sort();
+    assert_eq!(names, want);
+    for model in models {
+        assert_eq!(model["feature_names"], json!(FEATURES));
+        assert!(!model["estimator"].as_str().unwrap().is_empty(), "{model}");
+        assert_eq!(
+            model["source_sha256"].as_str().unwrap().len(),
+            64,
+            "{model}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn v2_health_metadata_and_infer() {
+    let node = default_node().await;
+    let http = client();
+    let server: Value = http
+        .get(node.url("/v2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(server["name"], "inference-node");
+    for path in [
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/ready",
+        "/v2/models/RandomForest/ready",
+    ] {
+        assert_eq!(
+            http.get(node.url(path)).send().await.unwrap().status(),
+            200,
+            "{path}"
+        );
+    }
+    let metadata: Value = http
+        .get(node.url("/v2/models/RandomForest"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["platform"], "onnx_onnxv1");
+    assert_eq!(
+        metadata["inputs"],
+        json!([{"name": "input", "datatype": "FP64", "shape": [-1, 4]}])
+    );
+    assert_eq!(
+        metadata["outputs"],
+        json!([{"name": "variable", "datatype": "FP64", "shape": [-1, 1]}])
+    );
+
+    let golden = golden();
+    let rows = golden["holdout"]["rows"].as_array().unwrap();
+    let want = &golden["models"]["RandomForest"]["predictions"];
+    let nested = json!({
+        "id": "req-7",
+        "inputs": [{"name": "input", "shape": [rows.len(), 4], "datatype": "FP64", "data": rows}]
+    });
+    let flat_data: Vec<Value> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    let flat = json!({
+        "inputs": [{"name": "input", "shape": [rows.len(), 4], "datatype": "FP64", "data": flat_data}],
+        "outputs": [{"name": "variable"}]
+    });
+    for (request, id) in [(nested, Some("req-7")), (flat, None)] {
+        let response = http
+            .post(node.url("/v2/models/RandomForest/infer"))
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["model_name"], "RandomForest");
+        assert_eq!(body["id"].as_str(), id);
+        let output = &body["outputs"][0];
+        assert_eq!(output["name"], "variable");
+        assert_eq!(output["datatype"], "FP64");
+        assert_eq!(output["shape"], json!([rows.len(), 1]));
+        for (i, got) in output["data"].as_array().unwrap().iter().enumerate() {
+            assert_close(
+                got.as_f64().unwrap(),
+                want[i][0].as_f64().unwrap(),
+                &format!("row {i}"),
+            );
+        }
+    }
+
+    let fp32 = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [[40000.0, 4.5, 2.0, 2.5]]}]});
+    let response = http
+        .post(node.url("/v2/models/LinearRegression/versions/1/infer"))
+        .json(&fp32)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["outputs"][0]["shape"], json!([1, 1]));
+}
+
+#[tokio::test]
+async fn metrics_count_requests_batches_and_in_flight() {
+    let node = default_node().await;
+    let http = client();
+    http.post(node.url("/predict"))
+        .json(&seed_example())
+        .send()
+        .await
+        .unwrap();
+    let text = http
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "node_http_requests_total{route=\"/predict\",method=\"POST\",status=\"200\"}",
+        "node_http_request_duration_seconds_bucket{route=\"/predict\"",
+        "node_inference_duration_seconds_bucket{model=\"LinearRegression\"",
+        "node_batch_rows_bucket{model=\"LinearRegression\"",
+        "node_requests_in_flight",
+        "node_models_loaded",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
