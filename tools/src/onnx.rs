@@ -95,6 +95,10 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
         (META_SKLEARN_VERSION, model.sklearn_version.as_str()),
         (META_CONVERTER_VERSION, CONVERTER_VERSION),
     ];
+    let mut opset_import = vec![opset("", OPSET)];
+    if matches!(model.estimator, Estimator::Trees(_)) {
+        opset_import.push(opset(ML_DOMAIN, ML_OPSET));
+    }
     let graph = proto::GraphProto {
         node: g.nodes,
         name: Some(model.kind.clone()),
@@ -105,7 +109,7 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
     };
     Ok(ModelProto {
         ir_version: Some(IR_VERSION),
-        opset_import: vec![opset("", OPSET), opset(ML_DOMAIN, ML_OPSET)],
+        opset_import,
         producer_name: Some("convert-models".into()),
         producer_version: Some(CONVERTER_VERSION.into()),
         doc_string: Some(format!(
