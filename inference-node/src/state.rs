@@ -78,6 +78,11 @@ impl AppState {
         }
     }
 
+    /// Returns the number of prediction requests in progress.
+    pub fn in_flight(&self) -> usize {
+        self.config.max_in_flight - self.permits.available_permits()
+    }
+
     /// Marks the node as draining: readiness turns false, `/health` answers 503.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::NodeError;
 use crate::model::{INPUT_NAME, ModelInfo, OUTPUT_NAME};
@@ -105,9 +106,9 @@ pub struct InferInput {
     /// Tensor parameters (`binary_data_size` marks the unsupported binary extension).
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, Value>>,
-    /// Row-major values, nested or flat.
+    /// Row-major values, nested or flat (decoded once the datatype is known to be numeric).
     #[serde(default)]
-    pub data: Option<FlatData>,
+    pub data: Option<Box<RawValue>>,
 }
 
 /// A requested output.
@@ -256,9 +257,11 @@ pub fn decode(
             "input '{INPUT_NAME}' has {n_rows} rows; the limit is {max_rows} (INFERENCE_NODE_MAX_BATCH_ROWS)"
         )));
     }
-    let Some(FlatData(mut values)) = input.data.take() else {
+    let Some(data) = input.data.take() else {
         return Err(bad(format!("input '{INPUT_NAME}' has no data")));
     };
+    let FlatData(mut values) = serde_json::from_str(data.get())
+        .map_err(|e| bad(format!("input '{INPUT_NAME}' data: {e}")))?;
     if values.len() != n_rows * n_features {
         return Err(bad(format!(
             "input '{INPUT_NAME}' has {} values; shape {shape:?} needs {}",
