@@ -91,7 +91,91 @@ pub async fn run<T>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::standin::StandInConfig;
+    use crate::standin::registration;
+
+    fn blocking_on(index: u64, wait: Duration) -> Blocking {
+        Blocking {
+            index: Some(index),
+            wait,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocking_read_returns_after_wait_plus_at_most_a_sixteenth() {
+        let shared = Shared::new(StandInConfig::default());
+        let start = Instant::now();
+        let (index, ()) = run(&shared, &blocking_on(1, Duration::from_secs(160)), |c| {
+            (c.index(), ())
+        })
+        .await;
+        let waited = start.elapsed();
+        assert_eq!(index, 1);
+        assert!(waited >= Duration::from_secs(160), "{waited:?}");
+        assert!(waited <= Duration::from_secs(170), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocking_read_returns_when_the_index_passes() {
+        let shared = Arc::new(Shared::new(StandInConfig::default()));
+        let writer = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let spec =
+                    registration::parse(br#"{"Name": "web"}"#, Duration::from_secs(60)).unwrap();
+                shared.mutate(|c| c.register(spec, false, Instant::now()));
+            })
+        };
+        let start = Instant::now();
+        let (index, entries) = run(&shared, &blocking_on(1, Duration::from_secs(60)), |c| {
+            c.health_service("web", false, &[])
+        })
+        .await;
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        assert!(index > 1);
+        assert_eq!(entries.len(), 1);
+        writer.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unrelated_changes_do_not_end_a_blocking_read() {
+        let shared = Arc::new(Shared::new(StandInConfig::default()));
+        let spec = registration::parse(br#"{"Name": "web"}"#, Duration::from_secs(60)).unwrap();
+        shared.mutate(|c| c.register(spec, false, Instant::now()));
+        let (web_index, _) = shared.catalog().health_service("web", false, &[]);
+        let writer = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let spec =
+                    registration::parse(br#"{"Name": "other"}"#, Duration::from_secs(60)).unwrap();
+                shared.mutate(|c| c.register(spec, false, Instant::now()));
+            })
+        };
+        let start = Instant::now();
+        let (index, _) = run(
+            &shared,
+            &blocking_on(web_index, Duration::from_secs(20)),
+            |c| c.health_service("web", false, &[]),
+        )
+        .await;
+        assert_eq!(index, web_index);
+        assert!(start.elapsed() >= Duration::from_secs(20));
+        writer.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_blocking_reads() {
+        let shared = Shared::new(StandInConfig::default());
+        shared.shutdown_token().cancel();
+        let start = Instant::now();
+        run(&shared, &blocking_on(1, MAX_WAIT), |c| (c.index(), ())).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -630,3 +630,302 @@ fn truncate_output(mut output: String) -> String {
     }
     output
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::standin::registration;
+
+    fn catalog() -> Catalog {
+        Catalog::new(NodeInfo {
+            name: "n1".into(),
+            id: "id".into(),
+            address: "127.0.0.1".into(),
+            datacenter: "dc1".into(),
+        })
+    }
+
+    fn spec(v: serde_json::Value) -> ServiceSpec {
+        registration::parse(&serde_json::to_vec(&v).unwrap(), Duration::from_secs(60)).unwrap()
+    }
+
+    fn ttl_service(id: &str, extra: serde_json::Value) -> ServiceSpec {
+        let mut check = json!({"TTL": "10s"});
+        check
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec(json!({"ID": id, "Name": "web", "Port": 80, "Check": check}))
+    }
+
+    fn status(c: &Catalog, check_id: &str) -> CheckStatus {
+        c.agent_checks()[check_id].status
+    }
+
+    #[test]
+    fn checks_start_critical_unless_status_is_given() {
+        let now = Instant::now();
+        let mut c = catalog();
+        c.register(ttl_service("a", json!({})), false, now);
+        c.register(ttl_service("b", json!({"Status": "passing"})), false, now);
+        assert_eq!(status(&c, "service:a"), CheckStatus::Critical);
+        assert_eq!(status(&c, "service:b"), CheckStatus::Passing);
+    }
+
+    #[test]
+    fn reregistering_keeps_check_status_and_output() {
+        let now = Instant::now();
+        let mut c = catalog();
+        c.register(ttl_service("a", json!({})), false, now);
+        c.update_ttl("service:a", CheckStatus::Passing, "ok".into(), now)
+            .unwrap();
+        let mut changed = ttl_service("a", json!({"TTL": "20s"}));
+        changed.service.port = 81;
+        c.register(changed, false, now);
+        let check = &c.agent_checks()["service:a"];
+        assert_eq!(check.status, CheckStatus::Passing);
+        assert_eq!(check.output, "ok");
+        assert_eq!(c.agent_services()["a"].port, 81);
+    }
+
+    #[test]
+    fn identical_reregistration_does_not_move_the_index() {
+        let now = Instant::now();
+        let mut c = catalog();
+        c.register(ttl_service("a", json!({})), false, now);
+        let index = c.index();
+        let new = c.register(ttl_service("a", json!({})), false, now);
+        assert!(new.is_empty());
+        assert_eq!(c.index(), index);
+    }
+
+    #[test]
+    fn index_starts_at_one_and_grows_with_each_change() {
+        let now = Instant::now();
+        let mut c = catalog();
+        assert_eq!(c.index(), 1);
+        assert_eq!(c.health_service("web", false, &[]).0, 1);
+        c.register(ttl_service("a", json!({})), false, now);
+        let after_register = c.health_service("web", false, &[]).0;
+        assert!(after_register > 1);
+        c.update_ttl("service:a", CheckStatus::Passing, String::new(), now)
+            .unwrap();
+        let after_pass = c.health_service("web", false, &[]).0;
+        assert!(after_pass > after_register);
+        // The same status and output again is not a change.
+        c.update_ttl("service:a", CheckStatus::Passing, String::new(), now)
+            .unwrap();
+        assert_eq!(c.health_service("web", false, &[]).0, after_pass);
+        c.deregister("a").unwrap();
+        assert!(c.health_service("web", false, &[]).0 > after_pass);
+    }
+
+    #[test]
+    fn passing_filter_drops_warning_and_critical_and_includes_serf_health() {
+        let now = Instant::now();
+        let mut c = catalog();
+        for (id, s) in [("p", "passing"), ("w", "warning"), ("c", "critical")] {
+            c.register(ttl_service(id, json!({"Status": s})), false, now);
+        }
+        let (_, all) = c.health_service("web", false, &[]);
+        assert_eq!(all.len(), 3);
+        let (_, passing) = c.health_service("web", true, &[]);
+        assert_eq!(passing.len(), 1);
+        assert_eq!(passing[0].service.id, "p");
+        let check_ids: Vec<_> = passing[0]
+            .checks
+            .iter()
+            .map(|c| c.check_id.as_str())
+            .collect();
+        assert_eq!(check_ids, [SERF_CHECK_ID, "service:p"]);
+        assert_eq!(
+            passing[0].address(),
+            "127.0.0.1",
+            "falls back to the node address"
+        );
+    }
+
+    #[test]
+    fn tag_filter_requires_every_tag() {
+        let now = Instant::now();
+        let mut c = catalog();
+        c.register(
+            spec(json!({"ID": "a", "Name": "web", "Tags": ["x", "y"]})),
+            false,
+            now,
+        );
+        c.register(
+            spec(json!({"ID": "b", "Name": "web", "Tags": ["x"]})),
+            false,
+            now,
+        );
+        let (_, e) = c.health_service("web", false, &["x".into(), "y".into()]);
+        assert_eq!(e.len(), 1);
+        assert_eq!(c.catalog_services().1["web"], ["x", "y"]);
+        assert_eq!(c.catalog_services().1["consul"], Vec::<String>::new());
+    }
+
+    #[test]
+    fn ttl_expires_with_consuls_output() {
+        let now = Instant::now();
+        let mut c = catalog();
+        c.register(ttl_service("a", json!({"Status": "passing"})), false, now);
+        let generation = c.checks["service:a"].generation;
+        assert!(!c.expire_ttl("service:a", generation, now + Duration::from_secs(9)));
+        c.update_ttl(
+            "service:a",
+            CheckStatus::Passing,
+            "fine".into(),
+            now + Duration::from_secs(9),
+        )
+        .unwrap();
+        assert!(!c.expire_ttl("service:a", generation, now + Duration::from_secs(18)));
+        assert!(c.expire_ttl("service:a", generation, now + Duration::from_secs(19)));
+        let check = &c.agent_checks()["service:a"];
+        assert_eq!(check.status, CheckStatus::Critical);
+        assert_eq!(
+            check.output,
+            "TTL expired (last output before timeout follows): fine"
+        );
+    }
+
+    #[test]
+    fn ttl_updates_need_a_ttl_check() {
+        let now = Instant::now();
+        let mut c = catalog();
+        c.register(
+            spec(json!({"ID": "h", "Name": "web", "Check": {"TCP": "127.0.0.1:1", "Interval": "1s"}})),
+            false,
+            now,
+        );
+        assert_eq!(
+            c.update_ttl("service:h", CheckStatus::Passing, String::new(), now),
+            Err(TtlError::NotTtl("service:h".into()))
+        );
+        assert_eq!(
+            c.update_ttl("nope", CheckStatus::Passing, String::new(), now),
+            Err(TtlError::UnknownCheck("nope".into()))
+        );
+    }
+
+    #[test]
+    fn reaper_removes_services_critical_longer_than_the_limit() {
+        let now = Instant::now();
+        let mut c = catalog();
+        // 10s is raised to the 60s floor.
+        c.register(
+            ttl_service("a", json!({"DeregisterCriticalServiceAfter": "10s"})),
+            false,
+            now,
+        );
+        c.register(
+            ttl_service(
+                "b",
+                json!({"DeregisterCriticalServiceAfter": "10m", "CheckID": "b"}),
+            ),
+            false,
+            now,
+        );
+        assert!(
+            c.reap(now + Duration::from_secs(60)).is_empty(),
+            "not longer than 60s yet"
+        );
+        assert_eq!(c.reap(now + Duration::from_secs(61)), ["a"]);
+        assert!(
+            c.agent_checks().get("service:a").is_none(),
+            "checks go with the service"
+        );
+        assert!(c.agent_services().contains_key("b"));
+    }
+
+    #[test]
+    fn a_passing_check_resets_the_reaper_clock() {
+        let now = Instant::now();
+        let mut c = catalog();
+        c.register(
+            ttl_service("a", json!({"DeregisterCriticalServiceAfter": "1m"})),
+            false,
+            now,
+        );
+        let t = now + Duration::from_secs(50);
+        c.update_ttl("service:a", CheckStatus::Passing, String::new(), t)
+            .unwrap();
+        c.update_ttl("service:a", CheckStatus::Critical, String::new(), t)
+            .unwrap();
+        assert!(c.reap(now + Duration::from_secs(100)).is_empty());
+        assert_eq!(c.reap(t + Duration::from_secs(61)), ["a"]);
+    }
+
+    #[test]
+    fn probe_thresholds_delay_transitions() {
+        let now = Instant::now();
+        let mut c = catalog();
+        c.register(
+            spec(
+                json!({"ID": "h", "Name": "web", "Check": {"TCP": "127.0.0.1:1", "Interval": "1s",
+                         "SuccessBeforePassing": 2, "FailuresBeforeCritical": 2}}),
+            ),
+            false,
+            now,
+        );
+        let generation = c.checks["service:h"].generation;
+        let ok = |c: &mut Catalog| {
+            c.record_probe(
+                "service:h",
+                generation,
+                CheckStatus::Passing,
+                "ok".into(),
+                now,
+            )
+        };
+        let bad = |c: &mut Catalog| {
+            c.record_probe(
+                "service:h",
+                generation,
+                CheckStatus::Critical,
+                "no".into(),
+                now,
+            )
+        };
+        assert!(!ok(&mut c));
+        assert_eq!(status(&c, "service:h"), CheckStatus::Critical);
+        assert!(ok(&mut c));
+        assert_eq!(status(&c, "service:h"), CheckStatus::Passing);
+        assert!(!bad(&mut c));
+        assert_eq!(status(&c, "service:h"), CheckStatus::Passing);
+        assert!(bad(&mut c));
+        assert_eq!(status(&c, "service:h"), CheckStatus::Critical);
+        // A stale runner (older generation) cannot write.
+        assert!(!c.record_probe(
+            "service:h",
+            generation + 99,
+            CheckStatus::Passing,
+            String::new(),
+            now
+        ));
+    }
+
+    #[test]
+    fn replace_existing_checks_drops_checks_left_out() {
+        let now = Instant::now();
+        let mut c = catalog();
+        c.register(
+            spec(json!({"ID": "a", "Name": "web", "Checks": [{"TTL": "5s", "CheckID": "one"}, {"TTL": "5s", "CheckID": "two"}]})),
+            false,
+            now,
+        );
+        let only_one =
+            spec(json!({"ID": "a", "Name": "web", "Checks": [{"TTL": "5s", "CheckID": "one"}]}));
+        c.register(only_one.clone(), false, now);
+        assert!(
+            c.agent_checks().contains_key("two"),
+            "kept without replace-existing-checks"
+        );
+        c.register(only_one, true, now);
+        assert!(!c.agent_checks().contains_key("two"));
+    }
+}

@@ -258,7 +258,106 @@ pub fn stagger(limit: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::standin::{StandInConfig, registration};
+
+    fn register(shared: &Arc<Shared>, body: serde_json::Value) {
+        let spec = registration::parse(
+            &serde_json::to_vec(&body).unwrap(),
+            shared.config().deregister_floor,
+        )
+        .unwrap();
+        shared.mutate(|c| {
+            let new = c.register(spec, false, Instant::now());
+            start(shared, c, new);
+        });
+    }
+
+    fn check(shared: &Shared, id: &str) -> Option<crate::types::HealthCheck> {
+        shared.catalog().agent_checks().get(id).cloned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttl_expiry_and_reaper_follow_the_clock() {
+        let shared = Arc::new(Shared::new(StandInConfig::default()));
+        let reaper_task = tokio::spawn(reaper(shared.clone()));
+        register(
+            &shared,
+            json!({"ID": "a", "Name": "web", "Check": {"TTL": "10s", "Status": "passing",
+                   "DeregisterCriticalServiceAfter": "30s"}}),
+        );
+        sleep(Duration::from_secs(9)).await;
+        assert_eq!(
+            check(&shared, "service:a").unwrap().status,
+            CheckStatus::Passing
+        );
+        // An update restarts the TTL.
+        shared
+            .mutate(|c| {
+                c.update_ttl(
+                    "service:a",
+                    CheckStatus::Passing,
+                    "alive".into(),
+                    Instant::now(),
+                )
+            })
+            .unwrap();
+        ttl_updated(&shared);
+        sleep(Duration::from_secs(9)).await;
+        assert_eq!(
+            check(&shared, "service:a").unwrap().status,
+            CheckStatus::Passing
+        );
+        sleep(Duration::from_secs(2)).await;
+        let expired = check(&shared, "service:a").unwrap();
+        assert_eq!(expired.status, CheckStatus::Critical);
+        assert_eq!(
+            expired.output,
+            "TTL expired (last output before timeout follows): alive"
+        );
+        // Critical since t=19s; the 30s limit is raised to the 60s floor, so the service must
+        // outlive t=79s; the reaper ticks every 30s (t=30, 60, 90).
+        sleep(Duration::from_secs(65)).await; // t=85s
+        assert!(shared.catalog().agent_services().contains_key("a"));
+        sleep(Duration::from_secs(6)).await; // t=91s
+        assert!(!shared.catalog().agent_services().contains_key("a"));
+        assert!(check(&shared, "service:a").is_none());
+        reaper_task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_ttl_check_comes_back_and_expires_again() {
+        let shared = Arc::new(Shared::new(StandInConfig::default()));
+        register(
+            &shared,
+            json!({"ID": "a", "Name": "web", "Check": {"TTL": "5s"}}),
+        );
+        sleep(Duration::from_secs(6)).await;
+        assert_eq!(check(&shared, "service:a").unwrap().output, "TTL expired");
+        shared
+            .mutate(|c| {
+                c.update_ttl(
+                    "service:a",
+                    CheckStatus::Warning,
+                    "busy".into(),
+                    Instant::now(),
+                )
+            })
+            .unwrap();
+        ttl_updated(&shared);
+        sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            check(&shared, "service:a").unwrap().status,
+            CheckStatus::Warning
+        );
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            check(&shared, "service:a").unwrap().status,
+            CheckStatus::Critical
+        );
+    }
 
     #[test]
     fn go_op_title_cases_the_method() {
