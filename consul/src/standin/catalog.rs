@@ -836,7 +836,7 @@ mod tests {
         );
         assert_eq!(c.reap(now + Duration::from_secs(61)), ["a"]);
         assert!(
-            c.agent_checks().get("service:a").is_none(),
+            !c.agent_checks().contains_key("service:a"),
             "checks go with the service"
         );
         assert!(c.agent_services().contains_key("b"));

@@ -417,13 +417,11 @@ fn canonical_check(object: Map<String, Value>) -> Result<Map<String, Value>, Str
             Some(Value::Null) => {
                 object.remove(*field);
             }
-            Some(Value::String(text)) if !text.is_empty() => {
-                // Consul fails these while decoding, before validation.
-                if duration::parse(text).is_err() {
-                    return Err(format!(
-                        "Request decode failed: {field}: time: invalid duration {text:?}"
-                    ));
-                }
+            // Consul fails these while decoding, before validation.
+            Some(Value::String(text)) if !text.is_empty() && duration::parse(text).is_err() => {
+                return Err(format!(
+                    "Request decode failed: {field}: time: invalid duration {text:?}"
+                ));
             }
             _ => {}
         }
