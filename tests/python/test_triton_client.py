@@ -1,0 +1,92 @@
+"""The inference node's Open Inference Protocol (KServe V2) endpoints, driven by NVIDIA's
+official `tritonclient[http]` client, which nobody in this project wrote.
+
+Starts the real `inference-node` binary on a free loopback port with the shipped converted
+models and compares its answers with scikit-learn's own predictions (golden.json).
+"""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from conftest import ROOT, binary, free_port, stop, wait_http
+
+MODELS_DIR = ROOT / "models" / "gdp_growth_rate"
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return json.loads((MODELS_DIR / "golden.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def node():
+    port = free_port()
+    env = dict(os.environ)
+    env.update({"PORT": str(port), "HOST": "127.0.0.1", "MODELS_DIR": str(MODELS_DIR)})
+    env.pop("SERVICE_DISCOVERY_URL", None)
+    env.pop("GDP_MODEL_NAME", None)
+    proc = subprocess.Popen([str(binary("inference-node"))], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc=proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def client(node):
+    return httpclient.InferenceServerClient(url=node, network_timeout=20.0, connection_timeout=5.0)
+
+
+def test_server_and_models_are_live_and_ready(client, golden):
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    metadata = client.get_server_metadata()
+    assert metadata["name"] == "inference-node"
+    for name in golden["models"]:
+        assert client.is_model_ready(name)
+    assert not client.is_model_ready("NoSuchModel")
+
+
+def test_model_metadata_describes_the_tensors(client):
+    metadata = client.get_model_metadata("RandomForest")
+    assert metadata["name"] == "RandomForest"
+    assert metadata["platform"] == "onnx_onnxv1"
+    assert metadata["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}]
+    assert metadata["outputs"] == [{"name": "variable", "datatype": "FP64", "shape": [-1, 1]}]
+
+
+@pytest.mark.parametrize("datatype,dtype", [("FP64", np.float64), ("FP32", np.float32)])
+def test_infer_matches_golden_for_every_model(client, golden, datatype, dtype):
+    rows = np.array(golden["holdout"]["rows"], dtype=dtype)
+    for name, model in golden["models"].items():
+        infer_input = httpclient.InferInput("input", list(rows.shape), datatype)
+        infer_input.set_data_from_numpy(rows, binary_data=False)
+        output = httpclient.InferRequestedOutput("variable", binary_data=False)
+        result = client.infer(name, [infer_input], outputs=[output], request_id=f"golden-{name}")
+        got = result.as_numpy("variable")
+        assert got.shape == (len(rows), 1)
+        assert result.get_response()["id"] == f"golden-{name}"
+        want = np.array(model["predictions"], dtype=np.float64)
+        if datatype == "FP64":
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, err_msg=name)
+        else:
+            # float32 inputs shift values slightly; trees may then take another branch, so
+            # only check the shapes and finiteness for FP32.
+            assert np.isfinite(got).all(), name
+
+
+def test_infer_errors_come_back_as_exceptions_with_messages(client):
+    bad = httpclient.InferInput("input", [1, 3], "FP64")
+    bad.set_data_from_numpy(np.zeros((1, 3)), binary_data=False)
+    with pytest.raises(InferenceServerException, match="shape"):
+        client.infer("LinearRegression", [bad])
+    good = httpclient.InferInput("input", [1, 4], "FP64")
+    good.set_data_from_numpy(np.zeros((1, 4)), binary_data=False)
+    with pytest.raises(InferenceServerException, match="NoSuchModel"):
+        client.infer("NoSuchModel", [good])
