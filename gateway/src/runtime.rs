@@ -1,0 +1,329 @@
+//! The container lifecycle behind `POST /api/models/launch/{model}`, `GET
+//! /api/models/instances/{model}` and `DELETE /api/models/instances/{id}`.
+//!
+//! Two real runtimes run inference nodes: [`docker`] (containers through the Docker Engine API)
+//! and [`process`] (child processes of the gateway, for clusters started without Docker).
+//! `RUNTIME=docker|process` picks one; unset, the gateway uses Docker when the engine answers
+//! and processes otherwise, and logs its choice. Both act only on their own instances: Docker
+//! containers labelled with this cluster (see [`docker::labels`]), or processes this gateway
+//! started.
+//!
+//! Which models may be launched is one rule per runtime ([`Runtime::check_launchable`]): the
+//! process runtime needs `MODELS_DIR/<model>.onnx` (the file the new node will load); the
+//! Docker runtime needs a healthy node that lists the model (nodes run the same image, so the
+//! image has the model), because the gateway's own container has no models directory.
+
+pub mod docker;
+pub mod process;
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::OnceCell;
+use utoipa::ToSchema;
+
+use crate::config::Config;
+use crate::discovery::Discovery;
+use crate::error::GatewayError;
+
+use docker::DockerRuntime;
+use process::ProcessRuntime;
+
+/// Pattern a model name must match (also checked by the handlers for path parameters).
+pub const MODEL_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]{0,63}$";
+
+/// Pattern an instance id (or a unique prefix of one) must match.
+pub const INSTANCE_ID_PATTERN: &str = "^[0-9a-f]{1,64}$";
+
+/// How long the automatic runtime choice waits for the Docker Engine to answer.
+const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Which runtime runs the inference nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// Containers through the Docker Engine API.
+    Docker,
+    /// Child processes of the gateway (the inference-node binary).
+    Process,
+}
+
+/// An instance as `GET /api/models/instances/{model}` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Instance {
+    /// Full id (64 hex digits for Docker, 32 for processes).
+    pub id: String,
+    /// Name, `<cluster>-<service>-<n>` for instances the gateway launched.
+    pub name: String,
+    /// `running`, `exited`, ... (Docker's container state; processes are `running`).
+    pub status: String,
+    /// Image tags of a container; the node binary's file name for a process.
+    pub image: Vec<String>,
+}
+
+/// A freshly started instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    /// Full id.
+    pub id: String,
+    /// Name, `<cluster>-<service>-<n>`.
+    pub name: String,
+}
+
+/// The runtime the lifecycle endpoints use, chosen once (at startup, or at first use).
+pub struct Runtime {
+    requested: Option<RuntimeKind>,
+    backend: OnceCell<Backend>,
+    docker: DockerRuntime,
+    process: ProcessRuntime,
+}
+
+enum Backend {
+    Docker,
+    Process,
+}
+
+// === impl Runtime ===
+
+impl Runtime {
+    /// Builds both runtimes from the configuration; nothing is contacted yet.
+    pub fn new(config: &Config) -> Runtime {
+        Runtime {
+            requested: config.runtime,
+            backend: OnceCell::new(),
+            docker: DockerRuntime::new(config),
+            process: ProcessRuntime::new(config),
+        }
+    }
+
+    /// Returns the runtime in use, choosing it first if needed (and logging the choice).
+    pub async fn kind(&self) -> RuntimeKind {
+        let backend = self
+            .backend
+            .get_or_init(|| async {
+                match self.requested {
+                    Some(RuntimeKind::Docker) => {
+                        tracing::info!(host = %self.docker.host(), "lifecycle runtime: docker (RUNTIME=docker)");
+                        Backend::Docker
+                    }
+                    Some(RuntimeKind::Process) => {
+                        tracing::info!(binary = %self.process.binary().display(), "lifecycle runtime: process (RUNTIME=process)");
+                        Backend::Process
+                    }
+                    None => match tokio::time::timeout(DETECT_TIMEOUT, self.docker.client()).await
+                    {
+                        Ok(Ok(_)) => {
+                            tracing::info!(host = %self.docker.host(), "lifecycle runtime: docker (RUNTIME unset, the Docker Engine answers)");
+                            Backend::Docker
+                        }
+                        Ok(Err(error)) => {
+                            tracing::info!(%error, binary = %self.process.binary().display(), "lifecycle runtime: process (RUNTIME unset, no Docker Engine)");
+                            Backend::Process
+                        }
+                        Err(_) => {
+                            tracing::info!(binary = %self.process.binary().display(), "lifecycle runtime: process (RUNTIME unset, the Docker Engine did not answer in time)");
+                            Backend::Process
+                        }
+                    },
+                }
+            })
+            .await;
+        match backend {
+            Backend::Docker => RuntimeKind::Docker,
+            Backend::Process => RuntimeKind::Process,
+        }
+    }
+
+    /// Returns `Ok` when `model` may be launched, else [`GatewayError::ModelNotLaunchable`]
+    /// saying why (the rule is in the module docs).
+    pub async fn check_launchable(
+        &self,
+        model: &str,
+        discovery: &Discovery,
+    ) -> Result<(), GatewayError> {
+        match self.kind().await {
+            RuntimeKind::Process => self.process.check_model(model),
+            RuntimeKind::Docker => {
+                let served = discovery
+                    .endpoints()
+                    .iter()
+                    .any(|e| e.serves(model) == Some(true));
+                if served {
+                    Ok(())
+                } else {
+                    Err(GatewayError::ModelNotLaunchable {
+                        model: model.to_string(),
+                        reason: "no healthy node lists it (GET /api/models/available shows the models)"
+                            .to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Starts a new node serving `model` by default; returns its id and name.
+    pub async fn launch(&self, model: &str) -> Result<Launched, GatewayError> {
+        match self.kind().await {
+            RuntimeKind::Docker => self.docker.launch(model).await,
+            RuntimeKind::Process => self.process.launch(model).await,
+        }
+    }
+
+    /// Lists this cluster's instances whose default model is `model`.
+    pub async fn instances(&self, model: &str) -> Result<Vec<Instance>, GatewayError> {
+        match self.kind().await {
+            RuntimeKind::Docker => self.docker.instances(model).await,
+            RuntimeKind::Process => self.process.instances(model),
+        }
+    }
+
+    /// Stops (SIGTERM, so the node deregisters; killed after the stop timeout) and removes the
+    /// own instance whose id is `id` or starts with it; returns the full id.
+    pub async fn stop(&self, id: &str) -> Result<String, GatewayError> {
+        match self.kind().await {
+            RuntimeKind::Docker => self.docker.stop(id).await,
+            RuntimeKind::Process => self.process.stop(id).await,
+        }
+    }
+
+    /// Stops every process this gateway started (containers outlive the gateway on purpose).
+    pub async fn shutdown(&self) {
+        self.process.shutdown().await;
+    }
+}
+
+/// Checks a model name from a path; a mismatch is a 422 in FastAPI's shape.
+pub fn validate_model_name(name: &str) -> Result<(), GatewayError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if first_ok && rest_ok && name.len() <= 64 {
+        Ok(())
+    } else {
+        Err(GatewayError::InvalidPathParam {
+            param: "model_name",
+            pattern: MODEL_NAME_PATTERN,
+            input: name.to_string(),
+        })
+    }
+}
+
+/// Checks an instance id (or prefix) from a path; a mismatch is a 422 in FastAPI's shape.
+pub fn validate_instance_id(id: &str) -> Result<(), GatewayError> {
+    let ok = (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(GatewayError::InvalidPathParam {
+            param: "container_id",
+            pattern: INSTANCE_ID_PATTERN,
+            input: id.to_string(),
+        })
+    }
+}
+
+/// Returns the instance-name prefix, `<cluster>-<service>-` (compose v2's naming).
+pub fn name_prefix(config: &Config) -> String {
+    format!("{}-{}-", config.cluster_name, config.service_name)
+}
+
+/// Returns the smallest `n >= 1` such that neither `<cluster>-<service>-<n>` (our and compose
+/// v2's form) nor `<cluster>_<service>_<n>` (compose v1's form) is among `taken`.
+pub fn next_free_index<'a>(
+    taken: impl IntoIterator<Item = &'a str>,
+    cluster: &str,
+    service: &str,
+) -> u32 {
+    let v2 = format!("{cluster}-{service}-");
+    let v1 = format!("{cluster}_{service}_");
+    let used: std::collections::BTreeSet<u32> = taken
+        .into_iter()
+        .filter_map(|name| {
+            let name = name.trim_start_matches('/');
+            name.strip_prefix(&v2)
+                .or_else(|| name.strip_prefix(&v1))
+                .and_then(|n| n.parse::<u32>().ok())
+        })
+        .collect();
+    (1..).find(|n| !used.contains(n)).unwrap_or(1)
+}
+
+/// Returns the one id in `ids` equal to or starting with `prefix`.
+pub fn resolve_prefix<'a>(
+    prefix: &str,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<&'a str, GatewayError> {
+    let matches: Vec<&str> = ids.into_iter().filter(|id| id.starts_with(prefix)).collect();
+    if let Some(exact) = matches.iter().find(|id| **id == prefix) {
+        return Ok(exact);
+    }
+    match matches.as_slice() {
+        [] => Err(GatewayError::InstanceNotFound(prefix.to_string())),
+        [one] => Ok(one),
+        many => Err(GatewayError::AmbiguousInstance {
+            prefix: prefix.to_string(),
+            matches: many.len(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_are_plain_identifiers() {
+        for ok in ["LinearRegression", "a", "Ridge_2", "x-y", &"a".repeat(64)] {
+            assert!(validate_model_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "bad name!",
+            "../../etc",
+            "a/b",
+            "a.onnx",
+            "_x",
+            "Linéaire",
+            &"a".repeat(65),
+        ] {
+            let err = validate_model_name(bad).unwrap_err();
+            assert_eq!(err.status().as_u16(), 422, "{bad}");
+        }
+    }
+
+    #[test]
+    fn instance_ids_are_lowercase_hex() {
+        assert!(validate_instance_id("abc123").is_ok());
+        assert!(validate_instance_id(&"f".repeat(64)).is_ok());
+        for bad in ["", "ABC", "xyz", "../x", &"a".repeat(65)] {
+            assert!(validate_instance_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_index_skips_both_compose_forms() {
+        let names = [
+            "/microservices-gdp-growth-model-1",
+            "/microservices_gdp-growth-model_2",
+            "/microservices-gdp-growth-model-4",
+            "/other-gdp-growth-model-3",
+            "/microservices-gdp-growth-model-x",
+        ];
+        assert_eq!(
+            next_free_index(names, "microservices", "gdp-growth-model"),
+            3
+        );
+        assert_eq!(next_free_index([], "microservices", "gdp-growth-model"), 1);
+    }
+
+    #[test]
+    fn prefixes_resolve_to_one_id() {
+        let ids = ["abc111", "abc222", "def333"];
+        assert_eq!(resolve_prefix("d", ids).unwrap(), "def333");
+        assert_eq!(resolve_prefix("abc2", ids).unwrap(), "abc222");
+        assert_eq!(resolve_prefix("abc", ids).unwrap_err().status().as_u16(), 400);
+        assert_eq!(resolve_prefix("0", ids).unwrap_err().status().as_u16(), 404);
+        assert_eq!(resolve_prefix("abc111", ids).unwrap(), "abc111");
+    }
+}

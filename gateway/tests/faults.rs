@@ -1,0 +1,216 @@
+//! Balancing and fault handling with real nodes: spread, unhealthy nodes, killed nodes and a
+//! Consul outage.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+
+/// Requests from `workers` concurrent loops until stopped, counting successes and failures.
+struct Load {
+    ok: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<u16>>>,
+}
+
+impl Load {
+    fn start(gw: &TestGateway, workers: usize) -> Load {
+        let ok = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let url = gw.url("/api/predict/gdp_growth_rate");
+        let tasks = (0..workers)
+            .map(|_| {
+                let (ok, stop, url) = (ok.clone(), stop.clone(), url.clone());
+                tokio::spawn(async move {
+                    let http = client();
+                    let mut bad = Vec::new();
+                    // Bounded: at most 20 000 requests per worker.
+                    for _ in 0..20_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let status = match http
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(SEED_ROW)
+                            .send()
+                            .await
+                        {
+                            Ok(r) => r.status().as_u16(),
+                            Err(_) => 0,
+                        };
+                        if status == 200 {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            bad.push(status);
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        Load { ok, stop, tasks }
+    }
+
+    fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    async fn finish(self) -> (u64, Vec<u16>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut bad = Vec::new();
+        for t in self.tasks {
+            bad.extend(t.await.unwrap());
+        }
+        (self.ok.load(Ordering::Relaxed), bad)
+    }
+}
+
+async fn wait_for_progress(load: &Load, more: u64) {
+    let target = load.ok() + more;
+    eventually(Duration::from_secs(10), "requests to succeed", || async {
+        load.ok() >= target
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_balancing_spreads_over_all_healthy_nodes() {
+    let consul = spawn_consul().await;
+    let nodes: Vec<TestNode> = (0..3).map(|_| spawn_node(&consul.base_url())).collect();
+    let gw = spawn_gateway(gateway_config(&consul.base_url(), &[])).await;
+    wait_for_set(&gw, &nodes.iter().collect::<Vec<_>>()).await;
+
+    let mut before = Vec::new();
+    for n in &nodes {
+        before.push(attempts(&gw, &n.addr()).await);
+    }
+    let http = client();
+    const N: u64 = 600;
+    for _ in 0..N {
+        assert_eq!(predict(&http, &gw).await, 200);
+    }
+    let mut total = 0;
+    for (n, before) in nodes.iter().zip(before) {
+        let got = attempts(&gw, &n.addr()).await - before;
+        total += got;
+        // Expected 200 each; the standard deviation is ~11.5, so 140..=260 is > 5 sigma.
+        assert!((140..=260).contains(&got), "{} got {got} of {N}", n.addr());
+    }
+    assert_eq!(total, N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_unhealthy_in_consul_stops_receiving_traffic() {
+    let consul = spawn_consul().await;
+    let a = spawn_node(&consul.base_url());
+    let b = spawn_node(&consul.base_url());
+    let gw = spawn_gateway(gateway_config(&consul.base_url(), &[])).await;
+    wait_for_set(&gw, &[&a, &b]).await;
+
+    // The node's /health turns 503; Consul's HTTP check marks it critical.
+    a.state.start_draining();
+    wait_for_set(&gw, &[&b]).await;
+    let before = attempts(&gw, &a.addr()).await;
+    let http = client();
+    for _ in 0..200 {
+        assert_eq!(predict(&http, &gw).await, 200);
+    }
+    assert_eq!(
+        attempts(&gw, &a.addr()).await,
+        before,
+        "traffic reached the unhealthy node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_causes_no_failed_request() {
+    let consul = spawn_consul().await;
+    let a = spawn_node(&consul.base_url());
+    let b = spawn_node(&consul.base_url());
+    let gw = spawn_gateway(gateway_config(&consul.base_url(), &[])).await;
+    wait_for_set(&gw, &[&a, &b]).await;
+
+    let load = Load::start(&gw, 8);
+    wait_for_progress(&load, 200).await;
+    let killed = a.addr();
+    a.server.kill();
+    wait_for_progress(&load, 300).await;
+    // Consul's check notices; the gateway drops the node from its set.
+    wait_for_set(&gw, &[&b]).await;
+    wait_for_progress(&load, 200).await;
+    let (ok, bad) = load.finish().await;
+    assert!(
+        bad.is_empty(),
+        "{} failed requests ({bad:?}) of {}",
+        bad.len(),
+        ok + bad.len() as u64
+    );
+    assert!(attempts(&gw, &killed).await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_stopped_mid_run_loses_no_request_and_discovery_catches_up() {
+    let consul = spawn_consul().await;
+    let consul_addr = consul.addr();
+    let url = consul.base_url();
+    let a = spawn_node(&url);
+    let b = spawn_node(&url);
+    let gw = spawn_gateway(gateway_config(&url, &[])).await;
+    wait_for_set(&gw, &[&a, &b]).await;
+
+    let load = Load::start(&gw, 8);
+    wait_for_progress(&load, 200).await;
+    consul.shutdown().await;
+    eventually(
+        Duration::from_secs(5),
+        "the gateway to notice Consul is gone",
+        || async { !gw.state.discovery.status().is_up() },
+    )
+    .await;
+    wait_for_progress(&load, 500).await;
+    let (ok, bad) = load.finish().await;
+    assert!(
+        bad.is_empty(),
+        "{} failed requests ({bad:?}) of {}",
+        bad.len(),
+        ok + bad.len() as u64
+    );
+
+    // It says so in /health and /metrics, and still lists the last known set.
+    let health: serde_json::Value = client()
+        .get(gw.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["discovery"], "stale");
+    assert_eq!(health["healthy_instances"], 2);
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("gateway_discovery_up 0"), "{metrics}");
+
+    // Consul comes back (empty, like a fresh agent); nodes re-register and the gateway catches up.
+    let _consul = consul::standin::spawn_on(consul_addr, consul::standin::StandInConfig::default())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the gateway to reach Consul again",
+        || async { gw.state.discovery.status().is_up() },
+    )
+    .await;
+    wait_for_set(&gw, &[&a, &b]).await;
+    assert_eq!(predict(&client(), &gw).await, 200);
+}
