@@ -270,6 +270,14 @@ pub struct AgentService {
     /// Address; `""` means "use the node's address".
     #[serde(rename = "Address")]
     pub address: String,
+    /// Extra addresses (`lan_ipv4`, `wan_ipv4`, ...); Consul derives the IPv4/IPv6 ones from
+    /// `Address`.
+    #[serde(
+        rename = "TaggedAddresses",
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
     /// DNS weights.
     #[serde(rename = "Weights", deserialize_with = "null_default")]
     pub weights: Weights,
@@ -285,6 +293,18 @@ pub struct AgentService {
     /// Raft index of the last change (catalog views only).
     #[serde(rename = "ModifyIndex", skip_serializing_if = "is_zero_u64")]
     pub modify_index: u64,
+}
+
+/// An address and port in a service's `TaggedAddresses`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceAddress {
+    /// Address.
+    #[serde(rename = "Address", alias = "address")]
+    pub address: String,
+    /// Port.
+    #[serde(rename = "Port", alias = "port")]
+    pub port: u16,
 }
 
 /// The state of one check.

@@ -581,6 +581,7 @@ fn same_service(a: &AgentService, b: &AgentService) -> bool {
         && a.meta == b.meta
         && a.port == b.port
         && a.address == b.address
+        && a.tagged_addresses == b.tagged_addresses
         && a.weights == b.weights
         && a.enable_tag_override == b.enable_tag_override
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::duration;
 use crate::types::{
-    AgentService, AgentServiceCheck, AgentServiceRegistration, CheckStatus, Weights,
+    AgentService, AgentServiceCheck, AgentServiceRegistration, CheckStatus, ServiceAddress, Weights,
 };
 
 /// Consul's default HTTP/TCP check timeout.
@@ -248,13 +248,32 @@ pub fn parse(body: &[u8], deregister_floor: Duration) -> Result<ServiceSpec, Str
         .clone()
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| reg.name.clone());
+    let port = reg.port.unwrap_or(0);
+    // Consul tags an IP service address as lan/wan for its address family.
+    let tagged_addresses = match address.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let family = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+            ["lan", "wan"]
+                .into_iter()
+                .map(|net| {
+                    let tagged = ServiceAddress {
+                        address: address.clone(),
+                        port,
+                    };
+                    (format!("{net}_{family}"), tagged)
+                })
+                .collect()
+        }
+        Err(_) => BTreeMap::new(),
+    };
     let service = AgentService {
         id: id.clone(),
         service: reg.name.clone(),
         tags: reg.tags.clone(),
         meta: reg.meta.clone(),
-        port: reg.port.unwrap_or(0),
+        port,
         address,
+        tagged_addresses,
         weights: Weights {
             passing: weights.passing,
             warning: weights.warning,
