@@ -139,6 +139,42 @@ async fn http_check_sends_method_headers_and_body() {
 }
 
 #[tokio::test]
+async fn first_probes_are_staggered_within_the_interval() {
+    let consul = standin::spawn(StandInConfig::default()).await;
+    let client = consul.client().unwrap();
+    let targets = [
+        spawn_target().await,
+        spawn_target().await,
+        spawn_target().await,
+    ];
+    let registered = std::time::Instant::now();
+    for (i, target) in targets.iter().enumerate() {
+        let mut reg = http_registration(&format!("w{i}"), &target.url());
+        reg.check.as_mut().unwrap().interval = Some("1s".into());
+        client.register(&reg).await.unwrap();
+    }
+    let mut first_hits = Vec::new();
+    for target in &targets {
+        let at = eventually("a first probe", Duration::from_secs(5), || async {
+            (target.hits() > 0).then(|| registered.elapsed())
+        })
+        .await;
+        first_hits.push(at);
+    }
+    // Each first probe lands within one interval (plus scheduling slack) ...
+    assert!(
+        first_hits.iter().all(|t| *t < Duration::from_millis(1500)),
+        "{first_hits:?}"
+    );
+    // ... and not all at once: three uniform draws in [0, 1s) all below 50ms has a chance of
+    // about 1 in 8000.
+    assert!(
+        first_hits.iter().any(|t| *t > Duration::from_millis(50)),
+        "{first_hits:?}"
+    );
+}
+
+#[tokio::test]
 async fn checks_run_every_interval_and_stop_at_deregistration() {
     let consul = standin::spawn(StandInConfig::default()).await;
     let client = consul.client().unwrap();
