@@ -6,7 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,6 +36,12 @@ pub struct Config {
     #[arg(long, env = "CONSUL_DEV_DEREGISTER_FLOOR", default_value = "1m", value_parser = parse_duration)]
     pub deregister_floor: Duration,
 
+    /// Address the node advertises (`Node.Address`, used for services registered without an
+    /// address, and the leader address); defaults to the bind IP, or 127.0.0.1 when that is
+    /// unspecified (0.0.0.0).
+    #[arg(long, env = "CONSUL_DEV_ADVERTISE")]
+    pub advertise: Option<IpAddr>,
+
     /// Node name reported in the catalog.
     #[arg(long, env = "CONSUL_DEV_NODE_NAME", default_value = "consul-dev")]
     pub node_name: String,
@@ -60,10 +66,10 @@ impl Config {
             deregister_floor: self.deregister_floor,
             node_name: self.node_name.clone(),
             datacenter: self.datacenter.clone(),
-            advertise_addr: if ip.is_unspecified() {
-                StandInConfig::default().advertise_addr
-            } else {
-                ip
+            advertise_addr: match self.advertise {
+                Some(ip) => ip,
+                None if ip.is_unspecified() => StandInConfig::default().advertise_addr,
+                None => ip,
             },
         }
     }
@@ -162,6 +168,8 @@ mod tests {
         assert_eq!(s.reaper_interval, Duration::from_secs(1));
         assert_eq!(s.deregister_floor, Duration::from_secs(90));
         assert!(s.advertise_addr.is_loopback());
+        let c = Config::try_parse_from(["consul-dev", "--advertise", "10.1.2.3"]).unwrap();
+        assert_eq!(c.standin().advertise_addr.to_string(), "10.1.2.3");
     }
 
     #[test]
