@@ -15,6 +15,13 @@ mod trees;
 use crate::estimator::{Estimator, Model};
 use crate::pickle::{Global, Graph, NdArray, NodeId, Value};
 
+/// Most attributes an estimator's state may have (sklearn's have a few dozen).
+const MAX_ATTRIBUTES: usize = 1000;
+/// Most tree nodes a model may have in total. Trees shared through the memo are decoded once per
+/// use, so this bounds the work as well as the model's size (a file under the reader's 1 GiB
+/// cap holds fewer nodes than this).
+pub(crate) const MAX_TREE_NODES: usize = 20_000_000;
+
 /// Why a decoded pickle could not become a [`Model`].
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
@@ -144,6 +151,12 @@ impl<'g> Obj<'g> {
             let Value::Dict(items) = value(graph, *state, path)? else {
                 return Err(invalid(format!("{class} state is not a dict")));
             };
+            if items.len() > MAX_ATTRIBUTES {
+                return Err(invalid(format!(
+                    "{class} state has {} attributes",
+                    items.len()
+                )));
+            }
             for (key, val) in items {
                 if let Value::Str(key) = value(graph, *key, path)? {
                     entries.push((key.as_str(), *val));

@@ -164,19 +164,35 @@ fn decompress(bytes: &[u8], method: Compression, cap: u64) -> Result<Vec<u8>, De
         Compression::Gzip => copy(flate2::read::MultiGzDecoder::new(bytes), &mut out),
         Compression::Bz2 => copy(bzip2::read::MultiBzDecoder::new(bytes), &mut out),
         Compression::Lz4 => copy(lz4_flex::frame::FrameDecoder::new(bytes), &mut out),
-        Compression::Xz => lzma_rs::xz_decompress(&mut io::BufReader::new(bytes), &mut out)
-            .map_err(|e| e.to_string()),
+        Compression::Xz => {
+            // NOTE: lzma-rs buffers a whole xz block in memory before writing any of it, so the
+            // writer's cap would come too late; add up the chunk sizes first instead.
+            let size = xz_unpacked_size(bytes).map_err(DecompressError::Corrupt)?;
+            if size > cap {
+                return Err(DecompressError::TooLarge);
+            }
+            lzma_rs::xz_decompress(&mut io::BufReader::new(bytes), &mut out)
+                .map_err(|e| e.to_string())
+        }
         Compression::LzmaAlone => {
             let options = lzma_rs::decompress::Options {
                 memlimit: usize::try_from(cap).ok(),
                 ..Default::default()
             };
-            lzma_rs::lzma_decompress_with_options(
+            let result = lzma_rs::lzma_decompress_with_options(
                 &mut io::BufReader::new(bytes),
                 &mut out,
                 &options,
-            )
-            .map_err(|e| e.to_string())
+            );
+            // NOTE: the dictionary buffer only grows as output is produced, so hitting
+            // `memlimit` (= cap) means the output exceeds the cap. lzma-rs reports it only as
+            // a message.
+            if let Err(lzma_rs::error::Error::LzmaError(message)) = &result
+                && message.starts_with("exceeded memory limit")
+            {
+                return Err(DecompressError::TooLarge);
+            }
+            result.map_err(|e| e.to_string())
         }
     };
     if out.overflowed {
@@ -184,6 +200,63 @@ fn decompress(bytes: &[u8], method: Compression, cap: u64) -> Result<Vec<u8>, De
     }
     result.map_err(DecompressError::Corrupt)?;
     Ok(out.data)
+}
+
+/// Adds up the uncompressed sizes of the LZMA2 chunks of an xz stream's blocks without
+/// decoding them (xz file format 1.0.4 §2-3; LZMA2 chunk headers).
+fn xz_unpacked_size(bytes: &[u8]) -> Result<u64, String> {
+    let byte = |at: usize| {
+        bytes
+            .get(at)
+            .copied()
+            .ok_or_else(|| "truncated xz stream".to_owned())
+    };
+    let be16 = |at: usize| -> Result<usize, String> {
+        Ok(usize::from(byte(at)?) << 8 | usize::from(byte(at + 1)?))
+    };
+    // Stream header: magic (6), flags (2), CRC32 (4).
+    let check_size = match byte(7)? & 0x0f {
+        0 => 0,
+        1..=3 => 4,
+        4..=6 => 8,
+        7..=9 => 16,
+        10..=12 => 32,
+        _ => 64,
+    };
+    let mut pos = 12usize;
+    let mut total = 0u64;
+    loop {
+        let header = byte(pos)?;
+        if header == 0 {
+            // Index indicator: no more blocks.
+            return Ok(total);
+        }
+        pos += (usize::from(header) + 1) * 4;
+        loop {
+            let control = byte(pos)?;
+            match control {
+                0x00 => {
+                    pos += 1;
+                    break;
+                }
+                0x01 | 0x02 => {
+                    let size = be16(pos + 1)? + 1;
+                    total += size as u64;
+                    pos += 3 + size;
+                }
+                0x80..=0xff => {
+                    let unpacked = (usize::from(control & 0x1f) << 16 | be16(pos + 1)?) + 1;
+                    let packed = be16(pos + 3)? + 1;
+                    let props = usize::from(control >= 0xc0);
+                    total += unpacked as u64;
+                    pos += 5 + props + packed;
+                }
+                _ => return Err(format!("invalid LZMA2 chunk control byte 0x{control:02x}")),
+            }
+        }
+        // Block padding to a multiple of 4, then the check.
+        pos = pos.next_multiple_of(4) + check_size;
+    }
 }
 
 fn copy(mut reader: impl Read, out: &mut CappedWriter) -> Result<(), String> {

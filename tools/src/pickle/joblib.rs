@@ -57,9 +57,17 @@ pub fn read_inline(m: &mut Machine<'_>, state: NodeId) -> Result<NdArray, Pickle
                 array.shape
             )));
         }
-        return Ok(array.clone());
+        let array = array.clone();
+        m.charge(
+            array
+                .objects
+                .len()
+                .saturating_mul(std::mem::size_of::<NodeId>()),
+        )?;
+        return Ok(array);
     }
 
+    let size = numpy::byte_size(m, &dtype, &shape)?;
     let aligned = m
         .graph
         .dict_get(state, "numpy_array_alignment_bytes")
@@ -72,7 +80,7 @@ pub fn read_inline(m: &mut Machine<'_>, state: NodeId) -> Result<NdArray, Pickle
         }
         m.take(padding.into(), "joblib array padding")?;
     }
-    let size = numpy::byte_size(m, &dtype, &shape)?;
+    m.charge(size)?;
     let bytes = m.take_declared(size as u64, "joblib inline array")?;
     let big_endian = m.big_endian.contains(&dtype_id);
     numpy::make_array(m, dtype, shape, bytes, fortran, big_endian)

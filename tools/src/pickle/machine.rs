@@ -33,6 +33,7 @@ pub fn run_top(
         big_endian: HashSet::new(),
         stream: StreamState::default(),
         nested: false,
+        materialized: 0,
     };
     let root = machine.run_stream()?;
     if machine.pos != data.len() {
@@ -68,6 +69,9 @@ pub(super) struct Machine<'a> {
     stream: StreamState,
     /// Whether this is a nested joblib object-array stream (no inline arrays inside those).
     nested: bool,
+    /// Bytes copied out of the input into arrays and argument lists so far; memo reuse can
+    /// make these copies repeat, so they count against `Limits::max_bytes`.
+    materialized: u64,
 }
 
 // === impl Machine ===
@@ -172,6 +176,18 @@ impl<'a> Machine<'a> {
         }
         self.graph.nodes.push(value);
         Ok(NodeId(self.graph.nodes.len() - 1))
+    }
+
+    /// Counts `bytes` about to be copied out of existing values against the total budget.
+    pub(super) fn charge(&mut self, bytes: usize) -> Result<(), PickleError> {
+        self.materialized = self.materialized.saturating_add(bytes as u64);
+        if self.materialized > self.limits.max_bytes {
+            return Err(self.limit(format!(
+                "decoded arrays and argument lists exceed {} bytes in total",
+                self.limits.max_bytes
+            )));
+        }
+        Ok(())
     }
 
     fn push_id(&mut self, id: NodeId) -> Result<(), PickleError> {
@@ -577,7 +593,7 @@ impl<'a> Machine<'a> {
     }
 
     fn set_items(&mut self, items: Vec<NodeId>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.malformed("SETITEMS with an odd number of values"));
         }
         let dict = self.top()?;
@@ -645,7 +661,12 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn tuple_items(&self, id: NodeId, what: &str) -> Result<Vec<NodeId>, PickleError> {
+    fn tuple_items(&mut self, id: NodeId, what: &str) -> Result<Vec<NodeId>, PickleError> {
+        let len = match self.node(id)? {
+            Value::Tuple(items) => items.len(),
+            _ => 0,
+        };
+        self.charge(len.saturating_mul(std::mem::size_of::<NodeId>()))?;
         match self.node(id)? {
             Value::Tuple(items) => Ok(items.clone()),
             other => Err(self.malformed(format!(

@@ -10,6 +10,8 @@ use super::value::{Dtype, Field, Global, NdArray, NodeId, Value};
 
 /// Largest itemsize accepted in a dtype string (tree nodes are 64 bytes).
 const MAX_ITEMSIZE: usize = 1 << 16;
+/// Most fields in a record dtype (tree nodes have 8).
+const MAX_FIELDS: usize = 256;
 
 fn arg(m: &Machine<'_>, args: &[NodeId], index: usize, what: &str) -> Result<NodeId, PickleError> {
     args.get(index)
@@ -26,7 +28,12 @@ fn int_arg(m: &Machine<'_>, id: NodeId, what: &str) -> Result<i128, PickleError>
 }
 
 /// The Dtype stored at `id` (a BUILT `numpy.dtype`).
-fn dtype_at(m: &Machine<'_>, id: NodeId, what: &str) -> Result<Dtype, PickleError> {
+fn dtype_at(m: &mut Machine<'_>, id: NodeId, what: &str) -> Result<Dtype, PickleError> {
+    let fields = match m.node(id)? {
+        Value::Dtype(d) => d.fields.len(),
+        _ => 0,
+    };
+    m.charge(fields.saturating_mul(std::mem::size_of::<Field>()))?;
     match m.node(id)? {
         Value::Dtype(d) => Ok(d.clone()),
         other => Err(m.malformed(format!("{what} is a {}, not a dtype", type_name(other)))),
@@ -134,19 +141,23 @@ pub fn dtype_build(m: &mut Machine<'_>, target: NodeId, state: NodeId) -> Result
 }
 
 fn record_fields(
-    m: &Machine<'_>,
+    m: &mut Machine<'_>,
     names: &[NodeId],
     fields: NodeId,
     itemsize: usize,
 ) -> Result<Vec<Field>, PickleError> {
+    if names.len() > MAX_FIELDS {
+        return Err(m.malformed(format!("record dtype with {} fields", names.len())));
+    }
     let mut out = Vec::with_capacity(names.len());
     for &name in names {
         let Value::Str(name) = m.node(name)? else {
             return Err(m.malformed("record field name is not a string"));
         };
+        let name = name.clone();
         let entry = m
             .graph
-            .dict_get(fields, name)
+            .dict_get(fields, &name)
             .ok_or_else(|| m.malformed(format!("record field {name:?} has no entry")))?;
         let Value::Tuple(parts) = m.node(entry)? else {
             return Err(m.malformed(format!("record field {name:?} is not a tuple")));
@@ -170,7 +181,7 @@ fn record_fields(
             })
             .ok_or_else(|| m.malformed(format!("record field {name:?} offset {offset}")))?;
         out.push(Field {
-            name: name.clone(),
+            name,
             dtype,
             offset,
         });
@@ -214,31 +225,38 @@ pub fn reconstruct_build(m: &mut Machine<'_>, state: NodeId) -> Result<NdArray, 
     let dtype = dtype_at(m, dtype_id, "ndarray dtype")?;
     let fortran = int_arg(m, fortran, "ndarray is_fortran")? != 0;
     if dtype.kind == 'O' {
+        let len = match m.node(data)? {
+            Value::List(objects) => objects.len(),
+            _ => return Err(m.malformed("object array data is not a list")),
+        };
+        m.charge(len.saturating_mul(std::mem::size_of::<NodeId>()))?;
         let Value::List(objects) = m.node(data)? else {
             return Err(m.malformed("object array data is not a list"));
         };
         let objects = objects.clone();
         return object_array(m, dtype, shape, objects, fortran);
     }
+    m.charge(byte_size(m, &dtype, &shape)?)?;
     let bytes = match m.node(data)? {
-        Value::Bytes(b) => b.clone(),
+        Value::Bytes(b) => b,
         other => {
             return Err(m.malformed(format!("ndarray data is a {}", type_name(other))));
         }
     };
     let big_endian = m.big_endian.contains(&dtype_id);
-    make_array(m, dtype, shape, &bytes, fortran, big_endian)
+    make_array(m, dtype, shape, bytes, fortran, big_endian)
 }
 
 /// An object array from its elements listed in memory order.
 pub fn object_array(
-    m: &Machine<'_>,
+    m: &mut Machine<'_>,
     dtype: Dtype,
     shape: Vec<usize>,
     objects: Vec<NodeId>,
     fortran: bool,
 ) -> Result<NdArray, PickleError> {
     let count = element_count(m, &shape)?;
+    m.charge(count.saturating_mul(std::mem::size_of::<NodeId>()))?;
     if objects.len() != count {
         return Err(m.malformed(format!(
             "object array has {} elements, shape {shape:?} needs {count}",
@@ -367,16 +385,16 @@ pub fn scalar(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, PickleError
             false,
         )?));
     }
+    m.charge(dtype.itemsize)?;
     let Value::Bytes(bytes) = m.node(data)? else {
         return Err(m.malformed("numpy scalar data is not bytes"));
     };
-    let bytes = bytes.clone();
     let big_endian = m.big_endian.contains(&dtype_id);
     Ok(Value::NdArray(make_array(
         m,
         dtype,
         Vec::new(),
-        &bytes,
+        bytes,
         false,
         big_endian,
     )?))
@@ -394,13 +412,13 @@ pub fn frombuffer(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, PickleE
         _ => return Err(m.malformed("_frombuffer order is not 'C' or 'F'")),
     };
     let dtype = dtype_at(m, dtype_id, "_frombuffer dtype")?;
+    m.charge(byte_size(m, &dtype, &shape)?)?;
     let Value::Bytes(bytes) = m.node(buffer)? else {
         return Err(m.malformed("_frombuffer buffer is not bytes"));
     };
-    let bytes = bytes.clone();
     let big_endian = m.big_endian.contains(&dtype_id);
     Ok(Value::NdArray(make_array(
-        m, dtype, shape, &bytes, fortran, big_endian,
+        m, dtype, shape, bytes, fortran, big_endian,
     )?))
 }
 
@@ -412,6 +430,11 @@ pub fn codecs_encode(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, Pick
         Value::Str(e) if matches!(e.as_str(), "latin1" | "latin-1") => {}
         _ => return Err(m.malformed("_codecs.encode with an encoding other than latin1")),
     }
+    let len = match m.node(text)? {
+        Value::Str(t) => t.len(),
+        _ => 0,
+    };
+    m.charge(len)?;
     let Value::Str(text) = m.node(text)? else {
         return Err(m.malformed("_codecs.encode of a value that is not a string"));
     };
@@ -443,6 +466,7 @@ mod tests {
         let f3: Vec<usize> = (0..24).collect();
         let c = to_c_order(&f3, &[2, 3, 4]);
         // C element (i, j, k) = F offset i + 2j + 6k.
-        assert_eq!(c[1 * 12 + 2 * 4 + 3], 1 + 2 * 2 + 6 * 3);
+        let (i, j, k) = (1, 2, 3);
+        assert_eq!(c[i * 12 + j * 4 + k], i + 2 * j + 6 * k);
     }
 }

@@ -117,7 +117,8 @@ impl NdArray {
 }
 
 fn element_bytes(data: &[u8], stride: usize, offset: usize, size: usize) -> Option<Vec<&[u8]>> {
-    if stride == 0 || offset + size > stride || data.len() % stride != 0 {
+    let inside = offset.checked_add(size).is_some_and(|end| end <= stride);
+    if stride == 0 || !inside || !data.len().is_multiple_of(stride) {
         return None;
     }
     Some(

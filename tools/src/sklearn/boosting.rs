@@ -1,7 +1,7 @@
 //! GradientBoostingRegressor: `init_` constant plus `learning_rate` times each stage's tree.
 
 use super::trees::decode_tree;
-use super::{ExtractError, Fitted, Obj, describe, f64_values};
+use super::{ExtractError, Fitted, MAX_TREE_NODES, Obj, describe, f64_values};
 use crate::estimator::{Aggregate, Estimator, TreeEnsemble};
 use crate::pickle::Value;
 
@@ -75,6 +75,7 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
             format!("shape [{n_stages}, {per_stage}] is not a fitted regressor"),
         ));
     }
+    let mut budget = MAX_TREE_NODES;
     let mut trees = Vec::with_capacity(n_stages);
     for (i, id) in stages.objects.iter().enumerate() {
         let stage = Obj::new(
@@ -88,7 +89,7 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
                 stage.class
             )));
         }
-        let decoded = decode_tree(&stage, n_features)?;
+        let decoded = decode_tree(&stage, n_features, &mut budget)?;
         if decoded.n_outputs != 1 {
             return Err(stage.invalid("tree_", "a boosting stage must have one output"));
         }

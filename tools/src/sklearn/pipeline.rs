@@ -4,6 +4,9 @@ use super::{ExtractError, Obj, describe, f64_values, final_estimator};
 use crate::estimator::{Model, StandardScaler};
 use crate::pickle::Value;
 
+/// Most steps (passthrough included) a Pipeline may list.
+const MAX_STEPS: usize = 16;
+
 /// One non-passthrough step.
 struct Step<'g> {
     object: Obj<'g>,
@@ -15,6 +18,12 @@ pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
     let Value::List(items) = pipeline.require("steps")? else {
         return Err(pipeline.invalid("steps", "expected a list"));
     };
+    if items.len() > MAX_STEPS {
+        return Err(ExtractError::Unsupported(format!(
+            "Pipeline with {} steps",
+            items.len()
+        )));
+    }
     let mut steps = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("{}.steps[{i}]", pipeline.path);

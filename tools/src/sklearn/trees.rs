@@ -3,7 +3,7 @@
 //! Nodes are decoded by field name and offset from the pickled record dtype, so both the
 //! 56-byte (sklearn 1.2) and the 64-byte (>= 1.3, with `missing_go_to_left`) layouts work.
 
-use super::{ExtractError, Fitted, Obj, describe, f64_values};
+use super::{ExtractError, Fitted, MAX_TREE_NODES, Obj, describe, f64_values};
 use crate::estimator::{Aggregate, Estimator, Tree, TreeEnsemble};
 use crate::pickle::Value;
 
@@ -16,8 +16,13 @@ pub struct DecodedTree {
     pub n_outputs: usize,
 }
 
-/// Decodes the `tree_` of a fitted DecisionTreeRegressor/ExtraTreeRegressor.
-pub fn decode_tree(estimator: &Obj<'_>, n_features: usize) -> Result<DecodedTree, ExtractError> {
+/// Decodes the `tree_` of a fitted DecisionTreeRegressor/ExtraTreeRegressor; `budget` is the
+/// number of tree nodes the whole model may still have.
+pub fn decode_tree(
+    estimator: &Obj<'_>,
+    n_features: usize,
+    budget: &mut usize,
+) -> Result<DecodedTree, ExtractError> {
     let id = estimator
         .get_id("tree_")
         .ok_or_else(|| estimator.invalid("tree_", "the tree is not fitted (no tree_)"))?;
@@ -30,6 +35,11 @@ pub fn decode_tree(estimator: &Obj<'_>, n_features: usize) -> Result<DecodedTree
     if nodes.shape.len() != 1 || n == 0 || nodes.dtype.fields.is_empty() {
         return Err(tree.invalid("nodes", "expected a non-empty 1-D record array"));
     }
+    *budget = budget.checked_sub(n).ok_or_else(|| {
+        ExtractError::Unsupported(format!(
+            "models with more than {MAX_TREE_NODES} tree nodes in total"
+        ))
+    })?;
     let int_field = |name: &str| {
         nodes
             .field_i64(name)
@@ -118,7 +128,8 @@ fn tree_features(estimator: &Obj<'_>) -> Result<usize, ExtractError> {
 /// A single DecisionTreeRegressor.
 pub fn decision_tree(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
     let n_features = tree_features(object)?;
-    let decoded = decode_tree(object, n_features)?;
+    let mut budget = MAX_TREE_NODES;
+    let decoded = decode_tree(object, n_features, &mut budget)?;
     let meta = object.meta(n_features)?;
     Ok(Fitted {
         n_targets: decoded.n_outputs,
@@ -147,6 +158,7 @@ pub fn forest(object: &Obj<'_>, member: &str) -> Result<Fitted, ExtractError> {
     if members.is_empty() {
         return Err(object.invalid("estimators_", "the forest has no trees"));
     }
+    let mut budget = MAX_TREE_NODES;
     let mut trees = Vec::with_capacity(members.len());
     let mut n_targets = None;
     for (i, id) in members.iter().enumerate() {
@@ -162,7 +174,7 @@ pub fn forest(object: &Obj<'_>, member: &str) -> Result<Fitted, ExtractError> {
                 estimator.class
             )));
         }
-        let decoded = decode_tree(&estimator, n_features)?;
+        let decoded = decode_tree(&estimator, n_features, &mut budget)?;
         if *n_targets.get_or_insert(decoded.n_outputs) != decoded.n_outputs {
             return Err(estimator.invalid("tree_", "trees disagree on the number of outputs"));
         }
