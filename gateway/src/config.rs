@@ -89,6 +89,75 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_RNG_SEED")]
     pub rng_seed: Option<u64>,
 
+    // --- lifecycle endpoints (launch/list/stop nodes; see `runtime`) ---
+    /// Runtime of the lifecycle endpoints, `docker` or `process` (unset: Docker when its
+    /// engine answers, else processes).
+    #[arg(long, env = "RUNTIME", value_name = "RUNTIME", value_enum)]
+    pub runtime: Option<crate::runtime::RuntimeKind>,
+
+    /// Cluster name: the `gdp-serving.cluster` label of node containers and the prefix of
+    /// instance names (`<cluster>-<SERVICE_NAME>-<n>`); compose sets the project name.
+    #[arg(long, env = "CLUSTER_NAME", value_name = "CLUSTER_NAME", default_value = "microservices", value_parser = parse_cluster_name)]
+    pub cluster_name: String,
+
+    /// Image of the node containers the Docker runtime launches (never taken from a request).
+    #[arg(
+        long,
+        env = "NODE_IMAGE",
+        value_name = "NODE_IMAGE",
+        default_value = "microservices-gdp-growth-model:latest"
+    )]
+    pub node_image: String,
+
+    /// Docker Engine address (`unix://` or `tcp://`).
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        value_name = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_host: String,
+
+    /// Docker network of launched nodes (default: the network of the gateway's own container).
+    #[arg(long, env = "DOCKER_NETWORK", value_name = "DOCKER_NETWORK")]
+    pub docker_network: Option<String>,
+
+    /// Memory limit of a launched node container, in MiB.
+    #[arg(long, env = "GATEWAY_NODE_MEMORY_MB", value_name = "GATEWAY_NODE_MEMORY_MB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=65536))]
+    pub node_memory_mb: u32,
+
+    /// Most processes/threads in a launched node container.
+    #[arg(long, env = "GATEWAY_NODE_PIDS_LIMIT", value_name = "GATEWAY_NODE_PIDS_LIMIT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=65536))]
+    pub node_pids_limit: u32,
+
+    /// Time a stopped node gets between SIGTERM (it deregisters from Consul) and SIGKILL.
+    #[arg(long, env = "GATEWAY_NODE_STOP_TIMEOUT", value_name = "GATEWAY_NODE_STOP_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
+    pub node_stop_timeout: Duration,
+
+    /// inference-node binary of the process runtime (default: `inference-node` next to the
+    /// gateway executable).
+    #[arg(long, env = "NODE_BINARY", value_name = "NODE_BINARY")]
+    pub node_binary: Option<std::path::PathBuf>,
+
+    /// Directory of the `*.onnx` models for the process runtime: a launch needs
+    /// `<model>.onnx` there, and launched nodes load it.
+    #[arg(
+        long,
+        env = "MODELS_DIR",
+        value_name = "MODELS_DIR",
+        default_value = "models/gdp_growth_rate"
+    )]
+    pub models_dir: std::path::PathBuf,
+
+    /// Bearer token the lifecycle endpoints require (unset: no token needed).
+    #[arg(
+        long,
+        env = "GATEWAY_ADMIN_TOKEN",
+        value_name = "GATEWAY_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
     /// Writes logs as JSON lines.
     #[arg(long, env = "GATEWAY_LOG_JSON")]
     pub log_json: bool,
@@ -120,6 +189,19 @@ fn parse_wait(s: &str) -> Result<Duration, String> {
         return Err("Consul caps a blocking query's wait at 10m".into());
     }
     Ok(d)
+}
+
+/// A cluster name is a compose project name: lowercase letters, digits, `-`, `_`.
+fn parse_cluster_name(s: &str) -> Result<String, String> {
+    let ok = s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("use lowercase letters, digits, '-' and '_' (a compose project name)".into())
+    }
 }
 
 #[cfg(test)]

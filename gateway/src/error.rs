@@ -41,6 +41,47 @@ pub enum GatewayError {
     /// The request could not be read (body or query string).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A path parameter does not match its pattern (a 422 in FastAPI's validation shape).
+    #[error("{param} should match pattern '{pattern}'")]
+    InvalidPathParam {
+        /// Name of the parameter, as the route declares it.
+        param: &'static str,
+        /// The pattern it must match.
+        pattern: &'static str,
+        /// What the request sent.
+        input: String,
+    },
+    /// A lifecycle endpoint needs `Authorization: Bearer <GATEWAY_ADMIN_TOKEN>`.
+    #[error("Not authenticated")]
+    Unauthorized,
+    /// The bearer token is not the admin token.
+    #[error("Invalid authentication credentials")]
+    Forbidden,
+    /// A launch names a model that cannot be launched (the rule is in `runtime`).
+    #[error("model '{model}' is not known: {reason}")]
+    ModelNotLaunchable {
+        /// The model asked for.
+        model: String,
+        /// Why it is not known.
+        reason: String,
+    },
+    /// No instance of this cluster has this id (or id prefix).
+    #[error("no instance of this cluster has the id '{0}'")]
+    InstanceNotFound(String),
+    /// An id prefix matches several instances.
+    #[error("'{prefix}' matches {matches} instances; give more of the id")]
+    AmbiguousInstance {
+        /// The prefix given.
+        prefix: String,
+        /// How many instances it matches.
+        matches: usize,
+    },
+    /// The container runtime cannot be used right now (the message is safe to show).
+    #[error("{0}")]
+    RuntimeUnavailable(String),
+    /// The container runtime refused or failed an operation (detail for the log only).
+    #[error("container runtime error: {0}")]
+    RuntimeFailed(String),
 }
 
 /// The JSON error body: `{"detail": "..."}`, as FastAPI writes it.
@@ -62,6 +103,14 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidPathParam { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::ModelNotLaunchable { .. } => StatusCode::NOT_FOUND,
+            GatewayError::InstanceNotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::AmbiguousInstance { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::RuntimeUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::RuntimeFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::InvalidConfig(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +125,9 @@ impl GatewayError {
                 "upstream instance did not answer in time".to_string()
             }
             GatewayError::InvalidConfig(_) => "internal error".to_string(),
+            GatewayError::RuntimeFailed(_) => {
+                "the container runtime failed; see the gateway log".to_string()
+            }
             other => other.to_string(),
         }
     }
@@ -86,6 +138,29 @@ impl IntoResponse for GatewayError {
         let status = self.status();
         if status.is_server_error() {
             tracing::error!(error = %self, status = status.as_u16(), "request failed");
+        }
+        // FastAPI's request-validation body: `{"detail": [{"type", "loc", "msg", ...}]}`.
+        if let GatewayError::InvalidPathParam {
+            param,
+            pattern,
+            input,
+        } = &self
+        {
+            let body = serde_json::json!({"detail": [{
+                "type": "string_pattern_mismatch",
+                "loc": ["path", param],
+                "msg": format!("String should match pattern '{pattern}'"),
+                "input": input,
+                "ctx": {"pattern": pattern},
+            }]});
+            return (status, Json(body)).into_response();
+        }
+        if let GatewayError::Unauthorized = &self {
+            let body = Json(ErrorBody {
+                detail: self.detail(),
+            });
+            return (status, [(axum::http::header::WWW_AUTHENTICATE, "Bearer")], body)
+                .into_response();
         }
         (
             status,

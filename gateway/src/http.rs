@@ -1,6 +1,7 @@
 //! The route table, request metrics and the OpenAPI document.
 
 pub mod health;
+pub mod lifecycle;
 pub mod models;
 pub mod predict;
 
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 use utoipa::OpenApi;
 
 use crate::state::AppState;
+use lifecycle::BearerAuth;
 
 /// The OpenAPI document of every endpoint.
 #[derive(OpenApi)]
@@ -28,11 +30,16 @@ use crate::state::AppState;
         predict::services,
         health::health,
         health::metrics,
+        lifecycle::launch,
+        lifecycle::instances,
+        lifecycle::shutdown,
     ),
+    modifiers(&BearerAuth),
     tags(
         (name = "models", description = "Models served by the cluster"),
         (name = "predict", description = "Predictions and the nodes that make them"),
         (name = "ops", description = "Gateway health and metrics"),
+        (name = "lifecycle", description = "Launch, list and stop model instances (admin token when GATEWAY_ADMIN_TOKEN is set)"),
     )
 )]
 pub struct ApiDoc;
@@ -46,6 +53,16 @@ pub fn routes() -> Router<AppState> {
             post(predict::gdp_growth_rate),
         )
         .route("/api/predict/services", get(predict::services))
+        .route(
+            "/api/models/launch/{model_name}",
+            post(lifecycle::launch),
+        )
+        // NOTE: one route for both: axum rejects two routes that differ only in the parameter
+        // name (GET takes a model name, DELETE a container id).
+        .route(
+            "/api/models/instances/{id}",
+            get(lifecycle::instances).delete(lifecycle::shutdown),
+        )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
 }

@@ -11,6 +11,8 @@
 //! - [`discovery`]: the healthy set in a `watch`; [`discovery::consul`] keeps it fresh.
 //! - [`balance`]: [`balance::RandomBalancer`], seedable random choice with ejection.
 //! - [`proxy`]: pick, forward, retry on another node.
+//! - [`runtime`]: launch, list and stop nodes (Docker containers or local processes) for the
+//!   lifecycle endpoints in `http/lifecycle.rs`.
 //! - [`upstream`]: the pooled node client and one exchange.
 //! - [`telemetry`], [`shutdown`]: logs, the Prometheus recorder, signals.
 
@@ -22,6 +24,7 @@ pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod proxy;
+pub mod runtime;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
@@ -70,6 +73,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_grace;
     let background = state.background.clone();
+    let runtime = state.runtime.clone();
     let signalled = CancellationToken::new();
     let on_signal = signalled.clone();
     if let Ok(addr) = listener.local_addr() {
@@ -87,6 +91,8 @@ pub async fn serve(
         }
     };
     background.cancel();
+    // Node processes this gateway started stop with it (containers are left running).
+    runtime.shutdown().await;
     result
 }
 

@@ -30,6 +30,8 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     /// Cancelled on shutdown (or when the state is dropped): stops background tasks.
     pub background: CancellationToken,
+    /// Launches, lists and stops nodes for the lifecycle endpoints (Docker or processes).
+    pub runtime: Arc<crate::runtime::Runtime>,
 }
 
 // === impl AppState ===
@@ -73,6 +75,12 @@ impl AppState {
             config.rng_seed,
         );
         let http_client = upstream::client(config.connect_timeout);
+        let runtime = Arc::new(crate::runtime::Runtime::new(&config));
+        // Choose (and log) the runtime at startup rather than at the first lifecycle request.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let runtime = runtime.clone();
+            handle.spawn(async move { runtime.kind().await });
+        }
         AppState(Arc::new(Inner {
             config,
             discovery,
@@ -80,6 +88,7 @@ impl AppState {
             http_client,
             metrics: crate::telemetry::prometheus(),
             background,
+            runtime,
         }))
     }
 }

@@ -1,0 +1,463 @@
+//! The Docker runtime: node containers through the Docker Engine API (bollard).
+//!
+//! Guardrails, because the Docker socket is root on the host: the gateway lists, stops and
+//! removes only containers labelled `gdp-serving.cluster=<CLUSTER_NAME>` that also carry a
+//! `gdp-serving.model` label (compose's node replicas carry both; the gateway's own and
+//! Consul's containers carry neither); it creates containers only from `NODE_IMAGE`, with a
+//! HostConfig built here (no binds, no privileges, all capabilities dropped, no host network
+//! or pid namespace, memory and pids limits, no restart), named `<cluster>-<service>-<n>`.
+//!
+//! The client connects lazily and negotiates the API version (the daemon here speaks 1.41);
+//! while the engine is unreachable the lifecycle endpoints answer 503 and it is retried on the
+//! next request.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, NetworkingConfig,
+    RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+};
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::runtime::{Instance, Launched, next_free_index, resolve_prefix};
+
+/// Label naming the cluster a node container belongs to.
+pub const CLUSTER_LABEL: &str = "gdp-serving.cluster";
+/// Label naming the node's default model (`GDP_MODEL_NAME`).
+pub const MODEL_LABEL: &str = "gdp-serving.model";
+/// Label marking the container's role; set on launched nodes (compose does not set it yet).
+pub const ROLE_LABEL: &str = "gdp-serving.role";
+/// Value of [`ROLE_LABEL`] on node containers.
+pub const NODE_ROLE: &str = "inference-node";
+
+/// Time allowed to reach the engine and negotiate the API version.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts at a free name when another container takes the chosen one meanwhile.
+const NAME_ATTEMPTS: u32 = 5;
+
+/// Launches, lists and stops node containers of one cluster.
+pub struct DockerRuntime {
+    host: String,
+    image: String,
+    cluster: String,
+    service: String,
+    network: Option<String>,
+    discovery_url: String,
+    consul_token: Option<String>,
+    memory_bytes: i64,
+    pids_limit: i64,
+    stop_timeout: Duration,
+    client: OnceCell<Docker>,
+    found_network: OnceCell<String>,
+}
+
+// === impl DockerRuntime ===
+
+impl DockerRuntime {
+    /// Takes the settings from `config`; the engine is contacted on first use.
+    pub fn new(config: &Config) -> DockerRuntime {
+        DockerRuntime {
+            host: config.docker_host.clone(),
+            image: config.node_image.clone(),
+            cluster: config.cluster_name.clone(),
+            service: config.service_name.clone(),
+            network: config.docker_network.clone(),
+            discovery_url: config
+                .service_discovery_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
+            consul_token: config.consul_token.clone(),
+            memory_bytes: i64::from(config.node_memory_mb) * 1024 * 1024,
+            pids_limit: i64::from(config.node_pids_limit),
+            stop_timeout: config.node_stop_timeout,
+            client: OnceCell::new(),
+            found_network: OnceCell::new(),
+        }
+    }
+
+    /// Returns the engine address (`DOCKER_HOST`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Returns a connected client, connecting and negotiating the API version first if needed.
+    pub async fn client(&self) -> Result<&Docker, GatewayError> {
+        self.client
+            .get_or_try_init(|| async {
+                let connect = async {
+                    // Generous: a stop waits up to the stop timeout inside one request.
+                    let timeout = self.stop_timeout.as_secs() + 30;
+                    Docker::connect_with_host(&self.host)?
+                        .with_timeout(Duration::from_secs(timeout))
+                        .negotiate_version()
+                        .await
+                };
+                match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                    Ok(Ok(docker)) => {
+                        tracing::info!(host = %self.host, api = %docker.client_version(), "connected to the Docker Engine");
+                        Ok(docker)
+                    }
+                    Ok(Err(error)) => Err(unavailable(&self.host, &error.to_string())),
+                    Err(_) => Err(unavailable(&self.host, "timed out")),
+                }
+            })
+            .await
+    }
+
+    /// Returns the labels every node container of this cluster carries.
+    pub fn labels(&self, model: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (CLUSTER_LABEL.to_string(), self.cluster.clone()),
+            (ROLE_LABEL.to_string(), NODE_ROLE.to_string()),
+            (MODEL_LABEL.to_string(), model.to_string()),
+        ])
+    }
+
+    /// Creates and starts a node container for `model`.
+    pub async fn launch(&self, model: &str) -> Result<Launched, GatewayError> {
+        let docker = self.client().await?;
+        let network = self.network(docker).await?;
+        let existing = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.failed("list containers", e))?;
+        let names: Vec<&str> = existing
+            .iter()
+            .flat_map(|c| c.names.iter().flatten())
+            .map(String::as_str)
+            .collect();
+        let mut index = next_free_index(names, &self.cluster, &self.service);
+        for _ in 0..NAME_ATTEMPTS {
+            let name = format!("{}-{}-{index}", self.cluster, self.service);
+            match docker
+                .create_container(
+                    Some(CreateContainerOptions {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    }),
+                    self.create_body(model, &network, &name),
+                )
+                .await
+            {
+                Ok(created) => {
+                    if let Err(error) = docker.start_container(&created.id, None).await {
+                        let _ = docker
+                            .remove_container(
+                                &created.id,
+                                Some(RemoveContainerOptions {
+                                    force: true,
+                                    ..Default::default()
+                                }),
+                            )
+                            .await;
+                        return Err(self.failed("start the node container", error));
+                    }
+                    tracing::info!(id = %created.id, %name, %model, %network, "launched node container");
+                    return Ok(Launched {
+                        id: created.id,
+                        name,
+                    });
+                }
+                // Another container took the name meanwhile: try the next number.
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => index += 1,
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                }) if message.contains("image") => {
+                    return Err(GatewayError::RuntimeUnavailable(format!(
+                        "the node image '{}' is not on the Docker Engine; build it (scripts/compose-offline.sh build) or set NODE_IMAGE",
+                        self.image
+                    )));
+                }
+                Err(error) => return Err(self.failed("create the node container", error)),
+            }
+        }
+        Err(GatewayError::RuntimeFailed(format!(
+            "no free container name after {NAME_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Lists this cluster's node containers (any state) whose model label is `model`.
+    pub async fn instances(&self, model: &str) -> Result<Vec<Instance>, GatewayError> {
+        let docker = self.client().await?;
+        let containers = self
+            .own_containers(docker, &format!("{MODEL_LABEL}={model}"))
+            .await?;
+        let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+        let mut out = Vec::with_capacity(containers.len());
+        for c in containers {
+            let image = match c.image_id.as_deref() {
+                Some(image_id) => match tags.get(image_id) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = docker
+                            .inspect_image(image_id)
+                            .await
+                            .ok()
+                            .and_then(|i| i.repo_tags)
+                            .filter(|t| !t.is_empty())
+                            .unwrap_or_else(|| c.image.iter().cloned().collect());
+                        tags.insert(image_id.to_string(), found.clone());
+                        found
+                    }
+                },
+                None => c.image.iter().cloned().collect(),
+            };
+            out.push(Instance {
+                id: c.id.clone().unwrap_or_default(),
+                name: c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                status: c
+                    .state
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "unknown".to_string()),
+                image,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Stops (SIGTERM, then SIGKILL after the stop timeout) and removes the own container
+    /// whose id is or starts with `id`; returns its full id.
+    pub async fn stop(&self, id: &str) -> Result<String, GatewayError> {
+        let docker = self.client().await?;
+        let own = self.own_containers(docker, MODEL_LABEL).await?;
+        let full = resolve_prefix(id, own.iter().filter_map(|c| c.id.as_deref()))?.to_string();
+        let t = i32::try_from(self.stop_timeout.as_secs()).unwrap_or(i32::MAX);
+        match docker
+            .stop_container(
+                &full,
+                Some(StopContainerOptions {
+                    t: Some(t),
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Err(GatewayError::InstanceNotFound(id.to_string())),
+            Err(error) => return Err(self.failed("stop the node container", error)),
+        }
+        match docker
+            .remove_container(
+                &full,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            // 404: gone already; 409: removal already in progress.
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => {}
+            Err(error) => return Err(self.failed("remove the node container", error)),
+        }
+        tracing::info!(id = %full, "stopped and removed node container");
+        Ok(full)
+    }
+
+    /// Lists every container of this cluster (any state) that also matches `label_filter`.
+    async fn own_containers(
+        &self,
+        docker: &Docker,
+        label_filter: &str,
+    ) -> Result<Vec<ContainerSummary>, GatewayError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{CLUSTER_LABEL}={}", self.cluster),
+                label_filter.to_string(),
+            ],
+        )]);
+        docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.failed("list containers", e))
+    }
+
+    /// Returns the network for new nodes: `DOCKER_NETWORK`, else the gateway container's own.
+    async fn network(&self, docker: &Docker) -> Result<String, GatewayError> {
+        if let Some(network) = &self.network {
+            return Ok(network.clone());
+        }
+        self.found_network
+            .get_or_try_init(|| async {
+                let not_found = |why: &str| {
+                    tracing::warn!(why, "cannot find the cluster network");
+                    GatewayError::RuntimeUnavailable(
+                        "cannot find the cluster's Docker network (the gateway does not run in a container of this Docker Engine); set DOCKER_NETWORK"
+                            .to_string(),
+                    )
+                };
+                // Docker sets a container's hostname to its short id.
+                let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map_err(|e| not_found(&e.to_string()))?;
+                let me = docker
+                    .inspect_container(hostname.trim(), None)
+                    .await
+                    .map_err(|e| not_found(&e.to_string()))?;
+                let networks: Vec<String> = me
+                    .network_settings
+                    .and_then(|s| s.networks)
+                    .map(|n| n.into_keys().collect())
+                    .unwrap_or_default();
+                pick_network(networks).ok_or_else(|| not_found("the gateway container has no network"))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Builds the create request: configured image, labels, env and a locked-down HostConfig.
+    fn create_body(&self, model: &str, network: &str, name: &str) -> ContainerCreateBody {
+        let mut env = vec![
+            format!("GDP_MODEL_NAME={model}"),
+            format!("SERVICE_DISCOVERY_URL={}", self.discovery_url),
+            format!("SERVICE_NAME={}", self.service),
+        ];
+        if let Some(token) = &self.consul_token {
+            env.push(format!("CONSUL_HTTP_TOKEN={token}"));
+        }
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            env: Some(env),
+            labels: Some(self.labels(model)),
+            stop_timeout: i64::try_from(self.stop_timeout.as_secs()).ok(),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.to_string()),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::NO),
+                    maximum_retry_count: None,
+                }),
+                privileged: Some(false),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+                memory: Some(self.memory_bytes),
+                memory_swap: Some(self.memory_bytes),
+                pids_limit: Some(self.pids_limit),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.to_string(),
+                    EndpointSettings {
+                        aliases: Some(vec![name.to_string()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Maps an engine error: unreachable → 503, anything else → 500 (detail logged only).
+    fn failed(&self, what: &str, error: DockerError) -> GatewayError {
+        match error {
+            DockerError::DockerResponseServerError {
+                status_code,
+                message,
+            } => GatewayError::RuntimeFailed(format!(
+                "cannot {what}: Docker answered {status_code}: {message}"
+            )),
+            other => unavailable(&self.host, &format!("cannot {what}: {other}")),
+        }
+    }
+}
+
+/// The 503 for an engine that does not answer (the cause goes to the log only).
+fn unavailable(host: &str, cause: &str) -> GatewayError {
+    tracing::warn!(%host, cause, "Docker Engine unreachable");
+    GatewayError::RuntimeUnavailable(
+        "the Docker Engine is not reachable, so instances cannot be launched, listed or stopped; the rest of the gateway keeps working"
+            .to_string(),
+    )
+}
+
+/// Picks the cluster network among the gateway container's networks: the only one, else a
+/// compose `*_compute-network`, else the first by name.
+fn pick_network(mut networks: Vec<String>) -> Option<String> {
+    networks.sort();
+    if let Some(compose) = networks.iter().find(|n| n.ends_with("compute-network")) {
+        return Some(compose.clone());
+    }
+    networks.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn runtime(args: &[&str]) -> DockerRuntime {
+        let mut all = vec!["gateway"];
+        all.extend_from_slice(args);
+        DockerRuntime::new(&Config::try_parse_from(all).unwrap())
+    }
+
+    #[test]
+    fn create_body_is_locked_down() {
+        let rt = runtime(&["--cluster-name", "c1", "--node-image", "img:1"]);
+        let body = rt.create_body("Lasso", "c1_compute-network", "c1-gdp-growth-model-3");
+        assert_eq!(body.image.as_deref(), Some("img:1"));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[CLUSTER_LABEL], "c1");
+        assert_eq!(labels[MODEL_LABEL], "Lasso");
+        assert_eq!(labels[ROLE_LABEL], NODE_ROLE);
+        assert!(
+            body.env
+                .unwrap()
+                .contains(&"GDP_MODEL_NAME=Lasso".to_string())
+        );
+        let host = body.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("c1_compute-network"));
+        assert_eq!(host.privileged, Some(false));
+        assert!(host.binds.is_none() && host.mounts.is_none() && host.cap_add.is_none());
+        assert!(host.pid_mode.is_none() && host.devices.is_none());
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert!(host.memory.unwrap() > 0 && host.pids_limit.unwrap() > 0);
+        assert_eq!(
+            host.restart_policy.unwrap().name,
+            Some(RestartPolicyNameEnum::NO)
+        );
+    }
+
+    #[test]
+    fn network_choice_prefers_compose() {
+        let nets = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(pick_network(nets(&["x"])).as_deref(), Some("x"));
+        assert_eq!(
+            pick_network(nets(&["bridge", "microservices_compute-network"])).as_deref(),
+            Some("microservices_compute-network")
+        );
+        assert_eq!(pick_network(nets(&["b", "a"])).as_deref(), Some("a"));
+        assert_eq!(pick_network(vec![]), None);
+    }
+}
