@@ -7,11 +7,6 @@ use crate::pickle::Value;
 /// Most steps (passthrough included) a Pipeline may list.
 const MAX_STEPS: usize = 16;
 
-/// One non-passthrough step.
-struct Step<'g> {
-    object: Obj<'g>,
-}
-
 /// Extracts `Pipeline([StandardScaler,] estimator)`, skipping `'passthrough'`/None steps.
 pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
     let graph = pipeline.graph;
@@ -46,13 +41,11 @@ pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
         match graph.nodes.get(estimator.0) {
             Some(Value::None) => continue,
             Some(Value::Str(s)) if s == "passthrough" => continue,
-            Some(Value::Object { .. }) => steps.push(Step {
-                object: Obj::new(
-                    graph,
-                    *estimator,
-                    &format!("{}.steps[{name:?}]", pipeline.path),
-                )?,
-            }),
+            Some(Value::Object { .. }) => steps.push(Obj::new(
+                graph,
+                *estimator,
+                &format!("{}.steps[{name:?}]", pipeline.path),
+            )?),
             Some(other) => {
                 return Err(ExtractError::Unsupported(format!(
                     "Pipeline step {name:?} is a {}",
@@ -67,27 +60,27 @@ pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
             }
         }
     }
-    let names: Vec<&str> = steps.iter().map(|s| s.object.class_name()).collect();
+    let names: Vec<&str> = steps.iter().map(|s| s.class_name()).collect();
     let kind = format!("Pipeline({})", names.join(", "));
     let (scaler_step, last) = match steps.as_slice() {
         [last] => (None, last),
-        [first, last] if first.object.class_name() == "StandardScaler" => (Some(first), last),
+        [first, last] if first.class_name() == "StandardScaler" => (Some(first), last),
         _ => {
             return Err(ExtractError::Unsupported(format!(
                 "{kind}: only an optional StandardScaler followed by one supported regressor"
             )));
         }
     };
-    if matches!(last.object.class_name(), "Pipeline" | "StandardScaler") {
+    if matches!(last.class_name(), "Pipeline" | "StandardScaler") {
         return Err(ExtractError::Unsupported(format!(
             "{kind}: the last step must be a supported regressor"
         )));
     }
-    let fitted = final_estimator(&last.object)?;
+    let fitted = final_estimator(last)?;
     let (scaler, meta) = match scaler_step {
         Some(step) => {
-            let scaler = scaler(&step.object, fitted.meta.n_features)?;
-            (Some(scaler), step.object.meta(fitted.meta.n_features)?)
+            let scaler = scaler(step, fitted.meta.n_features)?;
+            (Some(scaler), step.meta(fitted.meta.n_features)?)
         }
         None => (None, fitted.meta),
     };
@@ -135,4 +128,170 @@ fn scaler(object: &Obj<'_>, n_features: usize) -> Result<StandardScaler, Extract
         false => None,
     };
     Ok(StandardScaler { mean, scale })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::extract as extract_model;
+    use crate::estimator::Estimator;
+    use crate::pickle::{Dtype, Global, Graph, NdArray, NodeId, Value};
+
+    /// Builds small estimator graphs by hand.
+    #[derive(Default)]
+    struct Builder(Graph);
+
+    impl Builder {
+        fn add(&mut self, value: Value) -> NodeId {
+            self.0.nodes.push(value);
+            NodeId(self.0.nodes.len() - 1)
+        }
+        fn str(&mut self, s: &str) -> NodeId {
+            self.add(Value::Str(s.into()))
+        }
+        fn f8(&mut self, values: &[f64]) -> NodeId {
+            self.add(Value::NdArray(NdArray {
+                dtype: Dtype {
+                    kind: 'f',
+                    itemsize: 8,
+                    fields: vec![],
+                },
+                shape: vec![values.len()],
+                data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                objects: vec![],
+            }))
+        }
+        fn object(&mut self, name: &str, attrs: Vec<(&str, Value)>) -> NodeId {
+            let mut items = Vec::new();
+            for (key, value) in attrs {
+                let key = self.str(key);
+                let value = self.add(value);
+                items.push((key, value));
+            }
+            let state = self.add(Value::Dict(items));
+            self.add(Value::Object {
+                class: Global {
+                    module: "sklearn.test".into(),
+                    name: name.into(),
+                },
+                args: vec![],
+                state: Some(state),
+            })
+        }
+        fn linear(&mut self) -> NodeId {
+            let coef = self.f8(&[1.0, 2.0]);
+            let coef = self.0.nodes[coef.0].clone();
+            self.object(
+                "LinearRegression",
+                vec![
+                    ("coef_", coef),
+                    ("intercept_", Value::Float(0.5)),
+                    ("n_features_in_", Value::Int(2)),
+                    ("_sklearn_version", Value::Str("1.9.1".into())),
+                ],
+            )
+        }
+        fn scaler(&mut self, width: usize, with_std: bool) -> NodeId {
+            let mean = self.f8(&vec![1.0; width]);
+            let mean = self.0.nodes[mean.0].clone();
+            let scale = self.f8(&vec![2.0; width]);
+            let scale = match with_std {
+                true => self.0.nodes[scale.0].clone(),
+                false => Value::None,
+            };
+            self.object(
+                "StandardScaler",
+                vec![
+                    ("with_mean", Value::Bool(true)),
+                    ("with_std", Value::Bool(with_std)),
+                    ("mean_", mean),
+                    ("scale_", scale),
+                    ("n_features_in_", Value::Int(width as i128)),
+                ],
+            )
+        }
+        fn pipeline(mut self, steps: Vec<NodeId>) -> Graph {
+            let mut pairs = Vec::new();
+            for (i, step) in steps.into_iter().enumerate() {
+                let name = self.str(&format!("s{i}"));
+                pairs.push(self.add(Value::Tuple(vec![name, step])));
+            }
+            let list = Value::List(pairs);
+            let root = self.object("Pipeline", vec![("steps", list)]);
+            self.0.root = Some(root);
+            self.0
+        }
+    }
+
+    #[test]
+    fn passthrough_and_none_steps_are_skipped() {
+        let mut b = Builder::default();
+        let pass = b.str("passthrough");
+        let linear = b.linear();
+        let model = extract_model(&b.pipeline(vec![pass, linear])).unwrap();
+        assert_eq!(model.kind, "Pipeline(LinearRegression)");
+        assert!(model.scaler.is_none());
+        assert!(matches!(model.estimator, Estimator::Linear(_)));
+
+        let mut b = Builder::default();
+        let scaler = b.scaler(2, true);
+        let none = b.add(Value::None);
+        let linear = b.linear();
+        let model = extract_model(&b.pipeline(vec![scaler, none, linear])).unwrap();
+        assert_eq!(model.kind, "Pipeline(StandardScaler, LinearRegression)");
+        let scaler = model.scaler.unwrap();
+        assert_eq!(scaler.mean, Some(vec![1.0, 1.0]));
+        assert_eq!(scaler.scale, Some(vec![2.0, 2.0]));
+    }
+
+    #[test]
+    fn with_std_false_has_no_scale() {
+        let mut b = Builder::default();
+        let scaler = b.scaler(2, false);
+        let linear = b.linear();
+        let model = extract_model(&b.pipeline(vec![scaler, linear])).unwrap();
+        assert_eq!(model.scaler.unwrap().scale, None);
+    }
+
+    #[test]
+    fn other_shapes_are_refused_by_name() {
+        let mut b = Builder::default();
+        let s1 = b.scaler(2, true);
+        let s2 = b.scaler(2, true);
+        let linear = b.linear();
+        let err = extract_model(&b.pipeline(vec![s1, s2, linear]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Pipeline(StandardScaler, StandardScaler, LinearRegression)"),
+            "{err}"
+        );
+
+        let mut b = Builder::default();
+        let s1 = b.scaler(2, true);
+        let err = extract_model(&b.pipeline(vec![s1]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the last step must be a supported regressor"),
+            "{err}"
+        );
+
+        let mut b = Builder::default();
+        let s1 = b.scaler(3, true);
+        let linear = b.linear();
+        let err = extract_model(&b.pipeline(vec![s1, linear]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mean_") && err.contains("3 values for 2 features"),
+            "{err}"
+        );
+
+        let mut b = Builder::default();
+        let knn = b.object("KNeighborsRegressor", vec![]);
+        let err = extract_model(&b.pipeline(vec![knn]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KNeighborsRegressor"), "{err}");
+    }
 }
