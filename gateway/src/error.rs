@@ -159,7 +159,11 @@ impl IntoResponse for GatewayError {
             let body = Json(ErrorBody {
                 detail: self.detail(),
             });
-            return (status, [(axum::http::header::WWW_AUTHENTICATE, "Bearer")], body)
+            return (
+                status,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                body,
+            )
                 .into_response();
         }
         (

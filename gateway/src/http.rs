@@ -53,10 +53,7 @@ pub fn routes() -> Router<AppState> {
             post(predict::gdp_growth_rate),
         )
         .route("/api/predict/services", get(predict::services))
-        .route(
-            "/api/models/launch/{model_name}",
-            post(lifecycle::launch),
-        )
+        .route("/api/models/launch/{model_name}", post(lifecycle::launch))
         // NOTE: one route for both: axum rejects two routes that differ only in the parameter
         // name (GET takes a model name, DELETE a container id).
         .route(

@@ -152,8 +152,9 @@ impl Runtime {
                 } else {
                     Err(GatewayError::ModelNotLaunchable {
                         model: model.to_string(),
-                        reason: "no healthy node lists it (GET /api/models/available shows the models)"
-                            .to_string(),
+                        reason:
+                            "no healthy node lists it (GET /api/models/available shows the models)"
+                                .to_string(),
                     })
                 }
             }
@@ -210,7 +211,9 @@ pub fn validate_model_name(name: &str) -> Result<(), GatewayError> {
 /// Checks an instance id (or prefix) from a path; a mismatch is a 422 in FastAPI's shape.
 pub fn validate_instance_id(id: &str) -> Result<(), GatewayError> {
     let ok = (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if ok {
         Ok(())
     } else {
@@ -253,7 +256,10 @@ pub fn resolve_prefix<'a>(
     prefix: &str,
     ids: impl IntoIterator<Item = &'a str>,
 ) -> Result<&'a str, GatewayError> {
-    let matches: Vec<&str> = ids.into_iter().filter(|id| id.starts_with(prefix)).collect();
+    let matches: Vec<&str> = ids
+        .into_iter()
+        .filter(|id| id.starts_with(prefix))
+        .collect();
     if let Some(exact) = matches.iter().find(|id| **id == prefix) {
         return Ok(exact);
     }
@@ -322,7 +328,10 @@ mod tests {
         let ids = ["abc111", "abc222", "def333"];
         assert_eq!(resolve_prefix("d", ids).unwrap(), "def333");
         assert_eq!(resolve_prefix("abc2", ids).unwrap(), "abc222");
-        assert_eq!(resolve_prefix("abc", ids).unwrap_err().status().as_u16(), 400);
+        assert_eq!(
+            resolve_prefix("abc", ids).unwrap_err().status().as_u16(),
+            400
+        );
         assert_eq!(resolve_prefix("0", ids).unwrap_err().status().as_u16(), 404);
         assert_eq!(resolve_prefix("abc111", ids).unwrap(), "abc111");
     }

@@ -64,7 +64,10 @@ pub struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = GatewayError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(expected) = state.config.admin_token.as_deref() else {
             return Ok(Admin);
         };

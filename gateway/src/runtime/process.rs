@@ -201,7 +201,10 @@ impl ProcessRuntime {
         if all.is_empty() {
             return;
         }
-        tracing::info!(count = all.len(), "stopping the node processes this gateway started");
+        tracing::info!(
+            count = all.len(),
+            "stopping the node processes this gateway started"
+        );
         let stops = all.into_iter().map(|(id, child)| async move {
             if let Err(error) = self.terminate(&id, child).await {
                 tracing::warn!(%id, %error, "node process did not stop");
