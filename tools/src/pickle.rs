@@ -22,7 +22,8 @@ pub use value::{Dtype, Field, Global, Graph, NdArray, NodeId, Value};
 /// Caps on everything an input can make the reader allocate or traverse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest file size, and largest decompressed pickle stream, in bytes.
+    /// Largest file, largest decompressed pickle stream, and most bytes copied into arrays and
+    /// argument lists in total (memo reuse can repeat copies), each in bytes.
     pub max_bytes: u64,
     /// Largest single declared length (bytes/str payloads, FRAME, array data), in bytes.
     pub max_length: u64,
