@@ -83,8 +83,8 @@ pub fn decode_tree(
 
     // Structural checks, so routing always terminates and indexes stay in range: children
     // come after their parent (as sklearn builds them), leaves have no children.
-    for i in 0..n {
-        let (l, r, f, t) = (left[i], right[i], feature[i], threshold[i]);
+    let rows = left.iter().zip(&right).zip(&feature).zip(&threshold);
+    for (i, (((&l, &r), &f), &t)) in rows.enumerate() {
         let is_leaf = l == LEAF;
         let ok = if is_leaf {
             r == LEAF
@@ -192,4 +192,139 @@ pub fn forest(object: &Obj<'_>, member: &str) -> Result<Fitted, ExtractError> {
         n_targets,
         meta,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::extract;
+    use crate::estimator::Estimator;
+    use crate::pickle::{Dtype, Field, Global, Graph, NdArray, NodeId, Value};
+
+    fn dtype(kind: char, itemsize: usize) -> Dtype {
+        Dtype {
+            kind,
+            itemsize,
+            fields: vec![],
+        }
+    }
+
+    /// A DecisionTreeRegressor graph over 2 features with the given (left, right, feature,
+    /// threshold, missing_go_to_left) rows and one value per node.
+    fn tree_graph(rows: &[(i64, i64, i64, f64, u8)]) -> Graph {
+        let fields = [
+            ("left_child", dtype('i', 8), 0),
+            ("right_child", dtype('i', 8), 8),
+            ("feature", dtype('i', 8), 16),
+            ("threshold", dtype('f', 8), 24),
+            ("missing_go_to_left", dtype('u', 1), 32),
+        ];
+        let mut data = Vec::new();
+        for &(l, r, f, t, m) in rows {
+            data.extend(l.to_le_bytes());
+            data.extend(r.to_le_bytes());
+            data.extend(f.to_le_bytes());
+            data.extend(t.to_le_bytes());
+            data.push(m);
+            data.extend([0; 7]);
+        }
+        let n = rows.len();
+        let record = Dtype {
+            kind: 'V',
+            itemsize: 40,
+            fields: fields
+                .into_iter()
+                .map(|(name, dtype, offset)| Field {
+                    name: name.into(),
+                    dtype,
+                    offset,
+                })
+                .collect(),
+        };
+        let values: Vec<u8> = (0..n).flat_map(|i| (i as f64).to_le_bytes()).collect();
+        let mut nodes = vec![
+            Value::NdArray(NdArray {
+                dtype: record,
+                shape: vec![n],
+                data,
+                objects: vec![],
+            }),
+            Value::NdArray(NdArray {
+                dtype: dtype('f', 8),
+                shape: vec![n, 1, 1],
+                data: values,
+                objects: vec![],
+            }),
+            Value::Str("nodes".into()),
+            Value::Str("values".into()),
+            Value::Dict(vec![(NodeId(2), NodeId(0)), (NodeId(3), NodeId(1))]),
+        ];
+        let object = |name: &str, state: usize| Value::Object {
+            class: Global {
+                module: "sklearn.test".into(),
+                name: name.into(),
+            },
+            args: vec![],
+            state: Some(NodeId(state)),
+        };
+        nodes.push(object("Tree", 4)); // 5
+        nodes.push(Value::Str("tree_".into())); // 6
+        nodes.push(Value::Str("n_features_in_".into())); // 7
+        nodes.push(Value::Int(2)); // 8
+        nodes.push(Value::Dict(vec![
+            (NodeId(6), NodeId(5)),
+            (NodeId(7), NodeId(8)),
+        ])); // 9
+        nodes.push(object("DecisionTreeRegressor", 9)); // 10
+        Graph {
+            nodes,
+            root: Some(NodeId(10)),
+        }
+    }
+
+    #[test]
+    fn nodes_decode_by_field_name() {
+        let model = extract(&tree_graph(&[
+            (1, 2, 1, 0.5, 1),
+            (-1, -1, -2, -2.0, 0),
+            (-1, -1, -2, -2.0, 0),
+        ]))
+        .unwrap();
+        let Estimator::Trees(ensemble) = model.estimator else {
+            panic!("not trees")
+        };
+        let tree = &ensemble.trees[0];
+        assert_eq!(tree.left, vec![1, -1, -1]);
+        assert_eq!(tree.feature, vec![1, -2, -2]);
+        assert_eq!(tree.threshold[0], 0.5);
+        assert_eq!(tree.missing_go_to_left, Some(vec![true, false, false]));
+        assert_eq!(tree.values, vec![vec![0.0], vec![1.0], vec![2.0]]);
+    }
+
+    #[test]
+    fn inconsistent_nodes_are_refused() {
+        let bad = [
+            // a child pointing back at its parent (a routing loop)
+            vec![(1, 2, 0, 0.5, 0), (0, 2, 0, 0.5, 0), (-1, -1, -2, -2.0, 0)],
+            // a child out of range
+            vec![(1, 9, 0, 0.5, 0), (-1, -1, -2, -2.0, 0)],
+            // a feature the model does not have
+            vec![
+                (1, 2, 7, 0.5, 0),
+                (-1, -1, -2, -2.0, 0),
+                (-1, -1, -2, -2.0, 0),
+            ],
+            // a NaN threshold
+            vec![
+                (1, 2, 0, f64::NAN, 0),
+                (-1, -1, -2, -2.0, 0),
+                (-1, -1, -2, -2.0, 0),
+            ],
+            // half a leaf
+            vec![(-1, 1, 0, 0.5, 0), (-1, -1, -2, -2.0, 0)],
+        ];
+        for rows in bad {
+            let err = extract(&tree_graph(&rows)).unwrap_err().to_string();
+            assert!(err.contains("is inconsistent"), "{err}");
+        }
+    }
 }
