@@ -307,6 +307,12 @@ impl DockerRuntime {
     /// Returns the network for new nodes: `DOCKER_NETWORK`, else the gateway container's own.
     async fn network(&self, docker: &Docker) -> Result<String, GatewayError> {
         if let Some(network) = &self.network {
+            // NOTE: these modes share the host's or another container's network stack.
+            if network == "host" || network.starts_with("container:") {
+                return Err(GatewayError::RuntimeUnavailable(format!(
+                    "DOCKER_NETWORK={network} is not allowed: node containers get their own network stack"
+                )));
+            }
             return Ok(network.clone());
         }
         self.found_network
@@ -369,7 +375,8 @@ impl DockerRuntime {
                 endpoints_config: Some(HashMap::from([(
                     network.to_string(),
                     EndpointSettings {
-                        aliases: Some(vec![name.to_string()]),
+                        // The engine refuses aliases on its default networks.
+                        aliases: (!is_default_network(network)).then(|| vec![name.to_string()]),
                         ..Default::default()
                     },
                 )])),
@@ -399,6 +406,11 @@ fn unavailable(host: &str, cause: &str) -> GatewayError {
         "the Docker Engine is not reachable, so instances cannot be launched, listed or stopped; the rest of the gateway keeps working"
             .to_string(),
     )
+}
+
+/// Returns whether `network` is one of the engine's predefined networks.
+fn is_default_network(network: &str) -> bool {
+    matches!(network, "bridge" | "default" | "none")
 }
 
 /// Picks the cluster network among the gateway container's networks: the only one, else a
