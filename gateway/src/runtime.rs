@@ -299,6 +299,27 @@ mod tests {
     }
 
     #[test]
+    fn lifecycle_errors_map_to_statuses() {
+        let cases = [
+            (GatewayError::Unauthorized, 401),
+            (GatewayError::Forbidden, 403),
+            (
+                GatewayError::ModelNotLaunchable {
+                    model: "m".into(),
+                    reason: "r".into(),
+                },
+                404,
+            ),
+            (GatewayError::InstanceNotFound("abc".into()), 404),
+            (GatewayError::RuntimeUnavailable("down".into()), 503),
+            (GatewayError::RuntimeFailed("secret detail".into()), 500),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err}");
+        }
+    }
+
+    #[test]
     fn instance_ids_are_lowercase_hex() {
         assert!(validate_instance_id("abc123").is_ok());
         assert!(validate_instance_id(&"f".repeat(64)).is_ok());

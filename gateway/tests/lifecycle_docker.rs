@@ -461,3 +461,23 @@ async fn unset_runtime_falls_back_to_processes_without_an_engine() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn openapi_documents_the_lifecycle_endpoints() {
+    let gw = TestGateway::start(&["--runtime", "process"], discovery()).await;
+    let (status, doc) = gw.call(reqwest::Method::GET, "/openapi.json").await;
+    assert_eq!(status, 200);
+    for (path, method) in [
+        ("/api/models/launch/{model_name}", "post"),
+        ("/api/models/instances/{model_name}", "get"),
+        ("/api/models/instances/{container_id}", "delete"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing from /openapi.json");
+        assert!(op["responses"]["422"].is_object(), "{method} {path}: 422");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
+}
