@@ -48,8 +48,9 @@ pub use error::NodeError;
 pub use http::router;
 pub use state::AppState;
 
-/// How often histogram samples are folded into buckets.
-const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+/// How often histogram samples are folded into buckets (they are buffered until then, so
+/// this bounds that buffer's memory under load).
+const METRICS_UPKEEP: Duration = Duration::from_secs(1);
 
 /// Serves the node on `listener` until `shutdown` completes, then: marks the node draining
 /// (`/health` 503), deregisters from Consul, stops accepting, and waits for in-flight requests

@@ -11,13 +11,14 @@
 //! | `node_requests_rejected_total` | counter | `reason` |
 //! | `node_models_loaded` | gauge | — |
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{counter, gauge, histogram};
+use metrics::{SharedString, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -78,11 +79,11 @@ fn describe() {
     metrics::describe_gauge!("node_models_loaded", "Models loaded");
 }
 
-/// Records one ONNX Runtime call of `rows` rows.
-pub fn record_inference(model: &str, rows: usize, took: Duration) {
-    histogram!("node_inference_duration_seconds", "model" => model.to_string())
+/// Records one ONNX Runtime call of `rows` rows; `model` is the model's name.
+pub fn record_inference(model: &Arc<str>, rows: usize, took: Duration) {
+    histogram!("node_inference_duration_seconds", "model" => SharedString::from(model.clone()))
         .record(took.as_secs_f64());
-    histogram!("node_batch_rows", "model" => model.to_string()).record(rows as f64);
+    histogram!("node_batch_rows", "model" => SharedString::from(model.clone())).record(rows as f64);
 }
 
 /// Records a request refused because the in-flight bound was reached.
@@ -115,17 +116,81 @@ impl Drop for InFlight {
 /// Middleware: counts every request by route, method and status and times it.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_string();
-    let method = request.method().as_str().to_string();
+    let route = route_label(request.extensions().get::<MatchedPath>());
+    let method = method_label(request.method());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = status_label(response.status());
     counter!("node_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     histogram!("node_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The node's routes, so labels are static strings (no allocation per request).
+const ROUTES: &[&str] = &[
+    "/health",
+    "/predict",
+    "/models",
+    "/ready",
+    "/metrics",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2/models/{name}",
+    "/v2/models/{name}/ready",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}",
+    "/v2/models/{name}/versions/{version}/ready",
+    "/v2/models/{name}/versions/{version}/infer",
+];
+
+fn route_label(path: Option<&MatchedPath>) -> SharedString {
+    match path {
+        None => SharedString::const_str("unmatched"),
+        Some(path) => match ROUTES.iter().find(|r| **r == path.as_str()) {
+            Some(route) => SharedString::const_str(route),
+            None => SharedString::from(path.as_str().to_string()),
+        },
+    }
+}
+
+fn method_label(method: &Method) -> SharedString {
+    match *method {
+        Method::GET => SharedString::const_str("GET"),
+        Method::POST => SharedString::const_str("POST"),
+        _ => SharedString::from(method.as_str().to_string()),
+    }
+}
+
+fn status_label(status: StatusCode) -> SharedString {
+    const COMMON: &[(u16, &str)] = &[
+        (200, "200"),
+        (400, "400"),
+        (404, "404"),
+        (405, "405"),
+        (413, "413"),
+        (415, "415"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    match COMMON.iter().find(|(code, _)| *code == status.as_u16()) {
+        Some((_, text)) => SharedString::const_str(text),
+        None => SharedString::from(status.as_u16().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_cover_every_route() {
+        assert_eq!(route_label(None).as_ref(), "unmatched");
+        assert_eq!(status_label(StatusCode::IM_A_TEAPOT).as_ref(), "418");
+        assert_eq!(status_label(StatusCode::OK).as_ref(), "200");
+        assert_eq!(method_label(&Method::DELETE).as_ref(), "DELETE");
+    }
 }

@@ -140,10 +140,17 @@ impl Model {
     }
 }
 
+/// One thread per call and no spinning: the node runs one inference thread per model and
+/// parallelism comes from serving several models and batches, not from ONNX Runtime's pools.
+/// The arena and memory patterns are off: tensors here are tiny and vary in batch size, and
+/// with nine models an arena per session costs more memory than it saves time.
 fn build_session(env: &Environment, path: &Path) -> ort::Result<Session> {
     Session::builder(env)?
+        .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])?
+        .with_memory_pattern(false)?
         .with_intra_threads(1)?
         .with_inter_threads(1)?
+        .with_intra_op_spinning(false)?
         .commit_from_file(path)
 }
 
