@@ -12,8 +12,9 @@
 # Creates .env from .env.example when missing. Before commands that create containers
 # (up, build, create, run) it builds the release binaries, packs them with their shared
 # libraries into docker/prebuilt/ (docker/rootfs.sh) and builds the images; all incremental,
-# seconds when nothing changed. Uses docker-compose, or `docker compose` (Compose v2) when
-# that is what is installed. Honours CARGO_TARGET_DIR and ORT_DYLIB_PATH.
+# seconds when nothing changed; SKIP_BUILD=1 skips this and uses the images as they are.
+# Uses docker-compose, or `docker compose` (Compose v2) when that is what is installed.
+# Honours CARGO_TARGET_DIR and ORT_DYLIB_PATH.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -60,6 +61,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 
+[[ "${SKIP_BUILD:-0}" == 1 ]] && command="(skip build)"
 case "$command" in
   build) prepare_prebuilt ;;
   up | create | run)

@@ -8,7 +8,7 @@
 #   4. docker kill of a replica under load: <= 0.1% failed, none once Consul has noticed
 #   5. guardrails: foreign container -> 404 and still running; bad/unknown model name -> 4xx
 #      and nothing created; with GATEWAY_ADMIN_TOKEN set, no token -> 401
-#   6. `down` leaves no container and no network behind
+#   6. `down` leaves no container and no network behind, launched instances included
 # Cleans up on any exit (trap). Needs ports 8000 and 8500 free and no running cluster of the
 # same project. Run by scripts/test.sh when a Docker daemon is reachable.
 set -euo pipefail
@@ -179,6 +179,7 @@ trap cleanup EXIT
 
 step "1. compose up (offline images, Consul stand-in)"
 compose up -d
+export SKIP_BUILD=1 # build once: a rebuilt image would make compose recreate the replicas
 wait_until 120 "2 nodes passing in Consul" passing_count_is 2
 wait_until 60 "gateway answers /api/predict/services" bash -c "curl -sf -m 5 $GW/api/predict/services | jq -e '.\"Services:\" | length == 2'"
 
@@ -223,7 +224,7 @@ wait_until 90 "launched node passing in Consul" in_consul "$launched"
 wait_until 30 "6 nodes passing in Consul" passing_count_is 6
 expect 200 GET "/api/models/instances/$MODEL"
 jq -e --arg id "$launched" --arg name "$launched_name" --arg m "$MODEL" '.model == $m
-  and any(.instances[]; ($id | startswith(.id)) and .name == $name and .status == "running"
+  and any(.instances[]; .id as $short | ($id | startswith($short)) and .name == $name and .status == "running"
           and (.image | type == "array"))' "$TMP/body" >/dev/null ||
   fail "instances does not list the launched container: $(cat "$TMP/body")"
 listed="$(jq '.instances | length' "$TMP/body")"
@@ -311,7 +312,10 @@ ok "no token: 401; wrong token: $code; right token: 200"
 
 # === 6. down ===
 
-step "6. compose down"
+step "6. compose down (with a launched instance still running)"
+expect 200 POST "/api/models/launch/$MODEL" -H "Authorization: Bearer $token"
+left="$(jq -r .container_id "$TMP/body")"
+ok "launched $(jq -r .container_name "$TMP/body") (${left:0:12}) and left it running"
 compose down
 (($(project_containers) == 0)) || fail "containers left after down: $(docker ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}')"
 (($(cluster_containers) == 0)) || fail "node containers left after down"
