@@ -8,8 +8,9 @@ use reqwest::Url;
 
 /// Command-line and environment configuration for the gateway.
 ///
-/// Every flag also reads an environment variable; invalid values stop the gateway at startup
-/// with clap's message naming the flag and the variable.
+/// Every flag also reads an environment variable (shown as the flag's value name, so that
+/// clap's error for an invalid value names both, e.g. `--port <GATEWAY_PORT>`); invalid
+/// values stop the gateway at startup.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "gateway",
@@ -18,75 +19,91 @@ use reqwest::Url;
 )]
 pub struct Config {
     /// Address the HTTP API binds to.
-    #[arg(long, env = "GATEWAY_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    #[arg(long, env = "GATEWAY_HOST", value_name = "GATEWAY_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub host: IpAddr,
 
     /// Port the HTTP API listens on.
-    #[arg(long, env = "GATEWAY_PORT", default_value_t = 8000)]
+    #[arg(
+        long,
+        env = "GATEWAY_PORT",
+        value_name = "GATEWAY_PORT",
+        default_value_t = 8000
+    )]
     pub port: u16,
 
     /// Base URL of the Consul HTTP API.
     #[arg(
         long,
         env = "SERVICE_DISCOVERY_URL",
+        value_name = "SERVICE_DISCOVERY_URL",
         default_value = "http://127.0.0.1:8500"
     )]
     pub service_discovery_url: Url,
 
     /// Consul service name of the inference nodes.
-    #[arg(long, env = "SERVICE_NAME", default_value = "gdp-growth-model")]
+    #[arg(
+        long,
+        env = "SERVICE_NAME",
+        value_name = "SERVICE_NAME",
+        default_value = "gdp-growth-model"
+    )]
     pub service_name: String,
 
     /// Consul ACL token, sent as `X-Consul-Token`.
-    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CONSUL_HTTP_TOKEN",
+        value_name = "CONSUL_HTTP_TOKEN",
+        hide_env_values = true
+    )]
     pub consul_token: Option<String>,
 
     /// How long one Consul blocking query may wait for a change (`wait`, at most 10m).
-    #[arg(long, env = "GATEWAY_DISCOVERY_WAIT", default_value = "30s", value_parser = parse_wait)]
+    #[arg(long, env = "GATEWAY_DISCOVERY_WAIT", value_name = "GATEWAY_DISCOVERY_WAIT", default_value = "30s", value_parser = parse_wait)]
     pub discovery_wait: Duration,
 
     /// Longest pause between retries while Consul is unreachable (backoff starts at 100ms).
-    #[arg(long, env = "GATEWAY_DISCOVERY_BACKOFF_MAX", default_value = "5s", value_parser = parse_positive)]
+    #[arg(long, env = "GATEWAY_DISCOVERY_BACKOFF_MAX", value_name = "GATEWAY_DISCOVERY_BACKOFF_MAX", default_value = "5s", value_parser = parse_positive)]
     pub discovery_backoff_max: Duration,
 
     /// Time allowed to open a TCP connection to a node.
-    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_positive)]
+    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT", value_name = "GATEWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_positive)]
     pub connect_timeout: Duration,
 
     /// Time allowed for one upstream attempt (connect, send, full response).
-    #[arg(long, env = "GATEWAY_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
+    #[arg(long, env = "GATEWAY_UPSTREAM_TIMEOUT", value_name = "GATEWAY_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
     pub upstream_timeout: Duration,
 
     /// Time allowed for each node's `/models` answer when listing available models.
-    #[arg(long, env = "GATEWAY_MODELS_TIMEOUT", default_value = "2s", value_parser = parse_positive)]
+    #[arg(long, env = "GATEWAY_MODELS_TIMEOUT", value_name = "GATEWAY_MODELS_TIMEOUT", default_value = "2s", value_parser = parse_positive)]
     pub models_timeout: Duration,
 
     /// Retries on a different instance after a connect error, timeout or 5xx (0 disables).
-    #[arg(long, env = "GATEWAY_RETRIES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=5))]
+    #[arg(long, env = "GATEWAY_RETRIES", value_name = "GATEWAY_RETRIES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub retries: u32,
 
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "GATEWAY_BODY_LIMIT", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    #[arg(long, env = "GATEWAY_BODY_LIMIT", value_name = "GATEWAY_BODY_LIMIT", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
     pub body_limit: u64,
 
     /// Consecutive failures after which a node is ejected from balancing.
-    #[arg(long, env = "GATEWAY_EJECT_AFTER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "GATEWAY_EJECT_AFTER", value_name = "GATEWAY_EJECT_AFTER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub eject_after: u32,
 
     /// First ejection interval; it doubles on every ejection in a row.
-    #[arg(long, env = "GATEWAY_EJECT_BASE", default_value = "1s", value_parser = parse_positive)]
+    #[arg(long, env = "GATEWAY_EJECT_BASE", value_name = "GATEWAY_EJECT_BASE", default_value = "1s", value_parser = parse_positive)]
     pub eject_base: Duration,
 
     /// Longest ejection interval.
-    #[arg(long, env = "GATEWAY_EJECT_MAX", default_value = "30s", value_parser = parse_positive)]
+    #[arg(long, env = "GATEWAY_EJECT_MAX", value_name = "GATEWAY_EJECT_MAX", default_value = "30s", value_parser = parse_positive)]
     pub eject_max: Duration,
 
     /// Time in-flight requests get to finish after a shutdown signal.
-    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive)]
+    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", value_name = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive)]
     pub shutdown_grace: Duration,
 
     /// Seed of the balancer's random generator (for reproducible tests; random by default).
-    #[arg(long, env = "GATEWAY_RNG_SEED")]
+    #[arg(long, env = "GATEWAY_RNG_SEED", value_name = "GATEWAY_RNG_SEED")]
     pub rng_seed: Option<u64>,
 
     // --- lifecycle endpoints (launch/list/stop nodes; see `runtime`) ---
@@ -225,15 +242,22 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_setting() {
-        for args in [
-            ["gateway", "--port", "99999"],
-            ["gateway", "--upstream-timeout", "0s"],
-            ["gateway", "--discovery-wait", "11m"],
-            ["gateway", "--service-discovery-url", "not a url"],
-            ["gateway", "--retries", "9"],
+        for (flag, value, var) in [
+            ("--port", "99999", "GATEWAY_PORT"),
+            ("--upstream-timeout", "0s", "GATEWAY_UPSTREAM_TIMEOUT"),
+            ("--discovery-wait", "11m", "GATEWAY_DISCOVERY_WAIT"),
+            (
+                "--service-discovery-url",
+                "not a url",
+                "SERVICE_DISCOVERY_URL",
+            ),
+            ("--retries", "9", "GATEWAY_RETRIES"),
+            ("--body-limit", "0", "GATEWAY_BODY_LIMIT"),
         ] {
-            let err = Config::try_parse_from(args).unwrap_err().to_string();
-            assert!(err.contains(args[1]), "{args:?}: {err}");
+            let err = Config::try_parse_from(["gateway", flag, value])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(flag) && err.contains(var), "{flag}: {err}");
         }
     }
 }

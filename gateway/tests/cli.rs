@@ -1,0 +1,60 @@
+//! The `gateway` binary: startup validation and `--health-check`.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn gateway() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+}
+
+#[test]
+fn invalid_settings_fail_at_startup_naming_them() {
+    for (var, value) in [
+        ("GATEWAY_PORT", "http"),
+        ("GATEWAY_UPSTREAM_TIMEOUT", "soon"),
+        ("GATEWAY_RETRIES", "-1"),
+        ("SERVICE_DISCOVERY_URL", "https://consul.example:8501"),
+    ] {
+        let out = gateway()
+            .env(var, value)
+            .env("GATEWAY_HOST", "127.0.0.1")
+            .env(
+                "GATEWAY_PORT",
+                if var == "GATEWAY_PORT" { value } else { "0" },
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} started");
+        assert!(stderr.contains(var), "{var}={value}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_mode_probes_a_running_gateway() {
+    let consul = spawn_consul().await;
+    let gw = spawn_gateway(gateway_config(&consul.base_url(), &[])).await;
+    let port = gw.addr.port().to_string();
+    let up = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--health-check"])
+        .env("GATEWAY_PORT", &port)
+        .status()
+        .await
+        .unwrap();
+    assert!(up.success());
+
+    drop(gw);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let free_port = free.local_addr().unwrap().port().to_string();
+    drop(free);
+    let down = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--health-check"])
+        .env("GATEWAY_PORT", &free_port)
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(down.code(), Some(1));
+}

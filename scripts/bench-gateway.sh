@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# Benchmarks the gateway in one run, side by side with its baselines, then under a node failure:
+#   - gateway -> 2 inference nodes (discovered through the consul-dev stand-in);
+#   - a direct hit on one node (the gateway's hop costs at most this);
+#   - the seed-style Python gateway ($SHARED_DIR/bench/seed_gateway.py, FastAPI + httpx) in
+#     front of the same two nodes (BACKENDS=...).
+# Single-row POST predictions at concurrency 16 and 64 with wrk ($SHARED_DIR/bench/post.lua).
+# Fault run: 20 s at c16 through the gateway, `kill -9` of one node at 10 s; counts failed
+# requests overall and after the gateway's healthy set dropped the dead node.
+# Writes benchmarks/gateway.json and benchmarks/gateway.md.
+#
+# Usage: scripts/bench-gateway.sh            (BENCH_SECONDS=8 per load run by default)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+SHARED_DIR="${SHARED_DIR:-$ROOT/../shared}"
+SECONDS_PER_RUN="${BENCH_SECONDS:-8}"
+FAULT_SECONDS=20
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+OUT_DIR="$ROOT/benchmarks"
+WORK="$(mktemp -d)"
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+require_tool cargo "Install Rust (rustup) first."
+require_tool python3 "Install Python 3.11+ first."
+require_tool curl "Install curl (apt-get install -y curl)."
+if ! command -v wrk >/dev/null 2>&1; then
+  say "installing wrk"
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+  fi
+  require_tool wrk "Install wrk (apt-get install -y wrk)."
+fi
+[[ -f "$SHARED_DIR/bench/post.lua" ]] || die "$SHARED_DIR/bench/post.lua not found; set SHARED_DIR"
+[[ -f "$SHARED_DIR/bench/seed_gateway.py" ]] || die "$SHARED_DIR/bench/seed_gateway.py not found; set SHARED_DIR"
+ensure_ort
+MODELS_DIR="$ROOT/models/gdp_growth_rate"
+[[ -f "$MODELS_DIR/LinearRegression.onnx" ]] || die "no converted models in $MODELS_DIR; run convert-models first"
+
+say "building release binaries"
+cargo build --release --locked -p gateway --bin gateway -p inference-node --bin inference-node \
+  -p consul --bin consul-dev >&2
+GATEWAY_BIN="$TARGET_DIR/release/gateway"
+NODE_BIN="$TARGET_DIR/release/inference-node"
+CONSUL_BIN="$TARGET_DIR/release/consul-dev"
+python_venv "$ROOT/.venv-bench" "$SHARED_DIR/bench/requirements.txt"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_ok URL: poll until URL answers 200 (at most 30 s).
+wait_ok() {
+  local url="$1" deadline=$((SECONDS + 30))
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    ((SECONDS < deadline)) || die "$url did not answer within 30 s"
+    sleep 0.05
+  done
+}
+
+# healthy_count: how many nodes the gateway lists.
+healthy_count() {
+  curl -fsS "http://127.0.0.1:$gateway_port/api/predict/services" 2>/dev/null |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)["services"]))' 2>/dev/null || echo 0
+}
+
+# gateway_failures: predictions the gateway answered with a non-200 status so far.
+gateway_failures() {
+  curl -fsS "http://127.0.0.1:$gateway_port/metrics" | python3 -c '
+import sys
+total = 0
+for line in sys.stdin:
+    if line.startswith("gateway_http_requests_total{") and "route=\"/api/predict/gdp_growth_rate\"" in line \
+            and "status=\"200\"" not in line:
+        total += float(line.rsplit(" ", 1)[1])
+print(int(total))'
+}
+
+# --- the cluster: consul-dev, two nodes, the gateway ------------------------------------------
+consul_port="$(free_port)"
+RUST_LOG=warn "$CONSUL_BIN" --bind "127.0.0.1:$consul_port" >"$WORK/consul.log" 2>&1 &
+PIDS+=("$!")
+wait_ok "http://127.0.0.1:$consul_port/v1/status/leader"
+CONSUL_URL="http://127.0.0.1:$consul_port"
+
+node_ports=()
+node_pids=()
+for _ in 1 2; do
+  port="$(free_port)"
+  PORT="$port" HOST=127.0.0.1 MODELS_DIR="$MODELS_DIR" SERVICE_DISCOVERY_URL="$CONSUL_URL" \
+    ADVERTISE_ADDRESS=127.0.0.1 RUST_LOG=warn \
+    "$NODE_BIN" --check-interval 1s --check-timeout 1s >"$WORK/node-$port.log" 2>&1 &
+  PIDS+=("$!")
+  node_pids+=("$!")
+  node_ports+=("$port")
+done
+for port in "${node_ports[@]}"; do wait_ok "http://127.0.0.1:$port/health"; done
+
+gateway_port="$(free_port)"
+GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$gateway_port" SERVICE_DISCOVERY_URL="$CONSUL_URL" RUST_LOG=warn \
+  "$GATEWAY_BIN" >"$WORK/gateway.log" 2>&1 &
+gateway_pid="$!"
+PIDS+=("$gateway_pid")
+wait_ok "http://127.0.0.1:$gateway_port/health"
+deadline=$((SECONDS + 30))
+until [[ "$(healthy_count)" == 2 ]]; do
+  ((SECONDS < deadline)) || die "the gateway did not see both nodes within 30 s"
+  sleep 0.1
+done
+say "cluster up: consul-dev :$consul_port, nodes :${node_ports[0]} :${node_ports[1]}, gateway :$gateway_port"
+
+py_port="$(free_port)"
+BACKENDS="http://127.0.0.1:${node_ports[0]},http://127.0.0.1:${node_ports[1]}" \
+  "$ROOT/.venv-bench/bin/uvicorn" --app-dir "$SHARED_DIR/bench" seed_gateway:app \
+  --host 127.0.0.1 --port "$py_port" --log-level warning >"$WORK/py-gateway.log" 2>&1 &
+PIDS+=("$!")
+wait_ok "http://127.0.0.1:$py_port/api/predict/services"
+
+body="$WORK/single.json"
+echo '{"gdp_per_capita": 50000, "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1, "gdp_growth_rate_ma": 2.3}' >"$body"
+
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+# run_wrk NAME CONCURRENCY SECONDS URL
+run_wrk() {
+  local name="$1" conc="$2" secs="$3" url="$4" line
+  say "wrk $name c=$conc (${secs}s)"
+  line="$(WRK_BODY_FILE="$body" wrk -s "$SHARED_DIR/bench/post.lua" -t2 -c"$conc" -d"${secs}s" \
+    --latency --timeout 10s "$url" | grep '^JSON:' | sed 's/^JSON://')"
+  [[ -n "$line" ]] || die "wrk printed no summary for $name c=$conc"
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], concurrency=int(sys.argv[3])); print(json.dumps(d))' \
+    "$line" "$name" "$conc" >>"$RESULTS"
+}
+
+# --- throughput and latency -------------------------------------------------------------------
+for c in 16 64; do
+  run_wrk gateway "$c" "$SECONDS_PER_RUN" "http://127.0.0.1:$gateway_port/api/predict/gdp_growth_rate"
+  run_wrk direct-node "$c" "$SECONDS_PER_RUN" "http://127.0.0.1:${node_ports[0]}/predict"
+  run_wrk python-gateway "$c" "$SECONDS_PER_RUN" "http://127.0.0.1:$py_port/api/predict/gdp_growth_rate"
+done
+gateway_rss_kb="$(awk '/^VmRSS/ {print $2}' "/proc/$gateway_pid/status")"
+
+# --- fault run: kill -9 one node halfway through ---------------------------------------------
+failures_before="$(gateway_failures)"
+run_wrk gateway-fault 16 "$FAULT_SECONDS" "http://127.0.0.1:$gateway_port/api/predict/gdp_growth_rate" &
+wrk_pid="$!"
+sleep $((FAULT_SECONDS / 2))
+kill -9 "${node_pids[0]}"
+t_kill="$(date +%s%N)"
+say "killed the node on :${node_ports[0]}"
+refresh_ms=""
+failures_at_refresh=""
+deadline=$((SECONDS + FAULT_SECONDS))
+while ((SECONDS < deadline)); do
+  if [[ "$(healthy_count)" == 1 ]]; then
+    refresh_ms="$(( ($(date +%s%N) - t_kill) / 1000000 ))"
+    failures_at_refresh="$(gateway_failures)"
+    break
+  fi
+  sleep 0.05
+done
+wait "$wrk_pid"
+failures_after="$(gateway_failures)"
+[[ -n "$refresh_ms" ]] || die "the gateway never dropped the killed node from its healthy set"
+say "healthy set refreshed ${refresh_ms} ms after the kill"
+
+mkdir -p "$OUT_DIR"
+python3 - "$RESULTS" "$OUT_DIR" <<PY
+import json, sys, datetime, platform, os
+results = [json.loads(l) for l in open(sys.argv[1])]
+out = sys.argv[2]
+def get(server, c):
+    return next(r for r in results if r["server"] == server and r["concurrency"] == c)
+def errors(r):
+    return r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"]
+meta = {
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    "seconds_per_run": int("$SECONDS_PER_RUN"),
+    "cpus": os.cpu_count(),
+    "kernel": platform.release(),
+    "wrk": "wrk -t2 --latency --timeout 10s, loopback, same machine",
+    "setup": "consul-dev stand-in, 2 inference nodes (release), gateway (release); Python gateway = seed_gateway.py (1 uvicorn worker, BACKENDS = the same 2 nodes)",
+    "gateway_rss_kb": int("$gateway_rss_kb"),
+}
+ratios = []
+for c in (16, 64):
+    g, d, p = get("gateway", c), get("direct-node", c), get("python-gateway", c)
+    ratios.append({"concurrency": c, "gateway_rps": g["rps"], "direct_rps": d["rps"], "python_rps": p["rps"],
+                   "vs_direct": g["rps"] / d["rps"], "vs_python": g["rps"] / p["rps"] if p["rps"] else None,
+                   "gateway_p50_ms": g["lat_p50_us"] / 1000, "gateway_p99_ms": g["lat_p99_us"] / 1000,
+                   "direct_p99_ms": d["lat_p99_us"] / 1000, "python_p99_ms": p["lat_p99_us"] / 1000,
+                   "gateway_errors": errors(g)})
+f = get("gateway-fault", 16)
+fault = {
+    "seconds": $FAULT_SECONDS, "concurrency": 16, "requests": f["requests"], "rps": f["rps"],
+    "wrk_errors": errors(f),
+    "gateway_non_200": int("$failures_after") - int("$failures_before"),
+    "gateway_non_200_after_refresh": int("$failures_after") - int("$failures_at_refresh"),
+    "refresh_ms_after_kill": int("$refresh_ms"),
+    "p99_ms": f["lat_p99_us"] / 1000, "max_ms": f["lat_max_us"] / 1000,
+}
+failed = max(fault["wrk_errors"], fault["gateway_non_200"])
+fault["failed_fraction"] = failed / max(f["requests"], 1)
+targets = [
+    ("gateway throughput >= 30% of a direct hit on one node (c16 and c64)", min(r["vs_direct"] for r in ratios), 0.30, ">="),
+    ("gateway throughput >= 50x the Python gateway (c16 and c64)", min(r["vs_python"] for r in ratios), 50.0, ">="),
+    ("failed requests in the kill run <= 0.1%", fault["failed_fraction"] * 100, 0.1, "<="),
+    ("failed requests after the healthy set refreshed == 0", fault["gateway_non_200_after_refresh"], 0, "<="),
+]
+summary = [{"target": n, "value": v, "limit": t, "met": (v >= t if op == ">=" else v <= t)} for n, v, t, op in targets]
+json.dump({"meta": meta, "runs": results, "ratios": ratios, "fault": fault, "targets": summary},
+          open(f"{out}/gateway.json", "w"), indent=1)
+
+def fmt(x, d=0):
+    return "-" if x is None else f"{x:,.{d}f}"
+md = ["# Gateway benchmark\n",
+      "Written by `scripts/bench-gateway.sh` (do not edit by hand). "
+      f"{meta['date']}, {meta['cpus']} CPUs shared by wrk, the gateway, both nodes, consul-dev and the Python "
+      f"gateway (and by other work on the machine), loopback, {meta['seconds_per_run']} s per load run. "
+      "Absolute numbers depend on the machine; the ratios come from one run.\n",
+      "## Targets\n", "| target | measured | limit | met |", "|---|---|---|---|"]
+for s in summary:
+    md.append(f"| {s['target']} | {s['value']:.3g} | {s['limit']} | {'yes' if s['met'] else '**no**'} |")
+md += ["\n## Single-row POST, LinearRegression (default model)\n",
+       "| conc | gateway req/s | direct node req/s | Python gateway req/s | gateway / direct | gateway / Python | gateway p50 | gateway p99 | direct p99 | Python p99 |",
+       "|---|---|---|---|---|---|---|---|---|---|"]
+for r in ratios:
+    md.append(f"| {r['concurrency']} | {fmt(r['gateway_rps'])} | {fmt(r['direct_rps'])} | {fmt(r['python_rps'])} | "
+              f"{r['vs_direct']:.2f} | {fmt(r['vs_python'], 1)}x | {get('gateway', r['concurrency'])['lat_p50_us']/1000:.2f} ms | "
+              f"{r['gateway_p99_ms']:.2f} ms | {r['direct_p99_ms']:.2f} ms | {r['python_p99_ms']:.1f} ms |")
+md += ["\n## Node killed mid-run\n",
+       f"{fault['seconds']} s at c16 through the gateway; \`kill -9\` of one of the two nodes at {fault['seconds']//2} s. "
+       f"The gateway retries a failed attempt once on the other node and ejects the dead one; Consul's HTTP check "
+       f"(interval 1 s) marks it critical and the gateway's blocking query drops it.\n",
+       f"- requests: {fmt(fault['requests'])} ({fmt(fault['rps'])} req/s), p99 {fault['p99_ms']:.2f} ms, max {fault['max_ms']:.1f} ms",
+       f"- failed (wrk errors / gateway non-200): {fault['wrk_errors']} / {fault['gateway_non_200']} = {fault['failed_fraction']*100:.3f}%",
+       f"- healthy set refreshed {fault['refresh_ms_after_kill']} ms after the kill; failed requests after that: {fault['gateway_non_200_after_refresh']}",
+       f"\nGateway resident memory after the load runs: {meta['gateway_rss_kb']/1024:.1f} MB."]
+open(f"{out}/gateway.md", "w").write("\n".join(md) + "\n")
+print("\n".join(md))
+PY
+say "wrote $OUT_DIR/gateway.md and $OUT_DIR/gateway.json"
