@@ -155,23 +155,25 @@ rss_after_kb="$(awk '/^VmRSS/ {print $2}' "/proc/$node_pid/status")"
 rss_peak_kb="$(awk '/^VmHWM/ {print $2}' "/proc/$node_pid/status")"
 
 mkdir -p "$OUT_DIR"
-python3 - "$RESULTS" "$OUT_DIR" <<PY
+SECONDS_PER_RUN="$SECONDS_PER_RUN" READY_MS="$ready_ms" PY_READY_MS="$py_ready_ms" N_MODELS="$n_models" \
+RSS_IDLE_KB="$rss_idle_kb" RSS_AFTER_KB="$rss_after_kb" RSS_PEAK_KB="$rss_peak_kb" PY_RSS_KB="$py_rss_kb" \
+  python3 - "$RESULTS" "$OUT_DIR" <<'PY'
 import json, sys, datetime, platform, os
 results = [json.loads(l) for l in open(sys.argv[1])]
 out = sys.argv[2]
 meta = {
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    "seconds_per_run": int("$SECONDS_PER_RUN"),
+    "seconds_per_run": int(os.environ["SECONDS_PER_RUN"]),
     "cpus": os.cpu_count(),
     "kernel": platform.release(),
     "wrk": "wrk -t2 (-t1 at c1) --latency, loopback, same machine",
-    "node_ready_ms": int("$ready_ms"),
-    "python_ready_ms": int("$py_ready_ms"),
-    "models_loaded": int("$n_models"),
-    "node_rss_kb_idle": int("$rss_idle_kb"),
-    "node_rss_kb_after_load": int("$rss_after_kb"),
-    "node_rss_kb_peak": int("$rss_peak_kb"),
-    "python_rss_kb": int("$py_rss_kb" or 0),
+    "node_ready_ms": int(os.environ["READY_MS"]),
+    "python_ready_ms": int(os.environ["PY_READY_MS"]),
+    "models_loaded": int(os.environ["N_MODELS"]),
+    "node_rss_kb_idle": int(os.environ["RSS_IDLE_KB"]),
+    "node_rss_kb_after_load": int(os.environ["RSS_AFTER_KB"]),
+    "node_rss_kb_peak": int(os.environ["RSS_PEAK_KB"]),
+    "python_rss_kb": int(os.environ["PY_RSS_KB"] or 0),
 }
 def get(server, model, c):
     for r in results:

@@ -35,9 +35,15 @@ pub fn parse(body: &[u8], features: &[String], max_rows: usize) -> Result<Rows, 
             Value::Null,
         )]);
     }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first == Some(b'[') {
+        // One pass splits the list into raw rows; each row is then read once.
+        let items: Vec<&RawValue> =
+            serde_json::from_slice(body).map_err(|e| vec![json_invalid(body, &e)])?;
+        return parse_list(&items, features, max_rows);
+    }
     let raw: &RawValue = serde_json::from_slice(body).map_err(|e| vec![json_invalid(body, &e)])?;
-    let text = raw.get();
-    if text.starts_with('{') {
+    if first == Some(b'{') {
         let mut values = Vec::with_capacity(features.len());
         let mut errors = Vec::new();
         parse_row(raw, features, None, &mut values, &mut errors);
@@ -50,51 +56,55 @@ pub fn parse(body: &[u8], features: &[String], max_rows: usize) -> Result<Rows, 
             Err(errors)
         };
     }
-    if text.starts_with('[') {
-        let items: Vec<&RawValue> =
-            serde_json::from_str(text).map_err(|e| vec![json_invalid(body, &e)])?;
-        if items.is_empty() {
-            return Err(vec![error(
-                "too_short",
-                vec![],
-                "List should have at least 1 item after validation, not 0",
-                Value::Array(vec![]),
-            )]);
-        }
-        if items.len() > max_rows {
-            return Err(vec![FieldError {
-                kind: "too_long",
-                loc: vec!["body".into()],
-                msg: format!(
-                    "List should have at most {max_rows} items after validation, not {}",
-                    items.len()
-                ),
-                input: Value::String(format!("<list of {} rows>", items.len())),
-                ctx: Some(
-                    serde_json::json!({ "field_type": "List", "max_length": max_rows, "actual_length": items.len() }),
-                ),
-            }]);
-        }
-        let mut values = Vec::with_capacity(items.len() * features.len());
-        let mut errors = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            parse_row(item, features, Some(index), &mut values, &mut errors);
-        }
-        return if errors.is_empty() {
-            Ok(Rows {
-                values,
-                batch: true,
-            })
-        } else {
-            Err(errors)
-        };
-    }
     Err(vec![error(
         "model_attributes_type",
         vec![],
         "Input should be a valid dictionary or object to extract fields from",
         to_value(raw),
     )])
+}
+
+/// Validates a list of rows (the batch form).
+fn parse_list(
+    items: &[&RawValue],
+    features: &[String],
+    max_rows: usize,
+) -> Result<Rows, Vec<FieldError>> {
+    if items.is_empty() {
+        return Err(vec![error(
+            "too_short",
+            vec![],
+            "List should have at least 1 item after validation, not 0",
+            Value::Array(vec![]),
+        )]);
+    }
+    if items.len() > max_rows {
+        return Err(vec![FieldError {
+            kind: "too_long",
+            loc: vec!["body".into()],
+            msg: format!(
+                "List should have at most {max_rows} items after validation, not {}",
+                items.len()
+            ),
+            input: Value::String(format!("<list of {} rows>", items.len())),
+            ctx: Some(
+                serde_json::json!({ "field_type": "List", "max_length": max_rows, "actual_length": items.len() }),
+            ),
+        }]);
+    }
+    let mut values = Vec::with_capacity(items.len() * features.len());
+    let mut errors = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        parse_row(item, features, Some(index), &mut values, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(Rows {
+            values,
+            batch: true,
+        })
+    } else {
+        Err(errors)
+    }
 }
 
 /// Validates one row (`raw`) and appends its values, or its errors.
