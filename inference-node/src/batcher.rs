@@ -19,8 +19,9 @@ use crate::error::NodeError;
 use crate::metrics;
 use crate::model::Model;
 
-/// How long an idle inference thread yields before it parks.
-pub const IDLE_SPIN: Duration = Duration::from_micros(50);
+/// How long an idle inference thread yields before it parks (long enough to bridge one
+/// client round trip at concurrency 1, so the thread is rarely woken from sleep).
+pub const IDLE_SPIN: Duration = Duration::from_micros(200);
 
 /// How jobs are merged.
 #[derive(Debug, Clone, Copy)]
