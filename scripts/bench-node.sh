@@ -98,6 +98,8 @@ run_wrk() {
     "$line" "$server" "$model" "$conc" >>"$RESULTS"
 }
 
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+
 # --- the node: ready time and memory -------------------------------------------------------
 node_port="$(free_port)"
 t0="$(date +%s%N)"
@@ -155,6 +157,7 @@ rss_after_kb="$(awk '/^VmRSS/ {print $2}' "/proc/$node_pid/status")"
 rss_peak_kb="$(awk '/^VmHWM/ {print $2}' "/proc/$node_pid/status")"
 
 mkdir -p "$OUT_DIR"
+LOAD_BEFORE="$LOAD_BEFORE" LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)" \
 SECONDS_PER_RUN="$SECONDS_PER_RUN" READY_MS="$ready_ms" PY_READY_MS="$py_ready_ms" N_MODELS="$n_models" \
 RSS_IDLE_KB="$rss_idle_kb" RSS_AFTER_KB="$rss_after_kb" RSS_PEAK_KB="$rss_peak_kb" PY_RSS_KB="$py_rss_kb" \
   python3 - "$RESULTS" "$OUT_DIR" <<'PY'
@@ -174,6 +177,8 @@ meta = {
     "node_rss_kb_after_load": int(os.environ["RSS_AFTER_KB"]),
     "node_rss_kb_peak": int(os.environ["RSS_PEAK_KB"]),
     "python_rss_kb": int(os.environ["PY_RSS_KB"] or 0),
+    "load_average_before": os.environ["LOAD_BEFORE"],
+    "load_average_after": os.environ["LOAD_AFTER"],
 }
 def get(server, model, c):
     for r in results:
@@ -220,6 +225,12 @@ md.append("Written by `scripts/bench-node.sh` (do not edit by hand). "
           f"{meta['date']}, {meta['cpus']} CPUs, wrk on the same machine over loopback, "
           f"{meta['seconds_per_run']} s per run. The node, the HTTP ceiling, the Python services and wrk all share "
           "the same CPUs, so absolute numbers are machine- and load-dependent; the ratios come from one run.\n")
+md.append(f"Load average (1/5/15 min) at the start: {meta['load_average_before']}; at the end: {meta['load_average_after']}.\n")
+py_c16 = get("python", "LinearRegression", 16)
+if py_c16 and py_c16["rps"] < 800:
+    md.append(f"**Noisy run:** the Python baseline reached {py_c16['rps']:,.0f} req/s for LinearRegression at c16, "
+              "against 1,025 req/s measured on an idle machine (shared/bench/README.md): other work was competing for the "
+              "2 CPUs, so treat the ratios below as indicative and rerun on an idle machine for target numbers.\n")
 md.append("## Targets\n")
 md.append("| target | measured | limit | met |\n|---|---|---|---|")
 for s in summary:
