@@ -316,7 +316,8 @@ step "6. compose down (with a launched instance still running)"
 expect 200 POST "/api/models/launch/$MODEL" -H "Authorization: Bearer $token"
 left="$(jq -r .container_id "$TMP/body")"
 ok "launched $(jq -r .container_name "$TMP/body") (${left:0:12}) and left it running"
-compose down
+compose down ||
+  fail "down failed; containers left: $(docker ps -a --filter "label=gdp-serving.cluster=$PROJECT" --format '{{.Names}}' | tr '\n' ' ')(a launched node needs compose's labels for down to remove it)"
 (($(project_containers) == 0)) || fail "containers left after down: $(docker ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}')"
 (($(cluster_containers) == 0)) || fail "node containers left after down"
 [[ -z "$(docker network ls -q --filter "name=^${PROJECT}_compute-network$")" ]] || fail "network ${PROJECT}_compute-network left after down"
