@@ -9,14 +9,14 @@
 # requests overall and after the gateway's healthy set dropped the dead node.
 # Writes benchmarks/gateway.json and benchmarks/gateway.md.
 #
-# Usage: scripts/bench-gateway.sh            (BENCH_SECONDS=8 per load run by default)
+# Usage: scripts/bench-gateway.sh   (BENCH_SECONDS=8 per load run, BENCH_FAULT_SECONDS=20)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 SHARED_DIR="${SHARED_DIR:-$ROOT/../shared}"
 SECONDS_PER_RUN="${BENCH_SECONDS:-8}"
-FAULT_SECONDS=20
+FAULT_SECONDS="${BENCH_FAULT_SECONDS:-20}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT_DIR="$ROOT/benchmarks"
 WORK="$(mktemp -d)"
@@ -143,6 +143,7 @@ run_wrk() {
 }
 
 # --- throughput and latency -------------------------------------------------------------------
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 for c in 16 64; do
   run_wrk gateway "$c" "$SECONDS_PER_RUN" "http://127.0.0.1:$gateway_port/api/predict/gdp_growth_rate"
   run_wrk direct-node "$c" "$SECONDS_PER_RUN" "http://127.0.0.1:${node_ports[0]}/predict"
@@ -152,8 +153,12 @@ gateway_rss_kb="$(awk '/^VmRSS/ {print $2}' "/proc/$gateway_pid/status")"
 
 # --- fault run: kill -9 one node halfway through ---------------------------------------------
 failures_before="$(gateway_failures)"
-run_wrk gateway-fault 16 "$FAULT_SECONDS" "http://127.0.0.1:$gateway_port/api/predict/gdp_growth_rate" &
+say "wrk gateway-fault c=16 (${FAULT_SECONDS}s), kill -9 of one node at $((FAULT_SECONDS / 2))s"
+WRK_BODY_FILE="$body" wrk -s "$SHARED_DIR/bench/post.lua" -t2 -c16 -d"${FAULT_SECONDS}s" \
+  --latency --timeout 10s "http://127.0.0.1:$gateway_port/api/predict/gdp_growth_rate" \
+  >"$WORK/fault.out" 2>&1 </dev/null &
 wrk_pid="$!"
+PIDS+=("$wrk_pid")
 sleep $((FAULT_SECONDS / 2))
 kill -9 "${node_pids[0]}"
 t_kill="$(date +%s%N)"
@@ -169,14 +174,24 @@ while ((SECONDS < deadline)); do
   fi
   sleep 0.05
 done
-wait "$wrk_pid"
+wait "$wrk_pid" || true
 failures_after="$(gateway_failures)"
+load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
+line="$(grep '^JSON:' "$WORK/fault.out" | sed 's/^JSON://')" || true
+[[ -n "$line" ]] || die "wrk printed no summary for the fault run: $(cat "$WORK/fault.out")"
+python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server="gateway-fault", concurrency=16); print(json.dumps(d))' \
+  "$line" >>"$RESULTS"
 [[ -n "$refresh_ms" ]] || die "the gateway never dropped the killed node from its healthy set"
 say "healthy set refreshed ${refresh_ms} ms after the kill"
 
 mkdir -p "$OUT_DIR"
-python3 - "$RESULTS" "$OUT_DIR" <<PY
+SECONDS_PER_RUN="$SECONDS_PER_RUN" GATEWAY_RSS_KB="$gateway_rss_kb" FAULT_SECONDS="$FAULT_SECONDS" \
+  FAILURES_BEFORE="$failures_before" FAILURES_AT_REFRESH="$failures_at_refresh" \
+  FAILURES_AFTER="$failures_after" REFRESH_MS="$refresh_ms" \
+  LOAD_START="$load_start" LOAD_END="$load_end" \
+  python3 - "$RESULTS" "$OUT_DIR" <<'PY'
 import json, sys, datetime, platform, os
+env = os.environ
 results = [json.loads(l) for l in open(sys.argv[1])]
 out = sys.argv[2]
 def get(server, c):
@@ -185,12 +200,14 @@ def errors(r):
     return r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"]
 meta = {
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    "seconds_per_run": int("$SECONDS_PER_RUN"),
+    "seconds_per_run": int(env["SECONDS_PER_RUN"]),
     "cpus": os.cpu_count(),
     "kernel": platform.release(),
     "wrk": "wrk -t2 --latency --timeout 10s, loopback, same machine",
     "setup": "consul-dev stand-in, 2 inference nodes (release), gateway (release); Python gateway = seed_gateway.py (1 uvicorn worker, BACKENDS = the same 2 nodes)",
-    "gateway_rss_kb": int("$gateway_rss_kb"),
+    "gateway_rss_kb": int(env["GATEWAY_RSS_KB"]),
+    "loadavg_start": env["LOAD_START"],
+    "loadavg_end": env["LOAD_END"],
 }
 ratios = []
 for c in (16, 64):
@@ -202,11 +219,11 @@ for c in (16, 64):
                    "gateway_errors": errors(g)})
 f = get("gateway-fault", 16)
 fault = {
-    "seconds": $FAULT_SECONDS, "concurrency": 16, "requests": f["requests"], "rps": f["rps"],
+    "seconds": int(env["FAULT_SECONDS"]), "concurrency": 16, "requests": f["requests"], "rps": f["rps"],
     "wrk_errors": errors(f),
-    "gateway_non_200": int("$failures_after") - int("$failures_before"),
-    "gateway_non_200_after_refresh": int("$failures_after") - int("$failures_at_refresh"),
-    "refresh_ms_after_kill": int("$refresh_ms"),
+    "gateway_non_200": int(env["FAILURES_AFTER"]) - int(env["FAILURES_BEFORE"]),
+    "gateway_non_200_after_refresh": int(env["FAILURES_AFTER"]) - int(env["FAILURES_AT_REFRESH"]),
+    "refresh_ms_after_kill": int(env["REFRESH_MS"]),
     "p99_ms": f["lat_p99_us"] / 1000, "max_ms": f["lat_max_us"] / 1000,
 }
 failed = max(fault["wrk_errors"], fault["gateway_non_200"])
@@ -227,7 +244,9 @@ md = ["# Gateway benchmark\n",
       "Written by `scripts/bench-gateway.sh` (do not edit by hand). "
       f"{meta['date']}, {meta['cpus']} CPUs shared by wrk, the gateway, both nodes, consul-dev and the Python "
       f"gateway (and by other work on the machine), loopback, {meta['seconds_per_run']} s per load run. "
-      "Absolute numbers depend on the machine; the ratios come from one run.\n",
+      "Absolute numbers depend on the machine; the ratios come from one run. "
+      f"Load average (1/5/15 min) at the start of the load runs: {meta['loadavg_start']}, at the end: "
+      f"{meta['loadavg_end']} (other work shared the CPUs, so run-to-run variation is large).\n",
       "## Targets\n", "| target | measured | limit | met |", "|---|---|---|---|"]
 for s in summary:
     md.append(f"| {s['target']} | {s['value']:.3g} | {s['limit']} | {'yes' if s['met'] else '**no**'} |")
@@ -239,7 +258,7 @@ for r in ratios:
               f"{r['vs_direct']:.2f} | {fmt(r['vs_python'], 1)}x | {get('gateway', r['concurrency'])['lat_p50_us']/1000:.2f} ms | "
               f"{r['gateway_p99_ms']:.2f} ms | {r['direct_p99_ms']:.2f} ms | {r['python_p99_ms']:.1f} ms |")
 md += ["\n## Node killed mid-run\n",
-       f"{fault['seconds']} s at c16 through the gateway; \`kill -9\` of one of the two nodes at {fault['seconds']//2} s. "
+       f"{fault['seconds']} s at c16 through the gateway; `kill -9` of one of the two nodes at {fault['seconds']//2} s. "
        f"The gateway retries a failed attempt once on the other node and ejects the dead one; Consul's HTTP check "
        f"(interval 1 s) marks it critical and the gateway's blocking query drops it.\n",
        f"- requests: {fmt(fault['requests'])} ({fmt(fault['rps'])} req/s), p99 {fault['p99_ms']:.2f} ms, max {fault['max_ms']:.1f} ms",
