@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, Rust unit and integration tests, the
-# independent Python-client tests, and the Docker end-to-end test when a daemon is reachable.
+# independent Python-client tests, the newcomer test (scripts/run.sh from a clean clone, unless
+# ports 8000/8500 are busy) and the Docker end-to-end test when a daemon is reachable.
 # Installs what the tests need first (ONNX Runtime library, a Python venv). Ends with a
 # summary line and exits non-zero if anything failed.
 set -uo pipefail
@@ -37,6 +38,17 @@ stage "cargo test (unit + integration)" cargo test --workspace --locked
 if compgen -G "tests/python/test_*.py" >/dev/null; then
   stage "build binaries for Python-client tests" cargo build --workspace --bins --locked
   stage "Python-client tests (pytest)" "$TEST_PYTHON" -m pytest -q tests/python
+fi
+if [[ -x tests/e2e/newcomer.sh ]]; then
+  busy=""
+  for port in 8000 8500; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then busy+=" $port"; fi
+  done
+  if [[ -n "$busy" ]]; then
+    skip "newcomer test (scripts/run.sh from a clean clone)" "port(s)$busy in use on 127.0.0.1 (a cluster already running?)"
+  else
+    stage "newcomer test (scripts/run.sh from a clean clone)" tests/e2e/newcomer.sh
+  fi
 fi
 if [[ -x tests/e2e/docker.sh ]]; then
   if docker info >/dev/null 2>&1; then

@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# The newcomer's path, end to end, without Docker:
+#   1. `git clone` of the committed HEAD into a temporary directory
+#   2. `scripts/run.sh` from the clone, in the background, until it prints that the cluster runs
+#   3. the seed README's six curl examples, verbatim, against the gateway on :8000 (launch,
+#      list and delete go through the gateway's process runtime); JSON shapes checked
+#   4. SIGTERM to run.sh: it exits 0, no process of the run is left, ports 8000, 8500, 5001,
+#      5002 and the launched node's port are free
+#   5. a second run.sh: ready without compiling anything, stops cleanly again
+# Builds in <target>/newcomer (<target> is CARGO_TARGET_DIR, default <repo>/target), seeded
+# once from <target>/release, so only the workspace's own crates are recompiled; a separate
+# directory because a build from the clone's sources must never stand in for this checkout's
+# release binaries. Reuses this checkout's ONNX Runtime library (ORT_DYLIB_PATH). Needs ports
+# 8000, 8500, 5001 and 5002 free. Run by scripts/test.sh.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+cd "$ROOT"
+
+require_tool git "Install git first."
+require_tool curl "Install curl first."
+require_tool jq "Install jq first (apt-get install jq)."
+ensure_ort
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ "$TARGET" == /* ]] || TARGET="$ROOT/$TARGET"
+export CARGO_TARGET_DIR="$TARGET/newcomer"
+# How long the first run.sh may take to be ready (it may compile the workspace in release).
+READY_SECS="${NEWCOMER_READY_SECS:-1800}"
+PORTS=(8000 8500 5001 5002)
+STARTED=$SECONDS
+TMP="$(mktemp -d)"
+CLONE="$TMP/clone"
+RUN_PID=""
+SEEN_PIDS=()
+
+step() { printf '\n\033[1m[newcomer %3ss] %s\033[0m\n' "$((SECONDS - STARTED))" "$*" >&2; }
+ok() { printf '  ok: %s\n' "$*" >&2; }
+fail() { printf '\033[31m  FAIL: %s\033[0m\n' "$*" >&2; exit 1; }
+
+# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
+wait_until() {
+  local limit="$1" what="$2"; shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "timed out after ${limit}s waiting for: $what"
+    sleep 0.2
+  done
+  ok "$what"
+}
+
+curl_failed() { fail "curl failed: $(tail -n 3 "$TMP/curl.err")"; }
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# descendants PID: PID's children, grandchildren, ...
+descendants() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+# run_processes: processes of this run still alive: those seen in run.sh's process tree, and
+# any process working in the clone (what a double fork would hide from the tree).
+run_processes() {
+  local pid
+  for pid in "${SEEN_PIDS[@]}"; do
+    alive "$pid" && ps -o pid=,args= -p "$pid"
+  done
+  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+    [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$CLONE"* ]] && ps -o pid=,args= -p "$pid"
+  done
+  return 0
+}
+
+# start_run LOG: starts the clone's scripts/run.sh as the seed's user would, default settings.
+start_run() {
+  env -u GATEWAY_PORT -u CONSUL_PORT -u NODE_PORTS -u GATEWAY_ADMIN_TOKEN -u GDP_MODEL_NAME \
+    "$CLONE/scripts/run.sh" >"$1" 2>&1 &
+  RUN_PID=$!
+}
+
+# wait_ready LOG LIMIT: streams run.sh's output until it reports the cluster running.
+wait_ready() {
+  local log="$1" limit="$2" shown=0 total deadline=$((SECONDS + $2))
+  while ! grep -q 'The cluster is running' "$log"; do
+    total=$(wc -l <"$log")
+    if ((total > shown)); then
+      sed -n "$((shown + 1)),${total}p" "$log" | sed 's/^/  run.sh| /' >&2
+      shown=$total
+    fi
+    if ! alive "$RUN_PID"; then
+      local status=0
+      wait "$RUN_PID" || status=$?
+      RUN_PID=""
+      fail "run.sh exited (status $status) before the cluster ran"
+    fi
+    ((SECONDS < deadline)) || fail "run.sh not ready after ${limit}s"
+    sleep 0.5
+  done
+  sed -n "$((shown + 1)),\$p" "$log" | sed 's/^/  run.sh| /' >&2
+}
+
+# stop_run: SIGTERM to run.sh; it must exit 0 within 60s and leave nothing behind.
+stop_run() {
+  local pid
+  for pid in $(descendants "$RUN_PID"); do SEEN_PIDS+=("$pid"); done
+  kill -TERM "$RUN_PID"
+  local deadline=$((SECONDS + 60)) status=0
+  while alive "$RUN_PID" && ((SECONDS < deadline)); do sleep 0.2; done
+  alive "$RUN_PID" && fail "run.sh still running 60s after SIGTERM"
+  wait "$RUN_PID" || status=$?
+  RUN_PID=""
+  ((status == 0)) || fail "run.sh exited with status $status after SIGTERM"
+  ok "run.sh stopped (status 0) after $((SECONDS - deadline + 60))s"
+  local left
+  left="$(run_processes)"
+  [[ -z "$left" ]] || fail "processes left behind:"$'\n'"$left"
+  ok "no process of the run left (${#SEEN_PIDS[@]} seen in its tree)"
+  for port in "${PORTS[@]}" "$@"; do
+    port_free "$port" || fail "port $port still taken after run.sh stopped"
+  done
+  ok "ports ${PORTS[*]}${*:+ $*} free"
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  set +e
+  if [[ -n "$RUN_PID" ]] && alive "$RUN_PID"; then
+    for pid in $(descendants "$RUN_PID"); do SEEN_PIDS+=("$pid"); done
+    kill -TERM "$RUN_PID"
+    local deadline=$((SECONDS + 60))
+    while alive "$RUN_PID" && ((SECONDS < deadline)); do sleep 0.2; done
+    alive "$RUN_PID" && kill -KILL "$RUN_PID"
+  fi
+  for pid in "${SEEN_PIDS[@]}"; do alive "$pid" && kill -KILL "$pid"; done
+  rm -rf "$TMP"
+  if ((status == 0)); then
+    printf '\n\033[32mnewcomer test passed in %ss\033[0m\n' "$((SECONDS - STARTED))" >&2
+  else
+    printf '\n\033[31mnewcomer test FAILED (status %s) after %ss\033[0m\n' "$status" "$((SECONDS - STARTED))" >&2
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for port in "${PORTS[@]}"; do
+  port_free "$port" || fail "port $port is taken; stop what listens there (a running cluster?) first"
+done
+
+# === 1. clone ===
+
+step "git clone of the committed HEAD ($(git rev-parse --short HEAD)) into $CLONE"
+git clone --quiet --no-hardlinks "$ROOT" "$CLONE"
+if [[ ! -d "$CARGO_TARGET_DIR/release" && -d "$TARGET/release" ]]; then
+  mkdir -p "$CARGO_TARGET_DIR"
+  cp -a "$TARGET/release" "$CARGO_TARGET_DIR/release"
+  ok "seeded the build dir from $TARGET/release"
+fi
+ok "cloned; build dir $CARGO_TARGET_DIR, ONNX Runtime $ORT_DYLIB_PATH"
+
+# === 2. scripts/run.sh ===
+
+step "scripts/run.sh (in the background, up to ${READY_SECS}s to be ready)"
+t0=$SECONDS
+start_run "$TMP/run1.log"
+wait_ready "$TMP/run1.log" "$READY_SECS"
+ok "cluster running after $((SECONDS - t0))s"
+
+# === 3. the seed's curl examples, verbatim ===
+
+step "curl http://localhost:8000/api/models/available"
+out="$(curl http://localhost:8000/api/models/available 2>"$TMP/curl.err")" || curl_failed
+echo "$out" | jq -e '
+  (.services | length) == 2
+  and (.services | sort) == ["127.0.0.1:5001", "127.0.0.1:5002"]
+  and (.models_by_service | keys | sort) == (.services | sort)
+  and all(.models_by_service[]; index("LinearRegression") != null and all(.[]; type == "string"))
+' >/dev/null || fail "unexpected body: $out"
+ok "$out"
+
+step "curl -X POST http://localhost:8000/api/predict/gdp_growth_rate (the seed's body)"
+out="$(curl -X POST "http://localhost:8000/api/predict/gdp_growth_rate" \
+  -H "Content-Type: application/json" \
+  -d '{
+    "gdp_per_capita": 50000,
+    "unemployment_rate": 5.2,
+    "gdp_growth_rate_lag": 2.1,
+    "gdp_growth_rate_ma": 2.3
+  }' 2>"$TMP/curl.err")" || curl_failed
+echo "$out" | jq -e '
+  .message == "GDP growth prediction endpoint"
+  and .model == "LinearRegression"
+  and .input == {"gdp_per_capita": 50000, "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1, "gdp_growth_rate_ma": 2.3}
+  and (.prediction | length) == 1 and (.prediction[0] | type) == "number"
+' >/dev/null || fail "unexpected body: $out"
+ok "$out"
+
+step "curl http://localhost:8000/api/predict/services"
+out="$(curl http://localhost:8000/api/predict/services 2>"$TMP/curl.err")" || curl_failed
+echo "$out" | jq -e '(."Services:" | sort) == ["127.0.0.1:5001", "127.0.0.1:5002"]' >/dev/null ||
+  fail "unexpected body: $out"
+ok "$out"
+
+step "curl -X POST http://localhost:8000/api/models/launch/LinearRegression"
+out="$(curl -X POST "http://localhost:8000/api/models/launch/LinearRegression" 2>"$TMP/curl.err")" || curl_failed
+echo "$out" | jq -e '
+  .status == "success"
+  and .message == "Launched new instance for model: LinearRegression"
+  and (.container_id | type == "string" and length > 0)
+  and (.container_name | type == "string" and length > 0)
+' >/dev/null || fail "unexpected body: $out"
+ok "$out"
+id="$(jq -r .container_id <<<"$out")"
+
+# The launched node registers in Consul and the gateway starts routing to it.
+new_service() {
+  curl -sS -m 5 http://localhost:8000/api/predict/services |
+    jq -r '."Services:"[] | select(. != "127.0.0.1:5001" and . != "127.0.0.1:5002")'
+}
+has_new_service() { [[ -n "$(new_service)" ]]; }
+no_new_service() { ! has_new_service; }
+wait_until 60 "the launched instance is in /api/predict/services" has_new_service
+launched="$(new_service)"
+launched_port="${launched##*:}"
+curl -fsS -m 5 "http://$launched/health" | jq -e '.status == "ok"' >/dev/null ||
+  fail "the launched instance at $launched does not answer /health"
+ok "launched instance $id serves at $launched"
+
+step "curl http://localhost:8000/api/models/instances/LinearRegression"
+out="$(curl http://localhost:8000/api/models/instances/LinearRegression 2>"$TMP/curl.err")" || curl_failed
+echo "$out" | jq -e --arg id "$id" '
+  .model == "LinearRegression"
+  and (.instances | type) == "array"
+  and all(.instances[]; (.id | type) == "string" and (.name | type) == "string"
+                        and (.status | type) == "string" and (.image | type) == "array")
+  and any(.instances[]; .id == $id and .status == "running")
+' >/dev/null || fail "unexpected body (want instance $id running): $out"
+ok "$out"
+
+step "curl -X DELETE http://localhost:8000/api/models/instances/$id (the seed's abc123)"
+out="$(curl -X DELETE "http://localhost:8000/api/models/instances/$id" 2>"$TMP/curl.err")" || curl_failed
+echo "$out" | jq -e --arg id "$id" '
+  .status == "success" and .message == "Shutdown container: \($id)"
+' >/dev/null || fail "unexpected body: $out"
+ok "$out"
+wait_until 30 "the deleted instance is gone from /api/predict/services" no_new_service
+wait_until 30 "its port $launched_port is free" port_free "$launched_port"
+out="$(curl -sS http://localhost:8000/api/models/instances/LinearRegression)"
+jq -e --arg id "$id" 'all(.instances[]; .id != $id)' >/dev/null <<<"$out" ||
+  fail "instance $id still listed: $out"
+ok "instance $id no longer listed"
+
+# A launched instance that is still running when run.sh stops must be stopped too.
+out="$(curl -sS -X POST http://localhost:8000/api/models/launch/LinearRegression)"
+jq -e '.status == "success"' >/dev/null <<<"$out" || fail "second launch failed: $out"
+wait_until 60 "a second launched instance is in /api/predict/services" has_new_service
+second_port="$(new_service)"
+second_port="${second_port##*:}"
+ok "second launched instance left running on :$second_port for the shutdown check"
+
+# === 4. SIGTERM ===
+
+step "SIGTERM to run.sh"
+stop_run "$second_port"
+
+# === 5. a second run ===
+
+step "scripts/run.sh again: no rebuild, ready quickly, stops cleanly"
+t0=$SECONDS
+start_run "$TMP/run2.log"
+wait_ready "$TMP/run2.log" 120
+! grep -q 'Compiling' "$TMP/run2.log" || fail "the second run recompiled something"
+ok "second run ready after $((SECONDS - t0))s, nothing recompiled"
+curl -fsS -m 10 -X POST "http://localhost:8000/api/predict/gdp_growth_rate" \
+  -H "Content-Type: application/json" \
+  -d '{"gdp_per_capita": 50000, "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1, "gdp_growth_rate_ma": 2.3}' |
+  jq -e '.prediction | length == 1' >/dev/null || fail "the second run does not predict"
+ok "the second run predicts"
+stop_run
