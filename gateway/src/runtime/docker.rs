@@ -7,6 +7,12 @@
 //! HostConfig built here (no binds, no privileges, all capabilities dropped, no host network
 //! or pid namespace, memory and pids limits, no restart), named `<cluster>-<service>-<n>`.
 //!
+//! When the cluster was started by compose, a launched node also carries compose's own labels,
+//! copied from a compose-started replica (with its own container number): `docker-compose ps`
+//! then lists it with the other replicas and `docker-compose down` removes it together with
+//! the network, instead of failing on a network that still has an endpoint. The price is
+//! compose's declarative model: a later `up --scale` counts launched nodes as replicas.
+//!
 //! The client connects lazily and negotiates the API version (the daemon here speaks 1.41);
 //! while the engine is unreachable the lifecycle endpoints answer 503 and it is retried on the
 //! next request.
@@ -37,6 +43,13 @@ pub const MODEL_LABEL: &str = "gdp-serving.model";
 pub const ROLE_LABEL: &str = "gdp-serving.role";
 /// Value of [`ROLE_LABEL`] on node containers.
 pub const NODE_ROLE: &str = "inference-node";
+
+/// Prefix of the labels compose puts on the containers it manages.
+const COMPOSE_LABEL_PREFIX: &str = "com.docker.compose.";
+/// Compose labels that differ per container and are set by the gateway, not copied.
+const COMPOSE_NUMBER_LABEL: &str = "com.docker.compose.container-number";
+const COMPOSE_ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
+const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
 
 /// Time allowed to reach the engine and negotiate the API version.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,7 +160,12 @@ impl DockerRuntime {
                         name: Some(name.clone()),
                         ..Default::default()
                     }),
-                    self.create_body(model, &network, &name),
+                    self.create_body(
+                        model,
+                        &network,
+                        &name,
+                        compose_labels(&existing, &self.cluster, index),
+                    ),
                 )
                 .await
             {
@@ -343,7 +361,15 @@ impl DockerRuntime {
     }
 
     /// Builds the create request: configured image, labels, env and a locked-down HostConfig.
-    fn create_body(&self, model: &str, network: &str, name: &str) -> ContainerCreateBody {
+    fn create_body(
+        &self,
+        model: &str,
+        network: &str,
+        name: &str,
+        extra_labels: HashMap<String, String>,
+    ) -> ContainerCreateBody {
+        let mut labels = extra_labels;
+        labels.extend(self.labels(model));
         let mut env = vec![
             format!("GDP_MODEL_NAME={model}"),
             format!("SERVICE_DISCOVERY_URL={}", self.discovery_url),
@@ -355,7 +381,7 @@ impl DockerRuntime {
         ContainerCreateBody {
             image: Some(self.image.clone()),
             env: Some(env),
-            labels: Some(self.labels(model)),
+            labels: Some(labels),
             stop_timeout: i64::try_from(self.stop_timeout.as_secs()).ok(),
             host_config: Some(HostConfig {
                 network_mode: Some(network.to_string()),
@@ -408,6 +434,35 @@ fn unavailable(host: &str, cause: &str) -> GatewayError {
     )
 }
 
+/// Compose's labels for a launched node numbered `number`, copied from a compose-started
+/// replica of `cluster` among `containers`; empty when there is none.
+fn compose_labels(
+    containers: &[ContainerSummary],
+    cluster: &str,
+    number: u32,
+) -> HashMap<String, String> {
+    let replica = containers
+        .iter()
+        .filter_map(|c| c.labels.as_ref())
+        .find(|labels| {
+            labels.get(CLUSTER_LABEL).map(String::as_str) == Some(cluster)
+                && labels.contains_key(MODEL_LABEL)
+                && labels.contains_key(COMPOSE_SERVICE_LABEL)
+                && labels.get(COMPOSE_ONEOFF_LABEL).map(String::as_str) != Some("True")
+        });
+    let Some(replica) = replica else {
+        return HashMap::new();
+    };
+    let mut labels: HashMap<String, String> = replica
+        .iter()
+        .filter(|(key, _)| key.starts_with(COMPOSE_LABEL_PREFIX))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    labels.insert(COMPOSE_ONEOFF_LABEL.to_string(), "False".to_string());
+    labels.insert(COMPOSE_NUMBER_LABEL.to_string(), number.to_string());
+    labels
+}
+
 /// Returns whether `network` is one of the engine's predefined networks.
 fn is_default_network(network: &str) -> bool {
     matches!(network, "bridge" | "default" | "none")
@@ -437,7 +492,12 @@ mod tests {
     #[test]
     fn create_body_is_locked_down() {
         let rt = runtime(&["--cluster-name", "c1", "--node-image", "img:1"]);
-        let body = rt.create_body("Lasso", "c1_compute-network", "c1-gdp-growth-model-3");
+        let body = rt.create_body(
+            "Lasso",
+            "c1_compute-network",
+            "c1-gdp-growth-model-3",
+            HashMap::new(),
+        );
         assert_eq!(body.image.as_deref(), Some("img:1"));
         let labels = body.labels.unwrap();
         assert_eq!(labels[CLUSTER_LABEL], "c1");
@@ -459,6 +519,59 @@ mod tests {
             host.restart_policy.unwrap().name,
             Some(RestartPolicyNameEnum::NO)
         );
+    }
+
+    fn summary(labels: &[(&str, &str)]) -> ContainerSummary {
+        ContainerSummary {
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn compose_labels_come_from_a_replica_of_the_same_cluster() {
+        let replica = summary(&[
+            (CLUSTER_LABEL, "c1"),
+            (MODEL_LABEL, "LinearRegression"),
+            ("com.docker.compose.project", "c1"),
+            (COMPOSE_SERVICE_LABEL, "gdp-growth-model"),
+            ("com.docker.compose.version", "1.29.2"),
+            ("com.docker.compose.config-hash", "abc"),
+            (COMPOSE_NUMBER_LABEL, "1"),
+            (COMPOSE_ONEOFF_LABEL, "False"),
+        ]);
+        let other_cluster = summary(&[
+            (CLUSTER_LABEL, "c2"),
+            (MODEL_LABEL, "LinearRegression"),
+            (COMPOSE_SERVICE_LABEL, "gdp-growth-model"),
+        ]);
+        let consul = summary(&[
+            ("com.docker.compose.project", "c1"),
+            (COMPOSE_SERVICE_LABEL, "x"),
+        ]);
+
+        let labels = compose_labels(&[consul.clone(), other_cluster.clone(), replica], "c1", 3);
+        assert_eq!(labels["com.docker.compose.project"], "c1");
+        assert_eq!(labels[COMPOSE_SERVICE_LABEL], "gdp-growth-model");
+        assert_eq!(labels["com.docker.compose.config-hash"], "abc");
+        assert_eq!(labels[COMPOSE_NUMBER_LABEL], "3");
+        assert_eq!(labels[COMPOSE_ONEOFF_LABEL], "False");
+        assert!(!labels.contains_key(CLUSTER_LABEL));
+
+        assert!(compose_labels(&[consul, other_cluster], "c1", 3).is_empty());
+    }
+
+    #[test]
+    fn cluster_labels_override_copied_ones() {
+        let rt = runtime(&["--cluster-name", "c1"]);
+        let copied = HashMap::from([(MODEL_LABEL.to_string(), "Other".to_string())]);
+        let body = rt.create_body("Lasso", "net", "c1-gdp-growth-model-2", copied);
+        assert_eq!(body.labels.unwrap()[MODEL_LABEL], "Lasso");
     }
 
     #[test]
