@@ -180,6 +180,15 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
+    /// Wraps a gateway started elsewhere; dropping `stop` shuts it down.
+    pub fn new(addr: SocketAddr, state: AppState, stop: oneshot::Sender<()>) -> TestGateway {
+        TestGateway {
+            addr,
+            state,
+            _stop: stop,
+        }
+    }
+
     /// Returns `http://addr{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

@@ -1,0 +1,138 @@
+//! Upstream failures mapped to the documented statuses: 502 after the retry, 504 on timeout,
+//! and a 5xx from one node retried on another. The "nodes" here are deliberately broken
+//! servers (closed ports, a socket that never answers, a server that answers 500).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::routing::post;
+use common::*;
+use gateway::discovery::{Discovery, Endpoint};
+use gateway::{AppState, Config};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+fn endpoint(addr: String) -> Endpoint {
+    Endpoint {
+        id: addr.clone(),
+        addr,
+        models: None,
+    }
+}
+
+async fn gateway_over(endpoints: Vec<Endpoint>) -> TestGateway {
+    gateway::telemetry::init_for_test();
+    let state = AppState::with_discovery(
+        config(),
+        Discovery::fixed(endpoints),
+        CancellationToken::new(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gateway::serve(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    TestGateway::new(addr, state, stop)
+}
+
+/// A gateway configuration with a short upstream timeout and a fixed seed.
+fn config() -> Config {
+    use clap::Parser;
+    Config::try_parse_from(["gateway", "--rng-seed", "7", "--upstream-timeout", "300ms"]).unwrap()
+}
+
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn post_seed(gw: &TestGateway) -> (u16, Value) {
+    let resp = client()
+        .post(gw.url("/api/predict/gdp_growth_rate"))
+        .header("content-type", "application/json")
+        .body(SEED_ROW)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_nodes_give_502_after_the_retry() {
+    let gw = gateway_over(vec![endpoint(closed_port()), endpoint(closed_port())]).await;
+    let (status, body) = post_seed(&gw).await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        body,
+        json!({"detail": "upstream instances failed to answer the request"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_nodes_give_504() {
+    // Accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let gw = gateway_over(vec![endpoint(addr)]).await;
+    let (status, body) = post_seed(&gw).await;
+    assert_eq!(status, 504);
+    assert_eq!(
+        body,
+        json!({"detail": "upstream instance did not answer in time"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answering_5xx_is_retried_elsewhere_and_ejected() {
+    async fn serve(status: u16, hits: Arc<AtomicU64>) -> String {
+        let app = Router::new().route(
+            "/predict",
+            post(move || {
+                let hits = hits.clone();
+                async move {
+                    hits.fetch_add(1, Ordering::Relaxed);
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        axum::Json(json!({"status": status})),
+                    )
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+    let broken_hits = Arc::new(AtomicU64::new(0));
+    let good_hits = Arc::new(AtomicU64::new(0));
+    let broken = serve(500, broken_hits.clone()).await;
+    let good = serve(200, good_hits.clone()).await;
+    let gw = gateway_over(vec![endpoint(broken.clone()), endpoint(good)]).await;
+    for _ in 0..50 {
+        let (status, body) = post_seed(&gw).await;
+        assert_eq!((status, body), (200, json!({"status": 200})));
+    }
+    assert_eq!(good_hits.load(Ordering::Relaxed), 50);
+    // Two failures in a row eject it for a while: it sees only the first few requests.
+    let broken = broken_hits.load(Ordering::Relaxed);
+    assert!(
+        (1..=3).contains(&broken),
+        "the failing node got {broken} requests"
+    );
+    assert!(gw.state.balancer.is_ejected(&endpoint_addr(&gw, 0)));
+}
+
+fn endpoint_addr(gw: &TestGateway, i: usize) -> String {
+    gw.state.discovery.endpoints()[i].addr.clone()
+}
