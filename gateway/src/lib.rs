@@ -74,6 +74,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_grace;
     let background = state.background.clone();
+    tokio::spawn(metrics_upkeep(state.metrics.clone(), background.clone()));
     let runtime = state.runtime.clone();
     let signalled = CancellationToken::new();
     let on_signal = signalled.clone();
@@ -99,6 +100,20 @@ pub async fn serve(
     // Node processes this gateway started stop with it (containers are left running).
     runtime.shutdown().await;
     result
+}
+
+/// Folds recorded histogram samples into their buckets every few seconds, so memory stays
+/// flat when nobody scrapes `/metrics`.
+async fn metrics_upkeep(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
+        }
+    }
 }
 
 async fn grace_elapsed(signalled: &CancellationToken, grace: Duration) {
