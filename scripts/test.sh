@@ -34,9 +34,10 @@ export TEST_PYTHON="$ROOT/.venv-test/bin/python"
 
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# The binaries first: some integration tests (and the Python clients) run other crates' binaries.
+stage "cargo build (binaries)" cargo build --workspace --bins --locked
 stage "cargo test (unit + integration)" cargo test --workspace --locked
 if compgen -G "tests/python/test_*.py" >/dev/null; then
-  stage "build binaries for Python-client tests" cargo build --workspace --bins --locked
   stage "Python-client tests (pytest)" "$TEST_PYTHON" -m pytest -q tests/python
 fi
 if [[ -x tests/e2e/newcomer.sh ]]; then
