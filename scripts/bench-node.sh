@@ -14,55 +14,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-SHARED_DIR="${SHARED_DIR:-$ROOT/../shared}"
+source "$ROOT/scripts/bench-lib.sh"
 SECONDS_PER_RUN="${BENCH_SECONDS:-5}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-OUT_DIR="$ROOT/benchmarks"
-WORK="$(mktemp -d)"
-PIDS=()
-
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-require_tool cargo "Install Rust (rustup) first."
-require_tool python3 "Install Python 3.11+ first."
-require_tool curl "Install curl (apt-get install -y curl)."
-if ! command -v wrk >/dev/null 2>&1; then
-  say "installing wrk"
-  if command -v apt-get >/dev/null 2>&1; then
-    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-  fi
-  require_tool wrk "Install wrk (apt-get install -y wrk)."
-fi
-[[ -f "$SHARED_DIR/bench/post.lua" ]] || die "$SHARED_DIR/bench/post.lua not found; set SHARED_DIR"
-ensure_ort
-MODELS_DIR="$ROOT/models/gdp_growth_rate"
-[[ -f "$MODELS_DIR/LinearRegression.onnx" ]] || die "no converted models in $MODELS_DIR; run convert-models first"
+bench_prepare
 
 say "building release binaries"
 cargo build --release --locked -p inference-node --bin inference-node --example http_ceiling >&2
 NODE_BIN="$TARGET_DIR/release/inference-node"
 CEILING_BIN="$TARGET_DIR/release/examples/http_ceiling"
-python_venv "$ROOT/.venv-bench" "$SHARED_DIR/bench/requirements.txt"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# wait_ok URL: poll until URL answers 200 (at most 30 s).
-wait_ok() {
-  local url="$1" deadline=$((SECONDS + 30))
-  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
-    ((SECONDS < deadline)) || die "$url did not answer within 30 s"
-    sleep 0.01
-  done
-}
 
 # start_node PORT [FLAGS...]: starts the release node; echoes its PID.
 start_node() {
@@ -91,9 +50,7 @@ run_wrk() {
   local server="$1" model="$2" conc="$3" url="$4" body="$5" threads=2 line
   ((conc < threads)) && threads="$conc"
   say "wrk $server $model c=$conc (${SECONDS_PER_RUN}s)"
-  line="$(WRK_BODY_FILE="$body" wrk -s "$SHARED_DIR/bench/post.lua" -t"$threads" -c"$conc" \
-    -d"${SECONDS_PER_RUN}s" --latency --timeout 10s "$url" | grep '^JSON:' | sed 's/^JSON://')"
-  [[ -n "$line" ]] || die "wrk printed no summary for $server $model c=$conc"
+  line="$(wrk_json "$body" "$threads" "$conc" "$SECONDS_PER_RUN" "$url")"
   python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], model=sys.argv[3], concurrency=int(sys.argv[4])); print(json.dumps(d))' \
     "$line" "$server" "$model" "$conc" >>"$RESULTS"
 }
