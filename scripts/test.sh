@@ -31,6 +31,9 @@ require_tool python3 "Install Python 3.11+ first."
 ensure_ort
 python_venv "$ROOT/.venv-test" "$ROOT/scripts/requirements-test.txt"
 export TEST_PYTHON="$ROOT/.venv-test/bin/python"
+# Tests that cannot run here append their reason to this file; the summary lists them.
+export TEST_SKIP_LOG="$ROOT/target/test-skips.log"
+mkdir -p "$ROOT/target" && : >"$TEST_SKIP_LOG"
 
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -58,6 +61,10 @@ if [[ -x tests/e2e/docker.sh ]]; then
     skip "Docker end-to-end test" "no Docker daemon reachable (docker info failed)"
   fi
 fi
+
+while IFS= read -r line; do
+  [[ -n "$line" ]] && skip "a test inside cargo test" "$line"
+done <"$TEST_SKIP_LOG"
 
 echo
 echo "== test summary ($((SECONDS - started))s) =="

@@ -73,6 +73,28 @@ fn discovery() -> Discovery {
     }])
 }
 
+/// Says why `test` is skipped: on stderr, and appended to the file `TEST_SKIP_LOG` names
+/// (scripts/test.sh sets it and lists every skip in its summary, since cargo test hides the
+/// output of passing tests).
+fn skip(test: &str, why: &str) {
+    let line = format!("SKIPPED {test}: {why}");
+    eprintln!("{line}");
+    if let Some(log) = std::env::var_os("TEST_SKIP_LOG") {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(error) = appended {
+            eprintln!(
+                "cannot record the skip in {}: {error}",
+                log.to_string_lossy()
+            );
+        }
+    }
+}
+
 /// Connects to the local engine, or says why the test is skipped.
 async fn docker_or_skip(test: &str) -> Option<Docker> {
     let connected = match Docker::connect_with_local_defaults() {
@@ -82,7 +104,7 @@ async fn docker_or_skip(test: &str) -> Option<Docker> {
     match connected {
         Ok(docker) => Some(docker),
         Err(error) => {
-            eprintln!("SKIPPED {test}: no Docker Engine reachable ({error})");
+            skip(test, &format!("no Docker Engine reachable ({error})"));
             None
         }
     }
@@ -93,7 +115,7 @@ async fn local_image_or_skip(docker: &Docker, test: &str) -> Option<String> {
     let images = match docker.list_images(None::<ListImagesOptions>).await {
         Ok(images) => images,
         Err(error) => {
-            eprintln!("SKIPPED {test}: cannot list local images ({error})");
+            skip(test, &format!("cannot list local images ({error})"));
             return None;
         }
     };
@@ -108,8 +130,9 @@ async fn local_image_or_skip(docker: &Docker, test: &str) -> Option<String> {
         .or_else(|| tags.first())
         .cloned();
     if image.is_none() {
-        eprintln!(
-            "SKIPPED {test}: no local image to create containers from (none can be pulled; build one, e.g. scripts/compose-offline.sh build)"
+        skip(
+            test,
+            "no local image to create containers from (none can be pulled; build one, e.g. scripts/compose-offline.sh build)",
         );
     }
     image

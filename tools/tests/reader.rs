@@ -194,13 +194,11 @@ fn check_fixture(file: &Path, model: &Model, expected: &Json) -> Vec<String> {
 #[test]
 fn every_fixture_extracts_and_predicts_like_sklearn() {
     let dir = fixtures_dir();
-    if !dir.is_dir() {
-        println!(
-            "SKIPPED: {} is missing (fixtures not generated)",
-            dir.display()
-        );
-        return;
-    }
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the fixtures are committed (regenerate with scripts/make-fixtures.sh)",
+        dir.display()
+    );
     let files = model_files(&dir);
     assert!(files.len() > 100, "only {} fixture files", files.len());
     let mut failures = Vec::new();
@@ -233,13 +231,11 @@ fn every_fixture_extracts_and_predicts_like_sklearn() {
 #[test]
 fn every_fixture_form_of_a_model_extracts_identically() {
     let dir = fixtures_dir().join("1.9.1-np2.4.6");
-    if !dir.is_dir() {
-        println!(
-            "SKIPPED: {} is missing (fixtures not generated)",
-            dir.display()
-        );
-        return;
-    }
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the fixtures are committed (regenerate with scripts/make-fixtures.sh)",
+        dir.display()
+    );
     let forms: Vec<PathBuf> = model_files(&dir)
         .into_iter()
         .filter(|p| {
@@ -269,10 +265,11 @@ fn every_fixture_form_of_a_model_extracts_identically() {
 fn shipped_models_extract_and_match_the_golden_predictions() {
     let dir = repo_dir().join("models/gdp_growth_rate");
     let golden_path = dir.join("golden.json");
-    if !golden_path.is_file() {
-        println!("SKIPPED: {} is missing", golden_path.display());
-        return;
-    }
+    assert!(
+        golden_path.is_file(),
+        "{} is missing: it is committed with the models",
+        golden_path.display()
+    );
     let golden: Json =
         serde_json::from_str(&std::fs::read_to_string(&golden_path).unwrap()).unwrap();
     let names: Vec<String> = serde_json::from_value(golden["feature_names"].clone()).unwrap();
