@@ -3,13 +3,17 @@
 //! The body is one row (`{"gdp_per_capita": 50000, ...}`) or a list of rows. Each row must
 //! have exactly the model's features, each a finite number (numeric strings such as `"5.2"`
 //! are accepted, as pydantic does). Every problem becomes a [`FieldError`] whose `loc` names
-//! the field, so a 422 lists all of them at once. Values are read from the raw JSON text, so
-//! `1e999` is reported at its field (as not finite) instead of failing the whole document.
+//! the field, so a 422 lists all of them at once. The body is read in one pass; each field's
+//! value is kept as raw JSON text and read from there, so `1e999` is reported at its field (as
+//! not finite) instead of failing the whole document.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::value::SeqAccessDeserializer;
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -35,42 +39,53 @@ pub fn parse(body: &[u8], features: &[String], max_rows: usize) -> Result<Rows, 
             Value::Null,
         )]);
     }
-    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    if first == Some(b'[') {
-        // One pass splits the list into raw rows; each row is then read once.
-        let items: Vec<&RawValue> =
-            serde_json::from_slice(body).map_err(|e| vec![json_invalid(body, &e)])?;
-        return parse_list(&items, features, max_rows);
+    // Valid UTF-8 is checked once for the whole body, not string by string; a body that is not
+    // is read as bytes, so that the error names the position.
+    let document = match std::str::from_utf8(body) {
+        Ok(text) => read_document(serde_json::Deserializer::from_str(text), max_rows),
+        Err(_) => read_document(serde_json::Deserializer::from_slice(body), max_rows),
     }
-    let raw: &RawValue = serde_json::from_slice(body).map_err(|e| vec![json_invalid(body, &e)])?;
-    if first == Some(b'{') {
-        let mut values = Vec::with_capacity(features.len());
-        let mut errors = Vec::new();
-        parse_row(raw, features, None, &mut values, &mut errors);
-        return if errors.is_empty() {
-            Ok(Rows {
-                values,
-                batch: false,
-            })
-        } else {
-            Err(errors)
-        };
+    .map_err(|e| vec![json_invalid(body, &e)])?;
+    match document {
+        Item::List { items, len } => parse_list(&items, len, features, max_rows),
+        item => {
+            let mut values = Vec::with_capacity(features.len());
+            let mut errors = Vec::new();
+            parse_row(&item, features, None, &mut values, &mut errors);
+            if errors.is_empty() {
+                Ok(Rows {
+                    values,
+                    batch: false,
+                })
+            } else {
+                Err(errors)
+            }
+        }
     }
-    Err(vec![error(
-        "model_attributes_type",
-        vec![],
-        "Input should be a valid dictionary or object to extract fields from",
-        to_value(raw),
-    )])
 }
 
-/// Validates a list of rows (the batch form).
+/// Reads the whole body as one [`Item`] (a list item by item, up to `max_rows + 1` kept).
+fn read_document<'de, R: serde_json::de::Read<'de>>(
+    mut reader: serde_json::Deserializer<R>,
+    max_rows: usize,
+) -> Result<Item<'de>, serde_json::Error> {
+    let document = ItemSeed {
+        list_limit: Some(max_rows),
+    }
+    .deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(document)
+}
+
+/// Validates a list of rows (the batch form); `len` is the list's length, of which only the
+/// first `max_rows + 1` items were kept.
 fn parse_list(
-    items: &[&RawValue],
+    items: &[Item<'_>],
+    len: usize,
     features: &[String],
     max_rows: usize,
 ) -> Result<Rows, Vec<FieldError>> {
-    if items.is_empty() {
+    if len == 0 {
         return Err(vec![error(
             "too_short",
             vec![],
@@ -78,17 +93,14 @@ fn parse_list(
             Value::Array(vec![]),
         )]);
     }
-    if items.len() > max_rows {
+    if len > max_rows {
         return Err(vec![FieldError {
             kind: "too_long",
             loc: vec!["body".into()],
-            msg: format!(
-                "List should have at most {max_rows} items after validation, not {}",
-                items.len()
-            ),
-            input: Value::String(format!("<list of {} rows>", items.len())),
+            msg: format!("List should have at most {max_rows} items after validation, not {len}"),
+            input: Value::String(format!("<list of {len} rows>")),
             ctx: Some(
-                serde_json::json!({ "field_type": "List", "max_length": max_rows, "actual_length": items.len() }),
+                serde_json::json!({ "field_type": "List", "max_length": max_rows, "actual_length": len }),
             ),
         }]);
     }
@@ -107,9 +119,9 @@ fn parse_list(
     }
 }
 
-/// Validates one row (`raw`) and appends its values, or its errors.
+/// Validates one row (`item`) and appends its values, or its errors.
 fn parse_row(
-    raw: &RawValue,
+    item: &Item<'_>,
     features: &[String],
     index: Option<usize>,
     values: &mut Vec<f64>,
@@ -125,14 +137,14 @@ fn parse_row(
         }
         loc
     };
-    let fields = match serde_json::from_str::<Fields<'_>>(raw.get()) {
-        Ok(fields) => fields.0,
-        Err(_) => {
+    let fields = match item {
+        Item::Object(fields) => fields,
+        other => {
             errors.push(error(
                 "model_attributes_type",
                 loc(None),
                 "Input should be a valid dictionary or object to extract fields from",
-                to_value(raw),
+                other.to_value(),
             ));
             return;
         }
@@ -148,11 +160,11 @@ fn parse_row(
                 "missing",
                 loc(Some(name)),
                 "Field required",
-                to_value(raw),
+                item.to_value(),
             )),
         }
     }
-    for (key, value) in &fields {
+    for (key, value) in fields {
         if !features.iter().any(|f| f == key) {
             errors.push(error(
                 "extra_forbidden",
@@ -227,26 +239,132 @@ fn to_value(raw: &RawValue) -> Value {
 }
 
 /// An object's members in order, values kept as raw JSON.
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+type Fields<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
 
-impl<'de> Deserialize<'de> for Fields<'de> {
+/// A JSON document or list item as validation needs it, read in one pass: an object keeps its
+/// members' raw text, the top-level list its items; anything else is only ever an error's input.
+enum Item<'a> {
+    Object(Fields<'a>),
+    /// The top-level list: its first items (at most the row limit + 1) and its length.
+    List {
+        items: Vec<Item<'a>>,
+        len: usize,
+    },
+    Other(Value),
+}
+
+impl Item<'_> {
+    /// The item as a JSON value, for an error's `input`.
+    fn to_value(&self) -> Value {
+        match self {
+            Item::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(key, raw)| (key.to_string(), to_value(raw)))
+                    .collect(),
+            ),
+            Item::List { items, .. } => Value::Array(items.iter().map(Item::to_value).collect()),
+            Item::Other(value) => value.clone(),
+        }
+    }
+}
+
+/// An object key, borrowed from the body unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor;
-        impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = Fields<'de>;
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str("a string")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    fields.push((key, value));
-                }
-                Ok(Fields(fields))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
             }
         }
-        deserializer.deserialize_map(FieldsVisitor)
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Reads an [`Item`]. Only the document reads a list item by item (`list_limit` is set there);
+/// a list inside a list is never a valid row, so it is kept as a plain value. Items past the
+/// limit are skipped, only counted, so an oversized batch costs no memory per item.
+struct ItemSeed {
+    list_limit: Option<usize>,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemSeed {
+    type Value = Item<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Item<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed {
+    type Value = Item<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        while let Some(Key(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            fields.push((key, value));
+        }
+        Ok(Item::Object(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item<'de>, A::Error> {
+        let Some(limit) = self.list_limit else {
+            let value = Value::deserialize(SeqAccessDeserializer::new(seq))?;
+            return Ok(Item::Other(value));
+        };
+        let mut items = Vec::new();
+        while items.len() <= limit {
+            match seq.next_element_seed(ItemSeed { list_limit: None })? {
+                Some(item) => items.push(item),
+                None => {
+                    let len = items.len();
+                    return Ok(Item::List { items, len });
+                }
+            }
+        }
+        let mut len = items.len();
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            len += 1;
+        }
+        Ok(Item::List { items, len })
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Item<'de>, E> {
+        Ok(Item::Other(v.into()))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Item<'de>, E> {
+        Ok(Item::Other(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Item<'de>, E> {
+        Ok(Item::Other(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Item<'de>, E> {
+        Ok(Item::Other(v.into()))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Item<'de>, E> {
+        Ok(Item::Other(v.into()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Item<'de>, E> {
+        Ok(Item::Other(Value::Null))
     }
 }
 
@@ -369,6 +487,35 @@ mod tests {
         let e = single_error("[1]");
         assert_eq!(e.kind, "model_attributes_type");
         assert_eq!(e.loc, vec![Value::from("body"), 0.into()]);
+    }
+
+    #[test]
+    fn oversized_batches_are_counted_to_the_end() {
+        let row = r#"{"gdp_per_capita": 1, "unemployment_rate": 2, "gdp_growth_rate_lag": 3, "gdp_growth_rate_ma": 4}"#;
+        let at_limit = format!("[{}]", [row; 3].join(","));
+        assert_eq!(parse_str(&at_limit).unwrap().values.len(), 12);
+        let e = single_error(&format!("[{}, 1, [2], {{}}]", [row; 3].join(",")));
+        assert_eq!(e.kind, "too_long");
+        assert_eq!(e.ctx.unwrap()["actual_length"], 6);
+        // Items past the limit are skipped, but still checked as JSON.
+        assert_eq!(single_error("[1, 2, 3, 4, }]").kind, "json_invalid");
+    }
+
+    #[test]
+    fn a_bad_row_is_echoed_as_json() {
+        let e = single_error(
+            r#"[{"gdp_per_capita": 1, "unemployment_rate": 2, "gdp_growth_rate_lag": 3}]"#,
+        );
+        assert_eq!(e.kind, "missing");
+        assert_eq!(
+            e.input,
+            serde_json::json!({"gdp_per_capita": 1, "unemployment_rate": 2, "gdp_growth_rate_lag": 3})
+        );
+        let e = single_error(r#"[[1, "a", null]]"#);
+        assert_eq!(e.kind, "model_attributes_type");
+        assert_eq!(e.input, serde_json::json!([1, "a", null]));
+        // A number no f64 holds is readable only inside a row, where it is a field's raw text.
+        assert_eq!(single_error("[1e999]").kind, "json_invalid");
     }
 
     #[test]
