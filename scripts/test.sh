@@ -43,6 +43,9 @@ stage "cargo test (unit + integration)" cargo test --workspace --locked
 if compgen -G "tests/python/test_*.py" >/dev/null; then
   stage "Python-client tests (pytest)" "$TEST_PYTHON" -m pytest -q tests/python
 fi
+# One release build for both end-to-end tests: the newcomer test seeds its build from it and
+# the Docker test packs its binaries.
+stage "cargo build --release (for the end-to-end tests)" cargo build --release --workspace --bins --locked
 if [[ -x tests/e2e/newcomer.sh ]]; then
   busy=""
   for port in 8000 8500; do
