@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, Rust unit and integration tests, the
 # independent Python-client tests, the newcomer test (scripts/run.sh from a clean clone, unless
-# ports 8000/8500 are busy) and the Docker end-to-end test when a daemon is reachable.
+# ports 8000/8500 are busy) and the Docker end-to-end test when a daemon is reachable (then
+# the gateway's real-engine test, which needs the images that test builds).
 # Installs what the tests need first (ONNX Runtime library, a Python venv). Ends with a
 # summary line and exits non-zero if anything failed.
 set -uo pipefail
@@ -39,7 +40,16 @@ stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # The binaries first: some integration tests (and the Python clients) run other crates' binaries.
 stage "cargo build (binaries)" cargo build --workspace --bins --locked
-stage "cargo test (unit + integration)" cargo test --workspace --locked
+# The gateway's real-engine test needs a local image; with a Docker daemon it runs after the
+# Docker end-to-end test has built the images (nothing can be pulled here).
+DOCKER_TEST=launch_list_delete_and_guardrails_on_the_real_engine
+docker_up=false
+if [[ -x tests/e2e/docker.sh ]] && docker info >/dev/null 2>&1; then docker_up=true; fi
+if $docker_up; then
+  stage "cargo test (unit + integration)" cargo test --workspace --locked -- --skip "$DOCKER_TEST"
+else
+  stage "cargo test (unit + integration)" cargo test --workspace --locked
+fi
 if compgen -G "tests/python/test_*.py" >/dev/null; then
   stage "Python-client tests (pytest)" "$TEST_PYTHON" -m pytest -q tests/python
 fi
@@ -58,8 +68,10 @@ if [[ -x tests/e2e/newcomer.sh ]]; then
   fi
 fi
 if [[ -x tests/e2e/docker.sh ]]; then
-  if docker info >/dev/null 2>&1; then
+  if $docker_up; then
     stage "Docker end-to-end test" tests/e2e/docker.sh
+    stage "gateway Docker runtime on the real engine (cargo test, with the images just built)" \
+      cargo test -p gateway --test lifecycle_docker --locked -- --exact "$DOCKER_TEST"
   else
     skip "Docker end-to-end test" "no Docker daemon reachable (docker info failed)"
   fi
