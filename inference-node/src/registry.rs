@@ -17,6 +17,9 @@ pub struct Served {
     pub model: Arc<Model>,
     /// Its inference thread.
     pub batcher: Batcher,
+    /// The feature names as JSON object keys (`"gdp_per_capita":`), escaped once here instead
+    /// of once per echoed row.
+    pub json_keys: Arc<[String]>,
 }
 
 /// Every loaded model, by name, plus which one is the default.
@@ -57,7 +60,20 @@ impl Registry {
                 NodeError::Models(format!("cannot start the inference thread for {name}: {e}"))
             })?;
             tracing::info!(model = name, estimator = %model.info().estimator, "loaded model");
-            models.insert(name.to_string(), Served { model, batcher });
+            let json_keys = model
+                .info()
+                .feature_names
+                .iter()
+                .map(|name| format!("{}:", serde_json::Value::from(name.as_str())))
+                .collect();
+            models.insert(
+                name.to_string(),
+                Served {
+                    model,
+                    batcher,
+                    json_keys,
+                },
+            );
         }
         if !models.contains_key(default) {
             let found: Vec<&str> = models.keys().map(String::as_str).collect();

@@ -8,8 +8,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Detail, NodeError};
 use crate::http::body_error;
@@ -87,24 +86,17 @@ pub async fn predict(
     let rows = input::parse(&body, &info.feature_names, state.config.max_batch_rows)
         .map_err(NodeError::Validation)?;
     let predictions = served.batcher.predict(rows.values.clone()).await?;
-    let response = PredictResponse {
-        message: PREDICT_MESSAGE,
-        input: Echo {
-            names: &info.feature_names,
-            values: &rows.values,
-            batch: rows.batch,
-        },
-        model: &info.name,
-        prediction: Prediction {
-            values: &predictions,
-            n_targets: served.batcher.n_targets(),
-        },
-    };
     // Sized up front: a 1000-row answer is ~150 kB, and growing a small buffer to that
     // copies it a dozen times.
     let mut json = Vec::with_capacity(body.len() + 32 * predictions.len() + 128);
-    serde_json::to_writer(&mut json, &response)
-        .map_err(|e| NodeError::Inference(format!("cannot encode the answer: {e}")))?;
+    write_answer(
+        &mut json,
+        &served.json_keys,
+        &rows,
+        &info.name,
+        &predictions,
+        served.batcher.n_targets(),
+    );
     Ok(([(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], json).into_response())
 }
 
@@ -132,75 +124,66 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), NodeError> {
     }
 }
 
-/// `POST /predict` body.
-#[derive(Serialize)]
-struct PredictResponse<'a> {
-    message: &'static str,
-    input: Echo<'a>,
-    model: &'a str,
-    prediction: Prediction<'a>,
-}
-
-/// The validated input echoed back: an object of floats, or a list of them.
-struct Echo<'a> {
-    names: &'a [String],
-    values: &'a [f64],
-    batch: bool,
-}
-
-struct Row<'a> {
-    names: &'a [String],
-    values: &'a [f64],
-}
-
-impl Serialize for Row<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.names.len()))?;
-        for (name, value) in self.names.iter().zip(self.values) {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-}
-
-impl Serialize for Echo<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let width = self.names.len();
-        if !self.batch {
-            return Row {
-                names: self.names,
-                values: self.values,
-            }
-            .serialize(serializer);
-        }
-        let mut seq = serializer.serialize_seq(Some(self.values.len() / width))?;
-        for values in self.values.chunks(width) {
-            seq.serialize_element(&Row {
-                names: self.names,
-                values,
-            })?;
-        }
-        seq.end()
-    }
-}
-
-/// Predictions in row order: a float per row, or a list per row for multi-output models.
-struct Prediction<'a> {
-    values: &'a [f64],
+/// Writes the `/predict` answer, the JSON the seed's clients parse:
+/// `{"message":"...","input":<the rows echoed>,"model":"...","prediction":[...]}`.
+///
+/// Written by hand rather than derived so that the feature names, escaped once per model in
+/// `json_keys`, are copied instead of escaped again for every echoed row; numbers and strings
+/// go through serde_json, so the text is what serde_json writes. `values` holds `rows` rows
+/// of `json_keys.len()` finite values; `predictions` one or `n_targets` values per row.
+fn write_answer(
+    out: &mut Vec<u8>,
+    json_keys: &[String],
+    rows: &input::Rows,
+    model: &str,
+    predictions: &[f64],
     n_targets: usize,
+) {
+    out.extend_from_slice(br#"{"message":"#);
+    write_json(out, PREDICT_MESSAGE);
+    out.extend_from_slice(br#","input":"#);
+    if rows.batch {
+        out.push(b'[');
+    }
+    for (i, row) in rows.values.chunks(json_keys.len()).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        for (j, (key, value)) in json_keys.iter().zip(row).enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key.as_bytes());
+            write_json(out, value);
+        }
+        out.push(b'}');
+    }
+    if rows.batch {
+        out.push(b']');
+    }
+    out.extend_from_slice(br#","model":"#);
+    write_json(out, model);
+    out.extend_from_slice(br#","prediction":"#);
+    if n_targets == 1 {
+        write_json(out, predictions);
+    } else {
+        out.push(b'[');
+        for (i, row) in predictions.chunks(n_targets).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json(out, row);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
 }
 
-impl Serialize for Prediction<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.n_targets == 1 {
-            return self.values.serialize(serializer);
-        }
-        let mut seq = serializer.serialize_seq(Some(self.values.len() / self.n_targets))?;
-        for row in self.values.chunks(self.n_targets) {
-            seq.serialize_element(row)?;
-        }
-        seq.end()
-    }
+/// Appends `value` as serde_json writes it (writing into a `Vec` cannot fail, and neither can
+/// serialising strings and floats).
+fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("strings and floats always serialise");
 }
 
 #[cfg(test)]
@@ -230,33 +213,45 @@ mod tests {
     }
 
     #[test]
-    fn echo_and_prediction_serialize_like_the_seed() {
-        let names = ["a".to_string(), "b".to_string()];
-        let response = PredictResponse {
-            message: PREDICT_MESSAGE,
-            input: Echo {
-                names: &names,
-                values: &[50000.0, 5.2],
-                batch: false,
-            },
-            model: "LinearRegression",
-            prediction: Prediction {
-                values: &[2.45],
-                n_targets: 1,
-            },
+    fn answers_are_what_serde_json_writes() {
+        let names = ["a".to_string(), "b\"q".to_string()];
+        let keys: Vec<String> = names
+            .iter()
+            .map(|n| format!("{}:", serde_json::Value::from(n.as_str())))
+            .collect();
+        let answer = |values: Vec<f64>, batch: bool, predictions: &[f64], n_targets: usize| {
+            let mut out = Vec::new();
+            let rows = input::Rows { values, batch };
+            write_answer(
+                &mut out,
+                &keys,
+                &rows,
+                "LinearRegression",
+                predictions,
+                n_targets,
+            );
+            String::from_utf8(out).unwrap()
         };
         assert_eq!(
-            serde_json::to_string(&response).unwrap(),
-            r#"{"message":"GDP growth prediction endpoint","input":{"a":50000.0,"b":5.2},"model":"LinearRegression","prediction":[2.45]}"#
+            answer(vec![50000.0, 5.2], false, &[2.45], 1),
+            r#"{"message":"GDP growth prediction endpoint","input":{"a":50000.0,"b\"q":5.2},"model":"LinearRegression","prediction":[2.45]}"#
         );
-        let batch = Echo {
-            names: &names,
-            values: &[1.0, 2.0, 3.0, 4.0],
-            batch: true,
-        };
+        let batch = answer(vec![1.0, 2.0, 3.0, 1e-7], true, &[0.1, -2.0], 1);
+        let expected = serde_json::json!({
+            "message": PREDICT_MESSAGE,
+            "input": [{"a": 1.0, "b\"q": 2.0}, {"a": 3.0, "b\"q": 1e-7}],
+            "model": "LinearRegression",
+            "prediction": [0.1, -2.0],
+        });
+        assert!(
+            batch.starts_with(r#"{"message":"GDP growth prediction endpoint","input":[{"a":1.0,"#),
+            "{batch}"
+        );
         assert_eq!(
-            serde_json::to_string(&batch).unwrap(),
-            r#"[{"a":1.0,"b":2.0},{"a":3.0,"b":4.0}]"#
+            serde_json::from_str::<serde_json::Value>(&batch).unwrap(),
+            expected
         );
+        let multi = answer(vec![1.0, 2.0], false, &[0.5, 1.5], 2);
+        assert!(multi.ends_with(r#""prediction":[[0.5,1.5]]}"#), "{multi}");
     }
 }
