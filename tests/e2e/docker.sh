@@ -38,20 +38,9 @@ STARTED=$SECONDS
 
 # === output and checks ===
 
-step() { printf '\n\033[1m[e2e %3ss] %s\033[0m\n' "$((SECONDS - STARTED))" "$*" >&2; }
-ok() { printf '  ok: %s\n' "$*" >&2; }
-fail() { printf '\033[31m  FAIL: %s\033[0m\n' "$*" >&2; exit 1; }
-
-# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every second until it succeeds.
-wait_until() {
-  local limit="$1" what="$2"; shift 2
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "timed out after ${limit}s waiting for: $what"
-    sleep 1
-  done
-  ok "$what ($((limit - deadline + SECONDS))s)"
-}
+E2E_NAME=e2e
+E2E_POLL=1
+source "$ROOT/tests/e2e/lib.sh"
 
 # call METHOD PATH [CURL_ARGS...]: requests the gateway; body in $TMP/body, status echoed.
 call() {

@@ -31,21 +31,8 @@ TMP="$(mktemp -d)"
 CLONE="$TMP/clone"
 RUN_PID=""
 SEEN_PIDS=()
-
-step() { printf '\n\033[1m[newcomer %3ss] %s\033[0m\n' "$((SECONDS - STARTED))" "$*" >&2; }
-ok() { printf '  ok: %s\n' "$*" >&2; }
-fail() { printf '\033[31m  FAIL: %s\033[0m\n' "$*" >&2; exit 1; }
-
-# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
-wait_until() {
-  local limit="$1" what="$2"; shift 2
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "timed out after ${limit}s waiting for: $what"
-    sleep 0.2
-  done
-  ok "$what"
-}
+E2E_NAME=newcomer
+source "$ROOT/tests/e2e/lib.sh"
 
 curl_failed() { fail "curl failed: $(tail -n 3 "$TMP/curl.err")"; }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
