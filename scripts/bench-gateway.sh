@@ -119,8 +119,7 @@ run_wrk() {
   local name="$1" conc="$2" secs="$3" url="$4" line
   say "round $ROUND: wrk $name c=$conc (${secs}s)"
   line="$(wrk_json "$body" 2 "$conc" "$secs" "$url")"
-  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], concurrency=int(sys.argv[3]), round=int(sys.argv[4])); print(json.dumps(d))' \
-    "$line" "$name" "$conc" "$ROUND" >>"$RESULTS"
+  tag_json "$line" server="$name" concurrency="$conc" round="$ROUND" >>"$RESULTS"
 }
 
 # --- throughput and latency -------------------------------------------------------------------
@@ -164,8 +163,7 @@ failures_after="$(gateway_failures)"
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 line="$(grep '^JSON:' "$WORK/fault.out" | sed 's/^JSON://')" || true
 [[ -n "$line" ]] || die "wrk printed no summary for the fault run: $(cat "$WORK/fault.out")"
-python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server="gateway-fault", concurrency=16); print(json.dumps(d))' \
-  "$line" >>"$RESULTS"
+tag_json "$line" server=gateway-fault concurrency=16 >>"$RESULTS"
 [[ -n "$refresh_ms" ]] || die "the gateway never dropped the killed node from its healthy set"
 say "healthy set refreshed ${refresh_ms} ms after the kill"
 

@@ -52,6 +52,18 @@ wait_ok() {
   done
 }
 
+# tag_json JSON KEY=VALUE...: prints the JSON object with the given fields added (values made
+# of digits become numbers), e.g. to label a wrk summary with its server and concurrency.
+tag_json() {
+  python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+for pair in sys.argv[2:]:
+    key, value = pair.split("=", 1)
+    d[key] = int(value) if value.isdigit() else value
+print(json.dumps(d))' "$@"
+}
+
 # wrk_json BODY_FILE THREADS CONCURRENCY SECONDS URL: one wrk run with the shared post.lua;
 # prints its one-line JSON summary.
 wrk_json() {

@@ -55,8 +55,7 @@ run_wrk() {
   ((conc < threads)) && threads="$conc"
   say "round $ROUND: wrk $server $model c=$conc (${SECONDS_PER_RUN}s)"
   line="$(wrk_json "$body" "$threads" "$conc" "$SECONDS_PER_RUN" "$url")"
-  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], model=sys.argv[3], concurrency=int(sys.argv[4]), round=int(sys.argv[5])); print(json.dumps(d))' \
-    "$line" "$server" "$model" "$conc" "$ROUND" >>"$RESULTS"
+  tag_json "$line" server="$server" model="$model" concurrency="$conc" round="$ROUND" >>"$RESULTS"
 }
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
