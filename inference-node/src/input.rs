@@ -52,14 +52,7 @@ pub fn parse(body: &[u8], features: &[String], max_rows: usize) -> Result<Rows, 
             let mut values = Vec::with_capacity(features.len());
             let mut errors = Vec::new();
             parse_row(&item, features, None, &mut values, &mut errors);
-            if errors.is_empty() {
-                Ok(Rows {
-                    values,
-                    batch: false,
-                })
-            } else {
-                Err(errors)
-            }
+            rows_or_errors(values, false, errors)
         }
     }
 }
@@ -109,11 +102,17 @@ fn parse_list(
     for (index, item) in items.iter().enumerate() {
         parse_row(item, features, Some(index), &mut values, &mut errors);
     }
+    rows_or_errors(values, true, errors)
+}
+
+/// The validated rows, or every error found in them.
+fn rows_or_errors(
+    values: Vec<f64>,
+    batch: bool,
+    errors: Vec<FieldError>,
+) -> Result<Rows, Vec<FieldError>> {
     if errors.is_empty() {
-        Ok(Rows {
-            values,
-            batch: true,
-        })
+        Ok(Rows { values, batch })
     } else {
         Err(errors)
     }
