@@ -19,10 +19,6 @@ use crate::error::NodeError;
 use crate::metrics;
 use crate::model::Model;
 
-/// How long an idle inference thread yields before it parks (long enough to bridge one
-/// client round trip at concurrency 1, so the thread is rarely woken from sleep).
-pub const IDLE_SPIN: Duration = Duration::from_micros(200);
-
 /// How jobs are merged.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPolicy {
@@ -30,6 +26,8 @@ pub struct BatchPolicy {
     pub max_rows: usize,
     /// How long to wait for more jobs after the first one.
     pub max_wait: Duration,
+    /// How long an idle thread polls for the next job, yielding its CPU, before it sleeps.
+    pub idle_spin: Duration,
 }
 
 /// Handle to a model's inference thread.
@@ -95,12 +93,12 @@ impl Batcher {
 }
 
 fn run(model: &Model, policy: BatchPolicy, jobs: &Receiver<Job>) {
-    let label: Arc<str> = Arc::from(model.name());
+    let series = metrics::InferenceSeries::new(model.name());
     let mut carried: Option<Job> = None;
     loop {
         let first = match carried.take() {
             Some(job) => job,
-            None => match next_job(jobs) {
+            None => match next_job(jobs, policy.idle_spin) {
                 Some(job) => job,
                 None => return,
             },
@@ -130,15 +128,15 @@ fn run(model: &Model, policy: BatchPolicy, jobs: &Receiver<Job>) {
             rows += next.n_rows;
             batch.push(next);
         }
-        execute(model, &label, batch, rows);
+        execute(model, &series, batch, rows);
     }
 }
 
-/// Waits for the next job: first by yielding for up to [`IDLE_SPIN`] (under load the next job
+/// Waits for the next job: first by yielding for up to `idle_spin` (under load the next job
 /// arrives within microseconds, and a parked thread costs a futex wake-up per request), then
 /// by blocking. Returns `None` once every handle is gone.
-fn next_job(jobs: &Receiver<Job>) -> Option<Job> {
-    let spin_until = Instant::now() + IDLE_SPIN;
+fn next_job(jobs: &Receiver<Job>, idle_spin: Duration) -> Option<Job> {
+    let spin_until = Instant::now() + idle_spin;
     loop {
         match jobs.try_recv() {
             Ok(job) => return Some(job),
@@ -150,7 +148,7 @@ fn next_job(jobs: &Receiver<Job>) -> Option<Job> {
 }
 
 /// Runs one ONNX Runtime call for `batch` (`total_rows` rows) and answers every job.
-fn execute(model: &Model, label: &Arc<str>, batch: Vec<Job>, total_rows: usize) {
+fn execute(model: &Model, series: &metrics::InferenceSeries, batch: Vec<Job>, total_rows: usize) {
     let n_features = model.n_features();
     let n_targets = model.info().n_targets;
     let started = Instant::now();
@@ -163,7 +161,7 @@ fn execute(model: &Model, label: &Arc<str>, batch: Vec<Job>, total_rows: usize) 
         }
         predict_flat(model, &rows, total_rows)
     };
-    metrics::record_inference(label, total_rows, started.elapsed());
+    series.record(total_rows, started.elapsed());
     match result {
         Ok(output) => {
             let mut offset = 0;

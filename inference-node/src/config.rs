@@ -94,6 +94,11 @@ pub struct Config {
     #[arg(long, env = "INFERENCE_NODE_BATCH_MAX_WAIT", default_value = "0s", value_parser = humantime::parse_duration)]
     pub batch_max_wait: Duration,
 
+    /// How long an idle inference thread keeps polling for work (yielding its CPU) before it
+    /// sleeps; under steady load the next request then needs no wake-up. 0: sleep at once.
+    #[arg(long, env = "INFERENCE_NODE_BATCH_IDLE_SPIN", default_value = "200us", value_parser = humantime::parse_duration)]
+    pub batch_idle_spin: Duration,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "INFERENCE_NODE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -133,6 +138,7 @@ pub const NODE_VARIABLES: &[&str] = &[
     "INFERENCE_NODE_MAX_IN_FLIGHT",
     "INFERENCE_NODE_BATCH_MAX_ROWS",
     "INFERENCE_NODE_BATCH_MAX_WAIT",
+    "INFERENCE_NODE_BATCH_IDLE_SPIN",
     "INFERENCE_NODE_SHUTDOWN_GRACE",
     "INFERENCE_NODE_LOG_JSON",
 ];
@@ -254,6 +260,7 @@ mod tests {
         assert_eq!(config.service_name, "gdp-growth-model");
         assert_eq!(config.models_dir, PathBuf::from("models/gdp_growth_rate"));
         assert!(config.service_discovery_url.is_none());
+        assert_eq!(config.batch_idle_spin, Duration::from_micros(200));
         assert!(!config.is_health_check());
         config.validate().unwrap();
     }
@@ -266,10 +273,13 @@ mod tests {
             "500ms",
             "--check-timeout",
             "200ms",
+            "--batch-idle-spin",
+            "0s",
             "healthcheck",
         ])
         .unwrap();
         assert_eq!(config.check_interval, Duration::from_millis(500));
+        assert_eq!(config.batch_idle_spin, Duration::ZERO);
         assert!(config.is_health_check());
         config.validate().unwrap();
     }

@@ -11,14 +11,14 @@
 //! | `node_requests_rejected_total` | counter | `reason` |
 //! | `node_models_loaded` | gauge | — |
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{SharedString, counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, SharedString, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -79,13 +79,6 @@ fn describe() {
     metrics::describe_gauge!("node_models_loaded", "Models loaded");
 }
 
-/// Records one ONNX Runtime call of `rows` rows; `model` is the model's name.
-pub fn record_inference(model: &Arc<str>, rows: usize, took: Duration) {
-    histogram!("node_inference_duration_seconds", "model" => SharedString::from(model.clone()))
-        .record(took.as_secs_f64());
-    histogram!("node_batch_rows", "model" => SharedString::from(model.clone())).record(rows as f64);
-}
-
 /// Records a request refused because the in-flight bound was reached.
 pub fn record_rejection(reason: &'static str) {
     counter!("node_requests_rejected_total", "reason" => reason).increment(1);
@@ -97,37 +90,109 @@ pub fn set_models_loaded(count: usize) {
 }
 
 /// Counts a prediction request as in flight until dropped.
-pub struct InFlight(());
+pub struct InFlight(Gauge);
 
 impl InFlight {
     /// Increments the in-flight gauge.
     pub fn start() -> InFlight {
-        gauge!("node_requests_in_flight").increment(1.0);
-        InFlight(())
+        static GAUGE: OnceLock<Gauge> = OnceLock::new();
+        let gauge = GAUGE
+            .get_or_init(|| gauge!("node_requests_in_flight"))
+            .clone();
+        gauge.increment(1.0);
+        InFlight(gauge)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!("node_requests_in_flight").decrement(1.0);
+        self.0.decrement(1.0);
+    }
+}
+
+/// The two histograms of one model's inference thread, registered once.
+pub struct InferenceSeries {
+    duration: Histogram,
+    rows: Histogram,
+}
+
+impl InferenceSeries {
+    /// Registers the series of `model`.
+    pub fn new(model: &str) -> InferenceSeries {
+        let label = SharedString::from(model.to_string());
+        InferenceSeries {
+            duration: histogram!("node_inference_duration_seconds", "model" => label.clone()),
+            rows: histogram!("node_batch_rows", "model" => label),
+        }
+    }
+
+    /// Records one ONNX Runtime call of `rows` rows.
+    pub fn record(&self, rows: usize, took: Duration) {
+        self.duration.record(took.as_secs_f64());
+        self.rows.record(rows as f64);
     }
 }
 
 /// Middleware: counts every request by route, method and status and times it.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = route_label(request.extensions().get::<MatchedPath>());
-    let method = method_label(request.method());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let response = next.run(request).await;
-    let status = status_label(response.status());
-    counter!("node_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    histogram!("node_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map(MatchedPath::as_str);
+    record_request(route, &method, response.status(), started.elapsed());
     response
 }
 
-/// The node's routes, so labels are static strings (no allocation per request).
+/// Counts and times one request; `route` is the matched route, if any.
+fn record_request(route: Option<&str>, method: &Method, status: StatusCode, took: Duration) {
+    let route_index = route.and_then(|r| ROUTES.iter().position(|known| *known == r));
+    let method_index = METHODS.iter().position(|m| m == method);
+    let status_index = STATUSES.iter().position(|s| *s == status.as_u16());
+    let (Some(r), Some(m), Some(s)) = (route_index, method_index, status_index) else {
+        let route = SharedString::from(route.unwrap_or("unmatched").to_string());
+        request_counter(route.clone(), method.as_str(), status.as_u16()).increment(1);
+        request_histogram(route).record(took.as_secs_f64());
+        return;
+    };
+    let series = request_series();
+    series.counters[(r * METHODS.len() + m) * STATUSES.len() + s]
+        .get_or_init(|| request_counter(ROUTES[r].into(), METHODS[m].as_str(), STATUSES[s]))
+        .increment(1);
+    series.latency[r]
+        .get_or_init(|| request_histogram(ROUTES[r].into()))
+        .record(took.as_secs_f64());
+}
+
+fn request_counter(route: SharedString, method: &str, status: u16) -> Counter {
+    let (method, status) = (method.to_string(), status.to_string());
+    counter!("node_http_requests_total", "route" => route, "method" => method, "status" => status)
+}
+
+fn request_histogram(route: SharedString) -> Histogram {
+    histogram!("node_http_request_duration_seconds", "route" => route)
+}
+
+/// Request series of the listed routes, methods and statuses, each registered on first use
+/// (a `counter!` call builds its key and looks it up in the registry every time).
+struct RequestSeries {
+    /// By `(route, method, status)` index.
+    counters: Vec<OnceLock<Counter>>,
+    /// By route index.
+    latency: Vec<OnceLock<Histogram>>,
+}
+
+fn request_series() -> &'static RequestSeries {
+    static SERIES: OnceLock<RequestSeries> = OnceLock::new();
+    SERIES.get_or_init(|| RequestSeries {
+        counters: (0..ROUTES.len() * METHODS.len() * STATUSES.len())
+            .map(|_| OnceLock::new())
+            .collect(),
+        latency: (0..ROUTES.len()).map(|_| OnceLock::new()).collect(),
+    })
+}
+
+/// The node's routes.
 const ROUTES: &[&str] = &[
     "/health",
     "/predict",
@@ -145,52 +210,46 @@ const ROUTES: &[&str] = &[
     "/v2/models/{name}/versions/{version}/infer",
 ];
 
-fn route_label(path: Option<&MatchedPath>) -> SharedString {
-    match path {
-        None => SharedString::const_str("unmatched"),
-        Some(path) => match ROUTES.iter().find(|r| **r == path.as_str()) {
-            Some(route) => SharedString::const_str(route),
-            None => SharedString::from(path.as_str().to_string()),
-        },
-    }
-}
+const METHODS: &[Method] = &[Method::GET, Method::POST];
 
-fn method_label(method: &Method) -> SharedString {
-    match *method {
-        Method::GET => SharedString::const_str("GET"),
-        Method::POST => SharedString::const_str("POST"),
-        _ => SharedString::from(method.as_str().to_string()),
-    }
-}
-
-fn status_label(status: StatusCode) -> SharedString {
-    const COMMON: &[(u16, &str)] = &[
-        (200, "200"),
-        (400, "400"),
-        (404, "404"),
-        (405, "405"),
-        (413, "413"),
-        (415, "415"),
-        (422, "422"),
-        (429, "429"),
-        (500, "500"),
-        (503, "503"),
-    ];
-    match COMMON.iter().find(|(code, _)| *code == status.as_u16()) {
-        Some((_, text)) => SharedString::const_str(text),
-        None => SharedString::from(status.as_u16().to_string()),
-    }
-}
+const STATUSES: &[u16] = &[200, 400, 404, 405, 413, 415, 422, 429, 500, 503];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn labels_cover_every_route() {
-        assert_eq!(route_label(None).as_ref(), "unmatched");
-        assert_eq!(status_label(StatusCode::IM_A_TEAPOT).as_ref(), "418");
-        assert_eq!(status_label(StatusCode::OK).as_ref(), "200");
-        assert_eq!(method_label(&Method::DELETE).as_ref(), "DELETE");
+    fn every_request_is_counted_under_its_own_labels() {
+        let handle = handle();
+        let took = Duration::from_millis(1);
+        let cases = [
+            (Some("/predict"), Method::POST, StatusCode::OK),
+            (Some("/predict"), Method::POST, StatusCode::OK),
+            (
+                Some("/v2/models/{name}/infer"),
+                Method::POST,
+                StatusCode::IM_A_TEAPOT,
+            ),
+            (
+                Some("/models"),
+                Method::DELETE,
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            (None, Method::GET, StatusCode::NOT_FOUND),
+        ];
+        for (route, method, status) in &cases {
+            record_request(*route, method, *status, took);
+        }
+        let text = handle.render();
+        for line in [
+            r#"node_http_requests_total{route="/predict",method="POST",status="200"} 2"#,
+            r#"node_http_requests_total{route="/v2/models/{name}/infer",method="POST",status="418"} 1"#,
+            r#"node_http_requests_total{route="/models",method="DELETE",status="405"} 1"#,
+            r#"node_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+            r#"node_http_request_duration_seconds_count{route="/predict"} 2"#,
+            r#"node_http_request_duration_seconds_count{route="unmatched"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in:\n{text}");
+        }
     }
 }

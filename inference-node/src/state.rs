@@ -43,6 +43,7 @@ impl AppState {
         let policy = BatchPolicy {
             max_rows: config.batch_max_rows,
             max_wait: config.batch_max_wait,
+            idle_spin: config.batch_idle_spin,
         };
         let registry = Registry::load(
             &config.models_dir,
