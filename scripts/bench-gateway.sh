@@ -5,7 +5,9 @@
 #   - the seed system's path: the seed-style Python gateway ($SHARED_DIR/bench/seed_gateway.py,
 #     FastAPI + httpx) in front of two seed-style Python services (seed_service.py), the setup
 #     of the issue's ~300 req/s reference;
-#   - the same Python gateway in front of the two Rust nodes, to show the gateway alone.
+#   - the same Python gateway in front of the two Rust nodes, to show the gateway alone;
+#   - a second instance of this gateway in front of two HTTP ceilings (the node benchmark's
+#     minimal axum server: parse the JSON, answer a constant), the gateway's own limit here.
 # Single-row POST predictions at concurrency 16 and 64 with wrk ($SHARED_DIR/bench/post.lua),
 # in BENCH_ROUNDS rounds that each run every server in turn; each configuration is reported by
 # its median round (scripts/bench_stats.py).
@@ -28,14 +30,15 @@ bench_prepare
 
 say "building release binaries"
 cargo build --release --locked -p gateway --bin gateway -p inference-node --bin inference-node \
-  -p consul --bin consul-dev >&2
+  --example http_ceiling -p consul --bin consul-dev >&2
 GATEWAY_BIN="$TARGET_DIR/release/gateway"
 NODE_BIN="$TARGET_DIR/release/inference-node"
 CONSUL_BIN="$TARGET_DIR/release/consul-dev"
+CEILING_BIN="$TARGET_DIR/release/examples/http_ceiling"
 
-# healthy_count: how many nodes the gateway lists.
+# healthy_count [PORT]: how many nodes the gateway (on PORT, default the main one) lists.
 healthy_count() {
-  curl -fsS "http://127.0.0.1:$gateway_port/api/predict/services" 2>/dev/null |
+  curl -fsS "http://127.0.0.1:${1:-$gateway_port}/api/predict/services" 2>/dev/null |
     python3 -c 'import json,sys; print(len(json.load(sys.stdin)["services"]))' 2>/dev/null || echo 0
 }
 
@@ -84,6 +87,27 @@ until [[ "$(healthy_count)" == 2 ]]; do
 done
 say "cluster up: consul-dev :$consul_port, nodes :${node_ports[0]} :${node_ports[1]}, gateway :$gateway_port"
 
+# A second gateway in front of two HTTP ceilings, registered in consul-dev by hand under their
+# own service name (with an HTTP check on their /health, as the nodes register).
+for _ in 1 2; do
+  port="$(free_port)"
+  "$CEILING_BIN" "127.0.0.1:$port" >"$WORK/ceiling-$port.log" 2>&1 &
+  PIDS+=("$!")
+  wait_ok "http://127.0.0.1:$port/health"
+  curl -fsS -X PUT "$CONSUL_URL/v1/agent/service/register" -d "{\"ID\": \"http-ceiling-$port\",
+    \"Name\": \"http-ceiling\", \"Address\": \"127.0.0.1\", \"Port\": $port, \"Check\": {
+    \"HTTP\": \"http://127.0.0.1:$port/health\", \"Interval\": \"1s\", \"Timeout\": \"1s\"}}" >/dev/null
+done
+ceilings_gateway_port="$(free_port)"
+GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$ceilings_gateway_port" SERVICE_DISCOVERY_URL="$CONSUL_URL" \
+  SERVICE_NAME=http-ceiling RUST_LOG=warn "$GATEWAY_BIN" >"$WORK/gateway-ceilings.log" 2>&1 &
+PIDS+=("$!")
+deadline=$((SECONDS + 30))
+until [[ "$(healthy_count "$ceilings_gateway_port")" == 2 ]]; do
+  ((SECONDS < deadline)) || die "the second gateway did not see both HTTP ceilings within 30 s"
+  sleep 0.1
+done
+
 # start_python_gateway PORT BACKENDS: the seed-style gateway with a static backend list.
 start_python_gateway() {
   BACKENDS="$2" "$ROOT/.venv-bench/bin/uvicorn" --app-dir "$SHARED_DIR/bench" seed_gateway:app \
@@ -130,6 +154,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     run_wrk direct-node "$c" "$SECONDS_PER_RUN" "http://127.0.0.1:${node_ports[0]}/predict"
     run_wrk seed-system "$c" "$SECONDS_PER_RUN" "http://127.0.0.1:$seed_port/api/predict/gdp_growth_rate"
     run_wrk python-gateway "$c" "$SECONDS_PER_RUN" "http://127.0.0.1:$py_port/api/predict/gdp_growth_rate"
+    run_wrk gateway-ceilings "$c" "$SECONDS_PER_RUN" "http://127.0.0.1:$ceilings_gateway_port/api/predict/gdp_growth_rate"
   done
 done
 ROUND=1
@@ -191,7 +216,8 @@ meta = {
     "wrk": "wrk -t2 --latency --timeout 10s, loopback, same machine",
     "setup": "consul-dev stand-in, 2 inference nodes (release), gateway (release); seed system = seed_gateway.py "
              "(1 uvicorn worker) in front of 2 seed_service.py (1 uvicorn worker each, LinearRegression.pkl); "
-             "python-gateway = the same seed_gateway.py in front of the 2 Rust nodes",
+             "python-gateway = the same seed_gateway.py in front of the 2 Rust nodes; gateway-ceilings = a second "
+             "gateway in front of 2 http_ceiling servers (parse the JSON, answer a constant)",
     "gateway_rss_kb": int(env["GATEWAY_RSS_KB"]),
     "loadavg_start": env["LOAD_START"],
     "loadavg_end": env["LOAD_END"],
@@ -199,8 +225,11 @@ meta = {
 ratios = []
 for c in (16, 64):
     g, d, seed, p = get("gateway", c), get("direct-node", c), get("seed-system", c), get("python-gateway", c)
+    gc = get("gateway-ceilings", c)
     ratios.append({"concurrency": c, "gateway_rps": g["rps"], "direct_rps": d["rps"], "seed_rps": seed["rps"],
-                   "python_gateway_rps": p["rps"],
+                   "python_gateway_rps": p["rps"], "gateway_ceilings_rps": gc["rps"],
+                   "gateway_ceilings_rps_rounds": gc["rps_rounds"],
+                   "gateway_ceilings_vs_seed": gc["rps"] / seed["rps"] if seed["rps"] else None,
                    "gateway_rps_rounds": g["rps_rounds"], "direct_rps_rounds": d["rps_rounds"],
                    "seed_rps_rounds": seed["rps_rounds"], "python_gateway_rps_rounds": p["rps_rounds"],
                    "vs_direct": g["rps"] / d["rps"], "vs_seed": g["rps"] / seed["rps"] if seed["rps"] else None,
@@ -248,14 +277,20 @@ md += ["\n## Single-row POST, LinearRegression (default model)\n",
        "- **seed system**: the seed-style Python gateway in front of 2 seed-style Python services "
        "(`../shared/bench/`, the setup of the issue's ~300 req/s reference). The 50x target compares against this.",
        "- **Python gateway → Rust nodes**: the same Python gateway in front of this project's 2 nodes, "
-       "which isolates the gateway itself.\n",
+       "which isolates the gateway itself.",
+       "- **gateway → 2 HTTP ceilings**: a second instance of this gateway in front of 2 minimal axum servers that "
+       "parse the JSON and answer a constant (the node benchmark's HTTP ceiling): what the gateway reaches on this "
+       "machine when the nodes cost almost nothing. `../shared/bench/README.md` measured a minimal hand-written axum "
+       "proxy in front of 2 such servers at 24,852 req/s (c16) and 25,573 (c64) on its machine.\n",
        "| conc | gateway req/s | (rounds range) | direct node req/s | seed system req/s | Python gateway → Rust nodes req/s | "
-       "gateway / direct | gateway / seed system | gateway / Python gateway | gateway p50 | gateway p99 | direct p99 | seed system p99 |",
-       "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+       "gateway → 2 HTTP ceilings req/s | gateway / direct | gateway / seed system | gateway / Python gateway | "
+       "gateway → 2 HTTP ceilings / seed system | gateway p50 | gateway p99 | direct p99 | seed system p99 |",
+       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in ratios:
     c = r["concurrency"]
     md.append(f"| {c} | {fmt(r['gateway_rps'])} | {spread(get('gateway', c))} | {fmt(r['direct_rps'])} | {fmt(r['seed_rps'])} | "
-              f"{fmt(r['python_gateway_rps'])} | {r['vs_direct']:.2f} | {fmt(r['vs_seed'], 1)}x | {fmt(r['vs_python_gateway'], 1)}x | "
+              f"{fmt(r['python_gateway_rps'])} | {fmt(r['gateway_ceilings_rps'])} | {r['vs_direct']:.2f} | {fmt(r['vs_seed'], 1)}x | "
+              f"{fmt(r['vs_python_gateway'], 1)}x | {fmt(r['gateway_ceilings_vs_seed'], 1)}x | "
               f"{r['gateway_p50_ms']:.2f} ms | {r['gateway_p99_ms']:.2f} ms | {r['direct_p99_ms']:.2f} ms | {r['seed_p99_ms']:.1f} ms |")
 md += ["\n## Node killed mid-run\n",
        f"{fault['seconds']} s at c16 through the gateway; `kill -9` of one of the two nodes at {fault['seconds']//2} s. "
