@@ -22,6 +22,11 @@ pub struct Served {
     pub json_keys: Arc<[String]>,
 }
 
+/// `name` as a JSON object key with its colon (`"gdp_per_capita":`).
+pub fn json_key(name: &str) -> String {
+    format!("{}:", serde_json::Value::from(name))
+}
+
 /// Every loaded model, by name, plus which one is the default.
 pub struct Registry {
     models: BTreeMap<String, Served>,
@@ -64,7 +69,7 @@ impl Registry {
                 .info()
                 .feature_names
                 .iter()
-                .map(|name| format!("{}:", serde_json::Value::from(name.as_str())))
+                .map(|name| json_key(name))
                 .collect();
             models.insert(
                 name.to_string(),

@@ -129,7 +129,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), NodeError> {
 ///
 /// Written by hand rather than derived so that the feature names, escaped once per model in
 /// `json_keys`, are copied instead of escaped again for every echoed row; numbers and strings
-/// go through serde_json, so the text is what serde_json writes. `values` holds `rows` rows
+/// go through serde_json, so the text is what serde_json writes. `rows.values` holds rows
 /// of `json_keys.len()` finite values; `predictions` one or `n_targets` values per row.
 fn write_answer(
     out: &mut Vec<u8>,
@@ -215,10 +215,7 @@ mod tests {
     #[test]
     fn answers_are_what_serde_json_writes() {
         let names = ["a".to_string(), "b\"q".to_string()];
-        let keys: Vec<String> = names
-            .iter()
-            .map(|n| format!("{}:", serde_json::Value::from(n.as_str())))
-            .collect();
+        let keys: Vec<String> = names.iter().map(|n| crate::registry::json_key(n)).collect();
         let answer = |values: Vec<f64>, batch: bool, predictions: &[f64], n_targets: usize| {
             let mut out = Vec::new();
             let rows = input::Rows { values, batch };
