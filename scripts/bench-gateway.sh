@@ -42,6 +42,15 @@ healthy_count() {
     python3 -c 'import json,sys; print(len(json.load(sys.stdin)["services"]))' 2>/dev/null || echo 0
 }
 
+# wait_both_listed PORT WHAT: waits up to 30 s for the gateway on PORT to list 2 instances.
+wait_both_listed() {
+  local deadline=$((SECONDS + 30))
+  until [[ "$(healthy_count "$1")" == 2 ]]; do
+    ((SECONDS < deadline)) || die "the gateway on :$1 did not see $2 within 30 s"
+    sleep 0.1
+  done
+}
+
 # gateway_failures: predictions the gateway answered with a non-200 status so far.
 gateway_failures() {
   curl -fsS "http://127.0.0.1:$gateway_port/metrics" | python3 -c '
@@ -80,11 +89,7 @@ GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$gateway_port" SERVICE_DISCOVERY_URL="$CONS
 gateway_pid="$!"
 PIDS+=("$gateway_pid")
 wait_ok "http://127.0.0.1:$gateway_port/health"
-deadline=$((SECONDS + 30))
-until [[ "$(healthy_count)" == 2 ]]; do
-  ((SECONDS < deadline)) || die "the gateway did not see both nodes within 30 s"
-  sleep 0.1
-done
+wait_both_listed "$gateway_port" "both nodes"
 say "cluster up: consul-dev :$consul_port, nodes :${node_ports[0]} :${node_ports[1]}, gateway :$gateway_port"
 
 # A second gateway in front of two HTTP ceilings, registered in consul-dev by hand under their
@@ -102,11 +107,7 @@ ceilings_gateway_port="$(free_port)"
 GATEWAY_HOST=127.0.0.1 GATEWAY_PORT="$ceilings_gateway_port" SERVICE_DISCOVERY_URL="$CONSUL_URL" \
   SERVICE_NAME=http-ceiling RUST_LOG=warn "$GATEWAY_BIN" >"$WORK/gateway-ceilings.log" 2>&1 &
 PIDS+=("$!")
-deadline=$((SECONDS + 30))
-until [[ "$(healthy_count "$ceilings_gateway_port")" == 2 ]]; do
-  ((SECONDS < deadline)) || die "the second gateway did not see both HTTP ceilings within 30 s"
-  sleep 0.1
-done
+wait_both_listed "$ceilings_gateway_port" "both HTTP ceilings"
 
 # start_python_gateway PORT BACKENDS: the seed-style gateway with a static backend list.
 start_python_gateway() {
