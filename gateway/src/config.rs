@@ -98,6 +98,11 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_EJECT_MAX", value_name = "GATEWAY_EJECT_MAX", default_value = "30s", value_parser = parse_positive)]
     pub eject_max: Duration,
 
+    /// Time a client may take to send a whole request head (a keep-alive connection idle this
+    /// long is closed) and time its body may stall (408 past it).
+    #[arg(long, env = "GATEWAY_CLIENT_TIMEOUT", value_name = "GATEWAY_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_positive)]
+    pub client_timeout: Duration,
+
     /// Time in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", value_name = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive)]
     pub shutdown_grace: Duration,

@@ -32,6 +32,9 @@ pub enum GatewayError {
         /// Number of instances tried.
         attempts: u32,
     },
+    /// The client stopped sending its body for longer than the client timeout.
+    #[error("the request body stalled: no data within the client timeout")]
+    BodyTimeout,
     /// The request body is larger than the configured limit.
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(u64),
@@ -102,6 +105,7 @@ impl GatewayError {
             GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::InvalidPathParam { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -194,6 +198,7 @@ mod tests {
             ),
             (GatewayError::UpstreamTimeout { attempts: 2 }, 504),
             (GatewayError::PayloadTooLarge(1), 413),
+            (GatewayError::BodyTimeout, 408),
             (GatewayError::BadRequest("x".into()), 400),
             (GatewayError::InvalidConfig("x".into()), 500),
         ];

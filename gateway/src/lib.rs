@@ -35,7 +35,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
@@ -81,16 +80,13 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "gateway listening");
     }
-    // Answers are small and written whole: send them at once rather than waiting for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    let client_timeout = state.config.client_timeout;
+    let server = http_serve::serve(listener, router(state), client_timeout, async move {
         shutdown.await;
         on_signal.cancel();
     });
     let result = tokio::select! {
-        result = server.into_future() => result,
+        result = server => result,
         () = grace_elapsed(&signalled, grace) => {
             tracing::warn!(?grace, "shutdown grace period elapsed; dropping open connections");
             Ok(())

@@ -35,6 +35,11 @@ pub enum AttemptError {
     Timeout(Duration),
 }
 
+/// How long a pooled connection to a node may sit idle before the gateway drops it: below
+/// the nodes' default client timeout (30 s), after which a node closes an idle connection,
+/// so the gateway never picks a connection the node is closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Builds the node client: keep-alive pool, `TCP_NODELAY`, bounded connect time.
 pub fn client(connect_timeout: Duration) -> HttpClient {
     let mut connector = HttpConnector::new();
@@ -42,7 +47,7 @@ pub fn client(connect_timeout: Duration) -> HttpClient {
     connector.set_connect_timeout(Some(connect_timeout));
     connector.enforce_http(true);
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(1024)
         .build(connector)
 }

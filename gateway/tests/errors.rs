@@ -43,7 +43,16 @@ async fn gateway_over(endpoints: Vec<Endpoint>) -> TestGateway {
 /// A gateway configuration with a short upstream timeout and a fixed seed.
 fn config() -> Config {
     use clap::Parser;
-    Config::try_parse_from(["gateway", "--rng-seed", "7", "--upstream-timeout", "300ms"]).unwrap()
+    Config::try_parse_from([
+        "gateway",
+        "--rng-seed",
+        "7",
+        "--upstream-timeout",
+        "300ms",
+        "--client-timeout",
+        "300ms",
+    ])
+    .unwrap()
 }
 
 fn closed_port() -> String {
@@ -135,4 +144,34 @@ async fn a_node_answering_5xx_is_retried_elsewhere_and_ejected() {
 
 fn endpoint_addr(gw: &TestGateway, i: usize) -> String {
     gw.state.discovery.endpoints()[i].addr.clone()
+}
+
+/// A client that stops sending its body mid-way gets a 408 once the client timeout passes;
+/// nothing reaches a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = gateway_over(vec![endpoint(closed_port())]).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/predict/gdp_growth_rate HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 200\r\nConnection: close\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the gateway kept waiting for the body")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"detail":"the request body stalled"#),
+        "{answer}"
+    );
 }

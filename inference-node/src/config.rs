@@ -99,6 +99,11 @@ pub struct Config {
     #[arg(long, env = "INFERENCE_NODE_BATCH_IDLE_SPIN", default_value = "200us", value_parser = humantime::parse_duration)]
     pub batch_idle_spin: Duration,
 
+    /// How long a client may take to send a request head (an idle keep-alive connection is
+    /// closed after it too) and how long its body may stall (408 past it).
+    #[arg(long, env = "INFERENCE_NODE_CLIENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub client_timeout: Duration,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "INFERENCE_NODE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -174,6 +179,7 @@ impl Config {
                 "INFERENCE_NODE_REGISTRATION_REFRESH",
                 self.registration_refresh,
             ),
+            ("INFERENCE_NODE_CLIENT_TIMEOUT", self.client_timeout),
         ];
         for (name, value) in nonzero {
             if value.is_zero() {

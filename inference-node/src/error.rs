@@ -43,6 +43,9 @@ pub enum NodeError {
     /// The body is not JSON by its `Content-Type`.
     #[error("unsupported Content-Type {0:?}: send application/json")]
     UnsupportedMediaType(String),
+    /// The client stopped sending its body for longer than the client timeout.
+    #[error("the request body stalled: no data within the client timeout")]
+    BodyTimeout,
     /// The body exceeds the configured limit.
     #[error("request body too large: the limit is {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -79,6 +82,7 @@ impl NodeError {
             NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             NodeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NodeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            NodeError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             NodeError::ModelNotFound { .. } | NodeError::RouteNotFound => StatusCode::NOT_FOUND,
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -102,7 +106,7 @@ impl NodeError {
         }
     }
 
-    fn finish(&self, body: Value) -> Response {
+    fn finish(&self, body: impl Serialize) -> Response {
         let mut response = (self.status(), Json(body)).into_response();
         if matches!(self, NodeError::Overloaded { .. } | NodeError::ShuttingDown) {
             response
@@ -166,11 +170,28 @@ impl From<NodeError> for Detail {
 
 impl IntoResponse for Detail {
     fn into_response(self) -> Response {
-        let detail = match &self.0 {
-            NodeError::Validation(errors) => serde_json::to_value(errors).unwrap_or(Value::Null),
-            other => Value::String(other.public_message()),
-        };
-        self.0.finish(serde_json::json!({ "detail": detail }))
+        #[derive(Serialize)]
+        struct Body<T> {
+            detail: T,
+        }
+        match &self.0 {
+            // Serialized straight from the list, not through a JSON value tree.
+            NodeError::Validation(errors) => self.0.finish(Body { detail: errors }),
+            // A 422 on the seed's API always carries a list, as FastAPI's do.
+            NodeError::NonFinitePrediction { row } => {
+                let error = FieldError {
+                    kind: "value_error",
+                    loc: vec!["body".into(), (*row).into()],
+                    msg: self.0.to_string(),
+                    input: Value::Null,
+                    ctx: None,
+                };
+                self.0.finish(Body { detail: [error] })
+            }
+            other => self.0.finish(Body {
+                detail: other.public_message(),
+            }),
+        }
     }
 }
 
@@ -202,6 +223,7 @@ mod tests {
             (NodeError::BadRequest("x".into()), 400),
             (NodeError::UnsupportedMediaType("text/plain".into()), 415),
             (NodeError::PayloadTooLarge { limit: 10 }, 413),
+            (NodeError::BodyTimeout, 408),
             (
                 NodeError::ModelNotFound {
                     name: "X".into(),
@@ -229,6 +251,40 @@ mod tests {
         assert_eq!(
             NodeError::Inference("secret".into()).public_message(),
             "Internal Server Error"
+        );
+    }
+
+    async fn detail_json(error: NodeError) -> (u16, Value) {
+        let response = Detail(error).into_response();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_422_on_the_seed_api_lists_its_errors() {
+        let (status, body) = detail_json(NodeError::NonFinitePrediction { row: 3 }).await;
+        assert_eq!(status, 422);
+        let entry = &body["detail"][0];
+        assert_eq!(entry["type"], "value_error");
+        assert_eq!(entry["loc"], serde_json::json!(["body", 3]));
+        assert!(entry["msg"].as_str().unwrap().contains("row 3"), "{body}");
+        let (status, body) = detail_json(NodeError::Validation(vec![FieldError {
+            kind: "missing",
+            loc: vec!["body".into(), "x".into()],
+            msg: "Field required".into(),
+            input: Value::Null,
+            ctx: None,
+        }]))
+        .await;
+        assert_eq!(status, 422);
+        assert_eq!(body["detail"][0]["loc"], serde_json::json!(["body", "x"]));
+        let (status, body) = detail_json(NodeError::RouteNotFound).await;
+        assert_eq!(
+            (status, body),
+            (404, serde_json::json!({"detail": "Not Found"}))
         );
     }
 

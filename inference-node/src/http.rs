@@ -8,11 +8,11 @@ pub mod v2;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::error::{Detail, NodeError};
+use crate::error::{Detail, NodeError, V2Error};
 use crate::metrics;
 use crate::state::AppState;
 
@@ -62,21 +62,35 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn not_found() -> Detail {
-    Detail(NodeError::RouteNotFound)
+async fn not_found(uri: Uri) -> Response {
+    in_family_shape(&uri, NodeError::RouteNotFound)
 }
 
-async fn method_not_allowed() -> Detail {
-    Detail(NodeError::MethodNotAllowed)
+async fn method_not_allowed(uri: Uri) -> Response {
+    in_family_shape(&uri, NodeError::MethodNotAllowed)
 }
 
-/// Maps a body-reading failure: over the limit is 413, anything else a client error.
+/// Answers `error` in the shape of the API family `uri` belongs to: `{"error": ...}` under
+/// `/v2` (Triton's clients read that key), FastAPI's `{"detail": ...}` elsewhere.
+fn in_family_shape(uri: &Uri, error: NodeError) -> Response {
+    let path = uri.path();
+    if path == "/v2" || path.starts_with("/v2/") {
+        V2Error(error).into_response()
+    } else {
+        Detail(error).into_response()
+    }
+}
+
+/// Maps a body-reading failure: over the limit is 413, a stalled body 408, anything else a
+/// client error.
 pub(crate) fn body_error(
     rejection: axum::extract::rejection::BytesRejection,
     limit: usize,
 ) -> NodeError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         NodeError::PayloadTooLarge { limit }
+    } else if http_serve::is_body_timeout(&rejection) {
+        NodeError::BodyTimeout
     } else {
         NodeError::BadRequest(format!("the request body could not be read: {rejection}"))
     }

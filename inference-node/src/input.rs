@@ -6,6 +6,12 @@
 //! the field, so a 422 lists all of them at once. The body is read in one pass; each field's
 //! value is kept as raw JSON text and read from there, so `1e999` is reported at its field (as
 //! not finite) instead of failing the whole document.
+//!
+//! A 422 is bounded whatever the body: it lists at most [`MAX_LISTED_ERRORS`] errors (then one
+//! `too_many_errors` entry counting the rest), and a row echoed as an error's `input` is
+//! summarised when it is larger than [`MAX_ECHOED_ROW_BYTES`]. Otherwise a body of a few
+//! megabytes (200,000 unknown keys, or 10,000 empty rows) could make an answer, and the memory
+//! to build it, hundreds of times its own size.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,6 +24,13 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::FieldError;
+
+/// Most errors a 422 lists; the rest are counted in one last `too_many_errors` entry.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
+/// Largest row (members' keys and raw values, in bytes) echoed whole as an error's `input`;
+/// a larger one is echoed as a summary such as `"<object with 200000 members>"`.
+pub const MAX_ECHOED_ROW_BYTES: usize = 4096;
 
 /// A validated body: rows of features in the model's feature order.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +63,7 @@ pub fn parse(body: &[u8], features: &[String], max_rows: usize) -> Result<Rows, 
         Item::List { items, len } => parse_list(&items, len, features, max_rows),
         item => {
             let mut values = Vec::with_capacity(features.len());
-            let mut errors = Vec::new();
+            let mut errors = Errors::default();
             parse_row(&item, features, None, &mut values, &mut errors);
             rows_or_errors(values, false, errors)
         }
@@ -98,23 +111,56 @@ fn parse_list(
         }]);
     }
     let mut values = Vec::with_capacity(items.len() * features.len());
-    let mut errors = Vec::new();
+    let mut errors = Errors::default();
     for (index, item) in items.iter().enumerate() {
         parse_row(item, features, Some(index), &mut values, &mut errors);
     }
     rows_or_errors(values, true, errors)
 }
 
-/// The validated rows, or every error found in them.
-fn rows_or_errors(
-    values: Vec<f64>,
-    batch: bool,
-    errors: Vec<FieldError>,
-) -> Result<Rows, Vec<FieldError>> {
-    if errors.is_empty() {
+/// The validated rows, or the errors found in them.
+fn rows_or_errors(values: Vec<f64>, batch: bool, errors: Errors) -> Result<Rows, Vec<FieldError>> {
+    if errors.listed.is_empty() {
         Ok(Rows { values, batch })
     } else {
-        Err(errors)
+        Err(errors.finish())
+    }
+}
+
+/// The errors of a body: the first [`MAX_LISTED_ERRORS`] in full, the rest only counted (and
+/// never built).
+#[derive(Default)]
+struct Errors {
+    listed: Vec<FieldError>,
+    not_listed: usize,
+}
+
+impl Errors {
+    fn push(&mut self, error: impl FnOnce() -> FieldError) {
+        if self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push(error());
+        } else {
+            self.not_listed += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<FieldError> {
+        if self.not_listed > 0 {
+            self.listed.push(FieldError {
+                kind: "too_many_errors",
+                loc: vec!["body".into()],
+                msg: format!(
+                    "{} more errors are not listed (only the first {MAX_LISTED_ERRORS} are)",
+                    self.not_listed
+                ),
+                input: Value::Null,
+                ctx: Some(serde_json::json!({
+                    "listed": MAX_LISTED_ERRORS,
+                    "not_listed": self.not_listed,
+                })),
+            });
+        }
+        self.listed
     }
 }
 
@@ -124,7 +170,7 @@ fn parse_row(
     features: &[String],
     index: Option<usize>,
     values: &mut Vec<f64>,
-    errors: &mut Vec<FieldError>,
+    errors: &mut Errors,
 ) {
     let loc = |field: Option<&str>| {
         let mut loc: Vec<Value> = Vec::new();
@@ -139,12 +185,14 @@ fn parse_row(
     let fields = match item {
         Item::Object(fields) => fields,
         other => {
-            errors.push(error(
-                "model_attributes_type",
-                loc(None),
-                "Input should be a valid dictionary or object to extract fields from",
-                other.to_value(),
-            ));
+            errors.push(|| {
+                error(
+                    "model_attributes_type",
+                    loc(None),
+                    "Input should be a valid dictionary or object to extract fields from",
+                    other.to_value(),
+                )
+            });
             return;
         }
     };
@@ -153,24 +201,30 @@ fn parse_row(
         match fields.iter().rev().find(|(key, _)| key == name) {
             Some((_, value)) => match number(value) {
                 Ok(v) => values.push(v),
-                Err((kind, msg)) => errors.push(error(kind, loc(Some(name)), msg, to_value(value))),
+                Err((kind, msg)) => {
+                    errors.push(|| error(kind, loc(Some(name)), msg, to_value(value)));
+                }
             },
-            None => errors.push(error(
-                "missing",
-                loc(Some(name)),
-                "Field required",
-                item.to_value(),
-            )),
+            None => errors.push(|| {
+                error(
+                    "missing",
+                    loc(Some(name)),
+                    "Field required",
+                    item.to_value(),
+                )
+            }),
         }
     }
     for (key, value) in fields {
         if !features.iter().any(|f| f == key) {
-            errors.push(error(
-                "extra_forbidden",
-                loc(Some(key)),
-                "Extra inputs are not permitted",
-                to_value(value),
-            ));
+            errors.push(|| {
+                error(
+                    "extra_forbidden",
+                    loc(Some(key)),
+                    "Extra inputs are not permitted",
+                    to_value(value),
+                )
+            });
         }
     }
 }
@@ -211,16 +265,34 @@ fn error(kind: &'static str, loc: Vec<Value>, msg: &str, input: Value) -> FieldE
     }
 }
 
-/// FastAPI's answer to a body that is not JSON: `json_invalid` at the byte position.
+/// FastAPI's answer to a body that is not JSON: `json_invalid` at the byte position. A bare
+/// `NaN` or `Infinity` (which Python's `json.dumps` writes by default) is named as such.
 fn json_invalid(body: &[u8], e: &serde_json::Error) -> FieldError {
     let position = byte_offset(body, e.line(), e.column());
+    let message = match non_finite_literal(body, position) {
+        Some(literal) => format!("{literal} is not valid JSON: send a finite number ({e})"),
+        None => e.to_string(),
+    };
     FieldError {
         kind: "json_invalid",
         loc: vec!["body".into(), position.into()],
         msg: "JSON decode error".into(),
         input: Value::Object(Default::default()),
-        ctx: Some(serde_json::json!({ "error": e.to_string() })),
+        ctx: Some(serde_json::json!({ "error": message })),
     }
+}
+
+/// The non-finite literal (`NaN`, `Infinity`, `-Infinity`) where JSON parsing stopped, if any.
+fn non_finite_literal(body: &[u8], position: usize) -> Option<&'static str> {
+    let at = |offset: usize| body.get(offset..).unwrap_or_default();
+    let candidates = [position, position.saturating_sub(1)];
+    ["-Infinity", "Infinity", "NaN"]
+        .into_iter()
+        .find(|literal| {
+            candidates
+                .iter()
+                .any(|&p| at(p).starts_with(literal.as_bytes()))
+        })
 }
 
 fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
@@ -253,15 +325,25 @@ enum Item<'a> {
 }
 
 impl Item<'_> {
-    /// The item as a JSON value, for an error's `input`.
+    /// The item as a JSON value, for an error's `input`; an object larger than
+    /// [`MAX_ECHOED_ROW_BYTES`] becomes a summary string.
     fn to_value(&self) -> Value {
         match self {
-            Item::Object(fields) => Value::Object(
-                fields
+            Item::Object(fields) => {
+                let size: usize = fields
                     .iter()
-                    .map(|(key, raw)| (key.to_string(), to_value(raw)))
-                    .collect(),
-            ),
+                    .map(|(k, raw)| k.len() + raw.get().len())
+                    .sum();
+                if size > MAX_ECHOED_ROW_BYTES {
+                    return Value::String(format!("<object with {} members>", fields.len()));
+                }
+                Value::Object(
+                    fields
+                        .iter()
+                        .map(|(key, raw)| (key.to_string(), to_value(raw)))
+                        .collect(),
+                )
+            }
             Item::List { items, .. } => Value::Array(items.iter().map(Item::to_value).collect()),
             Item::Other(value) => value.clone(),
         }
@@ -515,6 +597,51 @@ mod tests {
         assert_eq!(e.input, serde_json::json!([1, "a", null]));
         // A number no f64 holds is readable only inside a row, where it is a field's raw text.
         assert_eq!(single_error("[1e999]").kind, "json_invalid");
+    }
+
+    #[test]
+    fn bare_non_finite_literals_are_named() {
+        for (literal, body) in [
+            ("NaN", r#"{"gdp_per_capita": NaN}"#),
+            ("Infinity", r#"{"gdp_per_capita": Infinity}"#),
+            ("-Infinity", r#"[{"gdp_per_capita": -Infinity}]"#),
+        ] {
+            let e = single_error(body);
+            assert_eq!(e.kind, "json_invalid", "{body}");
+            let message = e.ctx.unwrap()["error"].as_str().unwrap().to_string();
+            assert!(
+                message.starts_with(&format!("{literal} is not valid JSON")),
+                "{body}: {message}"
+            );
+        }
+        let e = single_error(r#"{"gdp_per_capita": Nope}"#);
+        assert!(!e.ctx.unwrap()["error"].as_str().unwrap().contains("finite"));
+    }
+
+    #[test]
+    fn errors_are_listed_up_to_the_limit_then_counted() {
+        let extra = MAX_LISTED_ERRORS + 1000;
+        let keys: Vec<String> = (0..extra).map(|i| format!(r#""k{i}": 0"#)).collect();
+        let body = format!("{{{}}}", keys.join(","));
+        let errors = parse_str(&body).unwrap_err();
+        // 4 missing features + `extra` unknown keys: the first MAX listed, then one summary.
+        assert_eq!(errors.len(), MAX_LISTED_ERRORS + 1);
+        let last = errors.last().unwrap();
+        assert_eq!(last.kind, "too_many_errors");
+        assert_eq!(
+            last.ctx.as_ref().unwrap()["not_listed"],
+            extra + 4 - MAX_LISTED_ERRORS
+        );
+        // A row too large to echo in full is summarised in its `missing` errors.
+        assert_eq!(errors[0].kind, "missing");
+        assert_eq!(
+            errors[0].input,
+            Value::String(format!("<object with {extra} members>"))
+        );
+        // Under the limit nothing is summarised: every error is listed.
+        let errors = parse_str(r#"[{}, {}, {}]"#).unwrap_err();
+        assert_eq!(errors.len(), 12);
+        assert!(errors.iter().all(|e| e.kind == "missing"));
     }
 
     #[test]

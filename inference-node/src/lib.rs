@@ -82,9 +82,12 @@ pub async fn serve(
         let _ = drain_started.send(());
     };
     tracing::info!(address = %local, models = state.registry.len(), "serving");
-    let server = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = http_serve::serve(
+        listener,
+        router(state.clone()),
+        state.config.client_timeout,
+        signal,
+    );
     let grace = state.config.shutdown_grace;
     let grace_timer = async move {
         if drain_rx.await.is_err() {

@@ -151,7 +151,8 @@ fn record_request(route: Option<&str>, method: &Method, status: StatusCode, took
     let status_index = STATUSES.iter().position(|s| *s == status.as_u16());
     let (Some(r), Some(m), Some(s)) = (route_index, method_index, status_index) else {
         let route = SharedString::from(route.unwrap_or("unmatched").to_string());
-        request_counter(route.clone(), method.as_str(), status.as_u16()).increment(1);
+        let method = http_serve::method_label(method);
+        request_counter(route.clone(), method, status.as_u16()).increment(1);
         request_histogram(route).record(took.as_secs_f64());
         return;
     };
@@ -212,7 +213,7 @@ const ROUTES: &[&str] = &[
 
 const METHODS: &[Method] = &[Method::GET, Method::POST];
 
-const STATUSES: &[u16] = &[200, 400, 404, 405, 413, 415, 422, 429, 500, 503];
+const STATUSES: &[u16] = &[200, 400, 404, 405, 408, 413, 415, 422, 429, 500, 503];
 
 #[cfg(test)]
 mod tests {
@@ -236,6 +237,11 @@ mod tests {
                 StatusCode::METHOD_NOT_ALLOWED,
             ),
             (None, Method::GET, StatusCode::NOT_FOUND),
+            (
+                Some("/predict"),
+                Method::from_bytes(b"M12345").unwrap(),
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
         ];
         for (route, method, status) in &cases {
             record_request(*route, method, *status, took);
@@ -246,7 +252,8 @@ mod tests {
             r#"node_http_requests_total{route="/v2/models/{name}/infer",method="POST",status="418"} 1"#,
             r#"node_http_requests_total{route="/models",method="DELETE",status="405"} 1"#,
             r#"node_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
-            r#"node_http_request_duration_seconds_count{route="/predict"} 2"#,
+            r#"node_http_requests_total{route="/predict",method="other",status="405"} 1"#,
+            r#"node_http_request_duration_seconds_count{route="/predict"} 3"#,
             r#"node_http_request_duration_seconds_count{route="unmatched"} 1"#,
         ] {
             assert!(text.contains(line), "missing {line} in:\n{text}");

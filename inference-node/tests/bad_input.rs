@@ -165,6 +165,13 @@ fn seed_cases() -> Vec<Case> {
         },
         case("unknown route", "/nope", "{}", 404, "Not Found"),
         case("GET-only route", "/health", "{}", 405, "Method Not Allowed"),
+        case(
+            "bare NaN (Python's json.dumps default)",
+            "/predict",
+            row(r#""gdp_growth_rate_ma": NaN"#),
+            422,
+            "NaN is not valid JSON",
+        ),
     ]
 }
 
@@ -227,6 +234,27 @@ fn v2_cases() -> Vec<Case> {
             400,
             "limit",
         ),
+        case(
+            "v2 unknown route",
+            "/v2/repository/index",
+            "{}",
+            404,
+            "Not Found",
+        ),
+        case(
+            "v2 GET-only route",
+            "/v2/models/LinearRegression",
+            "{}",
+            405,
+            "Method Not Allowed",
+        ),
+        case(
+            "v2 path that does not decode",
+            "/v2/models/%FF/infer",
+            "{}",
+            400,
+            "UTF-8",
+        ),
     ]
 }
 
@@ -271,6 +299,77 @@ async fn each_bad_input_gets_a_named_4xx() {
     // Nothing above took the node down.
     let health = http.get(node.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// Bodies built to make the 422 (and the memory to build it) far larger than themselves get a
+/// bounded answer: the first errors, then a count of the rest.
+#[tokio::test]
+async fn hostile_bodies_get_bounded_answers() {
+    let node = default_node().await;
+    let http = client();
+    let many_keys: Vec<String> = (0..50_000).map(|i| format!(r#""k{i}": 0"#)).collect();
+    let bodies = [
+        (
+            "50,000 unknown keys",
+            format!("{{{}}}", many_keys.join(",")),
+        ),
+        (
+            "10,000 empty rows",
+            format!("[{}]", vec!["{}"; 10_000].join(",")),
+        ),
+    ];
+    for (name, body) in bodies {
+        let response = http
+            .post(node.url("/predict"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{name}");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.len() < 64 * 1024,
+            "{name}: a {} byte body got a {} byte answer",
+            body.len(),
+            text.len()
+        );
+        let detail: Value = serde_json::from_str(&text).unwrap();
+        let detail = detail["detail"].as_array().unwrap();
+        assert_eq!(
+            detail.len(),
+            101,
+            "{name}: the first 100 errors and a count"
+        );
+        assert_eq!(detail[100]["type"], "too_many_errors", "{name}");
+    }
+}
+
+/// A client that stops sending its body mid-way gets a 408 once the client timeout passes,
+/// instead of holding the request forever.
+#[tokio::test]
+async fn a_stalled_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = spawn_node(config(&["--client-timeout", "300ms"])).await;
+    let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    stream
+        .write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\nConnection: close\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the node kept waiting for the body")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"detail":"the request body stalled"#),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

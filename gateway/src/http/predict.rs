@@ -98,6 +98,7 @@ pub async fn gdp_growth_rate(
     let Query(query) = query.map_err(|e| GatewayError::BadRequest(e.body_text()))?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => GatewayError::PayloadTooLarge(state.config.body_limit),
+        _ if http_serve::is_body_timeout(&e) => GatewayError::BodyTimeout,
         _ => GatewayError::BadRequest(e.body_text()),
     })?;
     let path = match raw_query {

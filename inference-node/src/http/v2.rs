@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -15,6 +15,18 @@ use crate::v2::{self, InferRequest, InferResponse, ModelMetadata, OutputTensor, 
 
 /// The header that marks the binary tensor extension.
 const BINARY_HEADER: &str = "inference-header-content-length";
+
+/// The path parameters of a V2 route; a path that does not decode (`%FF`) is a 400 in the
+/// protocol's `{"error": ...}` shape, not axum's plain text.
+#[derive(FromRequestParts)]
+#[from_request(via(Path), rejection(V2Error))]
+pub struct V2Path<T>(T);
+
+impl From<PathRejection> for V2Error {
+    fn from(rejection: PathRejection) -> Self {
+        V2Error(NodeError::BadRequest(rejection.body_text()))
+    }
+}
 
 /// `GET /v2`: server metadata.
 pub async fn server_metadata() -> Json<ServerMetadata> {
@@ -43,7 +55,7 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
 /// `GET /v2/models/{name}`: model metadata.
 pub async fn model_metadata(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    V2Path(name): V2Path<String>,
 ) -> Result<Json<ModelMetadata>, V2Error> {
     let served = state.registry.get(Some(&name))?;
     Ok(Json(ModelMetadata::from_info(served.model.info())))
@@ -52,7 +64,7 @@ pub async fn model_metadata(
 /// `GET /v2/models/{name}/ready`: 200 for a loaded model, 404 otherwise.
 pub async fn model_ready(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    V2Path(name): V2Path<String>,
 ) -> Result<StatusCode, V2Error> {
     state.registry.get(Some(&name))?;
     Ok(ready(State(state)).await)
@@ -61,25 +73,25 @@ pub async fn model_ready(
 /// `GET /v2/models/{name}/versions/{version}`.
 pub async fn versioned_metadata(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    V2Path((name, version)): V2Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, V2Error> {
     check_version(&name, &version)?;
-    model_metadata(State(state), Path(name)).await
+    model_metadata(State(state), V2Path(name)).await
 }
 
 /// `GET /v2/models/{name}/versions/{version}/ready`.
 pub async fn versioned_ready(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    V2Path((name, version)): V2Path<(String, String)>,
 ) -> Result<StatusCode, V2Error> {
     check_version(&name, &version)?;
-    model_ready(State(state), Path(name)).await
+    model_ready(State(state), V2Path(name)).await
 }
 
 /// `POST /v2/models/{name}/infer`.
 pub async fn infer(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    V2Path(name): V2Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V2Error> {
@@ -91,7 +103,7 @@ pub async fn infer(
 /// `POST /v2/models/{name}/versions/{version}/infer`.
 pub async fn versioned_infer(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    V2Path((name, version)): V2Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V2Error> {

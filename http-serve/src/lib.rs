@@ -1,0 +1,126 @@
+//! http-serve: serves an axum [`Router`] on a bound listener the way both of this project's
+//! servers (the inference node and the gateway) need it, with the protections a server open
+//! to any client must have.
+//!
+//! [`serve`] accepts connections (`TCP_NODELAY` on: answers are small and written whole),
+//! serves HTTP/1.1 (and HTTP/2 with prior knowledge) through hyper, and:
+//! - closes a connection whose client does not send a complete request head within the
+//!   client timeout (this also closes keep-alive connections idle for that long), so slow or
+//!   stalled clients cannot hold connections forever;
+//! - fails a request whose body stalls for longer than the client timeout between two parts;
+//!   the handler sees the body error, and [`is_body_timeout`] tells it apart;
+//! - on shutdown stops accepting, lets every open connection finish its request in flight and
+//!   closes it; the caller bounds how long that may take.
+//!
+//! [`method_label`] keeps metrics labels bounded whatever method a client sends.
+
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::Method;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and returns
+/// once every connection has finished its request in flight and closed.
+///
+/// `client_timeout` bounds how long a client may take to send a whole request head (counted
+/// from when the server starts waiting for it, so an idle keep-alive connection is closed
+/// after it too), and how long its body may stall between two parts.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    client_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let app = app.layer(RequestBodyTimeoutLayer::new(client_timeout));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(client_timeout);
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    wait_after_accept_error(e).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = app
+            .clone()
+            .map_request(|request: hyper::Request<Incoming>| request.map(axum::body::Body::new));
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// An accept error on one connection (reset before it was accepted) is no reason to pause;
+/// anything else (out of file descriptors, say) would repeat at once, so wait a little.
+async fn wait_after_accept_error(e: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Whether `error` (a body-reading error, or anything it wraps) is [`serve`]'s body timeout.
+pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// The `method` label of a request metric: the method's name for the standard methods,
+/// `other` for anything else (a client may send any token as a method, and every new label
+/// value would be a new series kept for the life of the process).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}

@@ -1,0 +1,130 @@
+//! `serve` against real TCP clients on 127.0.0.1: a normal request, a stalled request head, a
+//! stalled body, and a graceful shutdown with a request in flight.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use http_serve::{is_body_timeout, serve};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// How long a test waits for something that should happen after a timeout of 300 ms.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+async fn echo(body: Result<Bytes, BytesRejection>) -> (StatusCode, String) {
+    match body {
+        Ok(bytes) => (StatusCode::OK, format!("got {} bytes", bytes.len())),
+        Err(rejection) if is_body_timeout(&rejection) => {
+            (StatusCode::REQUEST_TIMEOUT, "body timed out".into())
+        }
+        Err(rejection) => (StatusCode::BAD_REQUEST, rejection.to_string()),
+    }
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    "done"
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+async fn start() -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/echo", post(echo))
+        .route("/slow", get(slow));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, app, CLIENT_TIMEOUT, async {
+        let _ = stopped.await;
+    }));
+    Server { addr, stop, task }
+}
+
+/// Sends `request` as is and reads until the server closes the connection.
+async fn exchange_raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server kept the connection open past its timeout")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_complete_request_is_served() {
+    let server = start().await;
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/echo", server.addr))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "got 5 bytes");
+}
+
+#[tokio::test]
+async fn a_stalled_request_head_closes_the_connection() {
+    let server = start().await;
+    let answer = exchange_raw(server.addr, b"POST /echo HTTP/1.1\r\nHost: x\r\n").await;
+    assert!(!answer.contains("200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408() {
+    let server = start().await;
+    let answer = exchange_raw(
+        server.addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.ends_with("body timed out"), "{answer}");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_request_in_flight_then_returns() {
+    let server = start().await;
+    let url = format!("http://{}/slow", server.addr);
+    let in_flight = tokio::spawn(async move { reqwest::get(url).await?.text().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.stop.send(()).unwrap();
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight was lost");
+    assert_eq!(answer, "done");
+    tokio::time::timeout(PATIENCE, server.task)
+        .await
+        .expect("serve did not return after its connections closed")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "still accepting"
+    );
+}
+
+#[test]
+fn method_labels_are_bounded() {
+    use axum::http::Method;
+    assert_eq!(http_serve::method_label(&Method::POST), "POST");
+    assert_eq!(http_serve::method_label(&Method::DELETE), "DELETE");
+    let made_up = Method::from_bytes(b"M12345").unwrap();
+    assert_eq!(http_serve::method_label(&made_up), "other");
+}
