@@ -148,48 +148,137 @@ pub struct OutputTensor {
     pub data: Vec<f64>,
 }
 
-/// Tensor data flattened from any nesting of JSON arrays of numbers.
-#[derive(Debug, Default)]
-pub struct FlatData(pub Vec<f64>);
+/// Reads a tensor's `data` for the shape `dims` into row-major values: either flat (one list
+/// of numbers; the caller checks the count) or nested exactly as the shape says (a list of
+/// `dims[0]` lists of `dims[1]` numbers). Anything in between (`[[1, 2, 3], [4]]` for
+/// `[2, 2]`, numbers mixed with lists) is refused rather than flattened.
+fn read_tensor_data(json: &str, dims: &[usize]) -> Result<Vec<f64>, serde_json::Error> {
+    let mut values = Vec::new();
+    let mut reader = serde_json::Deserializer::from_str(json);
+    TopLevel {
+        values: &mut values,
+        dims,
+    }
+    .deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(values)
+}
 
-impl<'de> Deserialize<'de> for FlatData {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut values = Vec::new();
-        Flatten(&mut values).deserialize(deserializer)?;
-        Ok(FlatData(values))
+/// What one element of a `data` list turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Element {
+    Number,
+    List,
+}
+
+/// The `data` list itself: its first element decides between flat and nested.
+struct TopLevel<'a> {
+    values: &'a mut Vec<f64>,
+    dims: &'a [usize],
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
     }
 }
 
-struct Flatten<'a>(&'a mut Vec<f64>);
-
-impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+impl<'de> Visitor<'de> for TopLevel<'_> {
     type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of numbers, or of lists of numbers as the shape nests them")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = &self.dims[1..];
+        let mut first = None;
+        let mut len = 0;
+        while let Some(element) = seq.next_element_seed(AnyElement {
+            values: &mut *self.values,
+            dims: inner,
+        })? {
+            len += 1;
+            match first {
+                None => first = Some(element),
+                Some(kind) if kind != element => {
+                    return Err(serde::de::Error::custom(
+                        "mixes numbers and lists: send one flat list, or lists nested as the shape",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if first == Some(Element::List) && len != self.dims[0] {
+            return Err(nesting_error(len, self.dims[0]));
+        }
+        Ok(())
+    }
+}
+
+/// One element of a `data` list: a number, or a list nested as `dims` says.
+struct AnyElement<'a> {
+    values: &'a mut Vec<f64>,
+    dims: &'a [usize],
+}
+
+impl<'de> DeserializeSeed<'de> for AnyElement<'_> {
+    type Value = Element;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Element, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Flatten<'_> {
-    type Value = ();
+impl<'de> Visitor<'de> for AnyElement<'_> {
+    type Value = Element;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("numbers, or (nested) arrays of numbers")
+        f.write_str("numbers, or lists of numbers as the shape nests them")
     }
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.0.push(v);
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<Element, E> {
+        self.values.push(v);
+        Ok(Element::Number)
     }
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.0.push(v as f64);
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Element, E> {
+        self.values.push(v as f64);
+        Ok(Element::Number)
     }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.0.push(v as f64);
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Element, E> {
+        self.values.push(v as f64);
+        Ok(Element::Number)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
-        Ok(())
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
+        let Some((&expected, inner)) = self.dims.split_first() else {
+            return Err(serde::de::Error::custom(
+                "is nested deeper than the shape: send numbers at the innermost level",
+            ));
+        };
+        let innermost = if inner.is_empty() {
+            Element::Number
+        } else {
+            Element::List
+        };
+        let mut len = 0;
+        while let Some(element) = seq.next_element_seed(AnyElement {
+            values: &mut *self.values,
+            dims: inner,
+        })? {
+            if element != innermost {
+                return Err(serde::de::Error::custom(
+                    "mixes numbers and lists: send one flat list, or lists nested as the shape",
+                ));
+            }
+            len += 1;
+        }
+        if len != expected {
+            return Err(nesting_error(len, expected));
+        }
+        Ok(Element::List)
     }
+}
+
+fn nesting_error<E: serde::de::Error>(len: usize, expected: usize) -> E {
+    E::custom(format!(
+        "is nested unlike the shape: a list of {len} where the shape needs {expected}"
+    ))
 }
 
 /// Checks an infer request against the model and returns its rows (row-major) and count.
@@ -260,8 +349,8 @@ pub fn decode(
     let Some(data) = input.data.take() else {
         return Err(bad(format!("input '{INPUT_NAME}' has no data")));
     };
-    let FlatData(mut values) = serde_json::from_str(data.get())
-        .map_err(|e| bad(format!("input '{INPUT_NAME}' data: {e}")))?;
+    let mut values = read_tensor_data(data.get(), &[n_rows, n_features])
+        .map_err(|e| bad(format!("input '{INPUT_NAME}' data {e}")))?;
     if values.len() != n_rows * n_features {
         return Err(bad(format!(
             "input '{INPUT_NAME}' has {} values; shape {shape:?} needs {}",
@@ -359,6 +448,30 @@ mod tests {
             (
                 r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,"a"]}]}"#,
                 "numbers",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP64","data":[[1,2,3],[4]]}]}"#,
+                "a list of 3 where the shape needs 2",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP64","data":[[1,2]]}]}"#,
+                "a list of 1 where the shape needs 2",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP64","data":[1,2,[3,4]]}]}"#,
+                "mixes numbers and lists",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP64","data":[[1,2],3]}]}"#,
+                "mixes numbers and lists",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[[[1,2]]]}]}"#,
+                "nested deeper",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":7}]}"#,
+                "a list of numbers",
             ),
             (
                 r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2]}],"outputs":[{"name":"y"}]}"#,

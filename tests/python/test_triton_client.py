@@ -90,3 +90,14 @@ def test_infer_errors_come_back_as_exceptions_with_messages(client):
     good.set_data_from_numpy(np.zeros((1, 4)), binary_data=False)
     with pytest.raises(InferenceServerException, match="NoSuchModel"):
         client.infer("NoSuchModel", [good])
+
+
+def test_unsupported_endpoints_come_back_as_exceptions(client):
+    # The node has no model configuration or repository API; Triton's client must still get
+    # an {"error": ...} body it can raise, not a KeyError from a body of another shape.
+    # (On a body without "error" the client raises too, but with "an exception occurred in
+    # the client while decoding the response" as the message.)
+    for call in (lambda: client.get_model_config("LinearRegression"), client.get_model_repository_index):
+        with pytest.raises(InferenceServerException) as raised:
+            call()
+        assert (raised.value.status(), raised.value.message()) == ("404", "Not Found")
