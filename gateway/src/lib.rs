@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> Router {
     let body_limit = usize::try_from(state.config.body_limit).unwrap_or(usize::MAX);
     http::routes()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", http::ApiDoc::openapi()))
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn(http::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(

@@ -177,6 +177,18 @@ async fn no_healthy_instance_is_503() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_methods_get_fastapi_errors() {
+    let consul = spawn_consul().await;
+    let gw = spawn_gateway(gateway_config(&consul.base_url(), &[])).await;
+    let (status, v) = get_json(&gw.url("/nope")).await;
+    assert_eq!((status, v), (404, json!({"detail": "Not Found"})));
+    let (status, v) = get_json(&gw.url("/api/predict/gdp_growth_rate")).await;
+    assert_eq!((status, v), (405, json!({"detail": "Method Not Allowed"})));
+    let (status, v) = post(&gw.url("/health"), "{}").await;
+    assert_eq!((status, v), (405, json!({"detail": "Method Not Allowed"})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_and_swagger_ui_work_offline() {
     let consul = spawn_consul().await;
     let gw = spawn_gateway(gateway_config(&consul.base_url(), &[])).await;

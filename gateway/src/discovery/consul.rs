@@ -117,7 +117,7 @@ impl Watcher {
         let mut endpoints = Vec::with_capacity(entries.len());
         for entry in &entries {
             let id = entry.service.id.clone();
-            let addr = format!("{}:{}", entry.address(), entry.service.port);
+            let addr = host_port(entry.address(), entry.service.port);
             let models = match models_from_meta(entry) {
                 Some(models) => Some(models),
                 None => self.models_from_node(&id, &addr).await,
@@ -189,8 +189,28 @@ async fn pause(duration: Duration, cancel: &CancellationToken) {
     }
 }
 
+/// `host:port`, with an IPv6 host in brackets (`[::1]:5000`), as a URL authority needs it.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(host_port("10.0.0.5", 5000), "10.0.0.5:5000");
+        assert_eq!(
+            host_port("gdp-growth-model-1", 5000),
+            "gdp-growth-model-1:5000"
+        );
+        assert_eq!(host_port("::1", 5000), "[::1]:5000");
+        assert_eq!(host_port("[fe80::1]", 5000), "[fe80::1]:5000");
+    }
     use super::*;
 
     fn entry(meta: &[(&str, &str)]) -> ServiceEntry {
