@@ -32,6 +32,12 @@ pub enum GatewayError {
         /// Number of instances tried.
         attempts: u32,
     },
+    /// No such route.
+    #[error("Not Found")]
+    RouteNotFound,
+    /// The route exists but not with this method.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
     /// The client stopped sending its body for longer than the client timeout.
     #[error("the request body stalled: no data within the client timeout")]
     BodyTimeout,
@@ -106,6 +112,8 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::RouteNotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::InvalidPathParam { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -199,6 +207,8 @@ mod tests {
             (GatewayError::UpstreamTimeout { attempts: 2 }, 504),
             (GatewayError::PayloadTooLarge(1), 413),
             (GatewayError::BodyTimeout, 408),
+            (GatewayError::RouteNotFound, 404),
+            (GatewayError::MethodNotAllowed, 405),
             (GatewayError::BadRequest("x".into()), 400),
             (GatewayError::InvalidConfig("x".into()), 500),
         ];

@@ -7,15 +7,14 @@ pub mod predict;
 
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use crate::error::ErrorBody;
+use crate::error::GatewayError;
 use crate::state::AppState;
 use lifecycle::BearerAuth;
 
@@ -67,18 +66,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// An unknown route: FastAPI's `404 {"detail": "Not Found"}`.
-pub async fn not_found() -> (StatusCode, Json<ErrorBody>) {
-    error_answer(StatusCode::NOT_FOUND, "Not Found")
+pub async fn not_found() -> GatewayError {
+    GatewayError::RouteNotFound
 }
 
 /// A known route with another method: FastAPI's `405 {"detail": "Method Not Allowed"}`.
-pub async fn method_not_allowed() -> (StatusCode, Json<ErrorBody>) {
-    error_answer(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-}
-
-fn error_answer(status: StatusCode, detail: &str) -> (StatusCode, Json<ErrorBody>) {
-    let detail = detail.to_string();
-    (status, Json(ErrorBody { detail }))
+pub async fn method_not_allowed() -> GatewayError {
+    GatewayError::MethodNotAllowed
 }
 
 /// Records requests by route and status, and their latency.

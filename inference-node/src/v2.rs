@@ -201,9 +201,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
             match first {
                 None => first = Some(element),
                 Some(kind) if kind != element => {
-                    return Err(serde::de::Error::custom(
-                        "mixes numbers and lists: send one flat list, or lists nested as the shape",
-                    ));
+                    return Err(mixing_error());
                 }
                 Some(_) => {}
             }
@@ -262,9 +260,7 @@ impl<'de> Visitor<'de> for AnyElement<'_> {
             dims: inner,
         })? {
             if element != innermost {
-                return Err(serde::de::Error::custom(
-                    "mixes numbers and lists: send one flat list, or lists nested as the shape",
-                ));
+                return Err(mixing_error());
             }
             len += 1;
         }
@@ -273,6 +269,10 @@ impl<'de> Visitor<'de> for AnyElement<'_> {
         }
         Ok(Element::List)
     }
+}
+
+fn mixing_error<E: serde::de::Error>() -> E {
+    E::custom("mixes numbers and lists: send one flat list, or lists nested as the shape")
 }
 
 fn nesting_error<E: serde::de::Error>(len: usize, expected: usize) -> E {
