@@ -45,7 +45,8 @@ pub struct Config {
         long,
         env = "SERVICE_NAME",
         value_name = "SERVICE_NAME",
-        default_value = "gdp-growth-model"
+        default_value = "gdp-growth-model",
+        value_parser = parse_service_name
     )]
     pub service_name: String,
 
@@ -65,6 +66,12 @@ pub struct Config {
     /// Longest pause between retries while Consul is unreachable (backoff starts at 100ms).
     #[arg(long, env = "GATEWAY_DISCOVERY_BACKOFF_MAX", value_name = "GATEWAY_DISCOVERY_BACKOFF_MAX", default_value = "5s", value_parser = parse_positive)]
     pub discovery_backoff_max: Duration,
+
+    /// After a Consul outage, how long an empty answer may be ignored in favour of the last
+    /// known set: a restarted agent has forgotten the nodes until they re-register (their
+    /// refresh is 15s by default).
+    #[arg(long, env = "GATEWAY_DISCOVERY_RECOVERY_GRACE", value_name = "GATEWAY_DISCOVERY_RECOVERY_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub discovery_recovery_grace: Duration,
 
     /// Time allowed to open a TCP connection to a node.
     #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT", value_name = "GATEWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_positive)]
@@ -191,6 +198,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks the rules that join several settings; the error names them.
+    pub fn check(&self) -> Result<(), String> {
+        if self.eject_base > self.eject_max {
+            return Err(format!(
+                "GATEWAY_EJECT_BASE ({:?}) is longer than GATEWAY_EJECT_MAX ({:?})",
+                self.eject_base, self.eject_max
+            ));
+        }
+        Ok(())
+    }
+
     /// Returns the socket address the HTTP API binds to.
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
@@ -203,6 +221,23 @@ fn parse_positive(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 0s, 500ms, 2s, 1m)"))
+}
+
+/// A Consul service name: non-empty, letters, digits, `-` and `_` (it is a URL path segment).
+fn parse_service_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("use 1 to 63 letters, digits, '-' and '_'".into())
+    }
 }
 
 fn parse_wait(s: &str) -> Result<Duration, String> {
@@ -258,11 +293,30 @@ mod tests {
             ),
             ("--retries", "9", "GATEWAY_RETRIES"),
             ("--body-limit", "0", "GATEWAY_BODY_LIMIT"),
+            ("--service-name", "", "SERVICE_NAME"),
+            ("--service-name", "a/b", "SERVICE_NAME"),
+            (
+                "--discovery-recovery-grace",
+                "soon",
+                "GATEWAY_DISCOVERY_RECOVERY_GRACE",
+            ),
         ] {
             let err = Config::try_parse_from(["gateway", flag, value])
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(flag) && err.contains(var), "{flag}: {err}");
         }
+    }
+
+    #[test]
+    fn joined_rules_name_both_settings() {
+        let c = Config::try_parse_from(["gateway", "--eject-base", "1m", "--eject-max", "30s"])
+            .unwrap();
+        let err = c.check().unwrap_err();
+        assert!(
+            err.contains("GATEWAY_EJECT_BASE") && err.contains("GATEWAY_EJECT_MAX"),
+            "{err}"
+        );
+        assert!(Config::try_parse_from(["gateway"]).unwrap().check().is_ok());
     }
 }

@@ -122,8 +122,13 @@ impl Status {
         self.updates.load(Ordering::Relaxed)
     }
 
-    /// Returns the seconds since the last successful Consul answer (since start if none).
+    /// Returns how old the healthy set may be, in seconds: 0 while Consul answers (a pending
+    /// blocking query returns as soon as the set changes), else the time since its last
+    /// answer (since start if none).
     pub fn staleness_secs(&self) -> f64 {
+        if self.is_up() {
+            return 0.0;
+        }
         let since = self
             .last_ok
             .lock()

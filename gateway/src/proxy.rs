@@ -1,7 +1,6 @@
 //! Forwards a prediction to a random healthy node, retrying once elsewhere on failure.
 
 use axum::body::Body;
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
@@ -111,9 +110,7 @@ pub async fn forward(
 fn into_response(resp: upstream::UpstreamResponse) -> Response {
     let mut out = Response::new(Body::from(resp.body));
     *out.status_mut() = resp.status;
-    if let Some(ct) = resp.content_type {
-        out.headers_mut().insert(CONTENT_TYPE, ct);
-    }
+    *out.headers_mut() = resp.headers;
     out
 }
 

@@ -40,6 +40,7 @@ impl AppState {
     /// Builds the state and starts the Consul watcher (it stops when the state is dropped or
     /// `serve` returns). Must run inside a Tokio runtime.
     pub fn new(config: Config) -> Result<AppState, GatewayError> {
+        config.check().map_err(GatewayError::InvalidConfig)?;
         let consul = consul::Client::new(
             config.service_discovery_url.as_str(),
             config.consul_token.clone(),
@@ -54,6 +55,7 @@ impl AppState {
                 wait: config.discovery_wait,
                 backoff_max: config.discovery_backoff_max,
                 models_timeout: config.models_timeout,
+                recovery_grace: config.discovery_recovery_grace,
             },
             background.clone(),
         );

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::HeaderMap;
+use hyper::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -18,8 +22,9 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 pub struct UpstreamResponse {
     /// The node's status.
     pub status: StatusCode,
-    /// The node's `Content-Type`, if any.
-    pub content_type: Option<HeaderValue>,
+    /// The node's end-to-end headers (`Content-Type`, `Retry-After`, ...); hop-by-hop ones and
+    /// `Content-Length` (the gateway frames the body itself) are removed.
+    pub headers: HeaderMap,
     /// The node's body, unchanged.
     pub body: Bytes,
 }
@@ -76,15 +81,16 @@ pub async fn exchange(
             .request(req)
             .await
             .map_err(|e| AttemptError::Transport(describe(&e)))?;
-        let (parts, body) = resp.into_parts();
+        let (mut parts, body) = resp.into_parts();
         let body = body
             .collect()
             .await
             .map_err(|e| AttemptError::Transport(format!("reading the body: {e}")))?
             .to_bytes();
+        strip_hop_by_hop(&mut parts.headers);
         Ok(UpstreamResponse {
             status: parts.status,
-            content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+            headers: parts.headers,
             body,
         })
     };
@@ -92,6 +98,34 @@ pub async fn exchange(
         Ok(result) => result,
         Err(_) => Err(AttemptError::Timeout(timeout)),
     }
+}
+
+/// Removes the headers that describe one connection rather than the response (RFC 9110
+/// §7.6.1), including any the `Connection` header names, and `Content-Length`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        CONNECTION,
+        CONTENT_LENGTH,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
 }
 
 /// Asks a node for the names of the models it serves (`GET /models`).
@@ -155,6 +189,29 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("retry-after", "1"),
+            ("connection", "keep-alive, x-conn"),
+            ("keep-alive", "timeout=5"),
+            ("x-conn", "1"),
+            ("content-length", "12"),
+            ("transfer-encoding", "chunked"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "retry-after"]);
+    }
 
     #[test]
     fn reads_model_lists() {

@@ -175,3 +175,50 @@ async fn a_stalled_body_gets_408() {
         "{answer}"
     );
 }
+
+/// A node's 4xx reaches the client unchanged: status, body and end-to-end headers such as
+/// the `Retry-After` of an overloaded node's 429. It is not retried elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_4xx_passes_through_with_its_headers() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let counted = hits.clone();
+    let app = Router::new().route(
+        "/predict",
+        post(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async {
+                (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "1"), ("x-node", "a")],
+                    axum::Json(json!({"detail": "too many requests in flight"})),
+                )
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let gw = gateway_over(vec![endpoint(addr)]).await;
+
+    let resp = client()
+        .post(gw.url("/api/predict/gdp_growth_rate"))
+        .header("content-type", "application/json")
+        .body(SEED_ROW)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(header("retry-after").as_deref(), Some("1"));
+    assert_eq!(header("x-node").as_deref(), Some("a"));
+    assert_eq!(header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"detail": "too many requests in flight"})
+    );
+    assert_eq!(hits.load(Ordering::Relaxed), 1, "a 4xx is not retried");
+}

@@ -214,3 +214,129 @@ async fn consul_stopped_mid_run_loses_no_request_and_discovery_catches_up() {
     wait_for_set(&gw, &[&a, &b]).await;
     assert_eq!(predict(&client(), &gw).await, 200);
 }
+
+/// Consul restarts as a fresh agent that has forgotten every node, while the gateway waits on
+/// a 30 s blocking query. The gateway asks the new Consul with a fresh index at once, keeps
+/// serving the last set over its first, empty answers, and takes the re-registered set as
+/// soon as the nodes are back: here without the node that died during the outage, long
+/// before the old query's wait would have run out. No client request fails meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_consul_is_followed_at_once_and_its_empty_start_is_ridden_out() {
+    let consul = spawn_consul().await;
+    let consul_addr = consul.addr();
+    let url = consul.base_url();
+    let a = spawn_node_refreshing(&url, "1s");
+    let b = spawn_node_refreshing(&url, "1s");
+    let mut config = gateway_config(&url, &[]);
+    config.discovery_wait = Duration::from_secs(30);
+    let gw = spawn_gateway(config).await;
+    wait_for_set(&gw, &[&a, &b]).await;
+
+    let load = Load::start(&gw, 4);
+    wait_for_progress(&load, 100).await;
+    consul.shutdown().await;
+    eventually(
+        Duration::from_secs(5),
+        "the gateway to notice Consul is gone",
+        || async { !gw.state.discovery.status().is_up() },
+    )
+    .await;
+    b.server.kill();
+    let restarted = std::time::Instant::now();
+    let _consul = consul::standin::spawn_on(consul_addr, consul::standin::StandInConfig::default())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the gateway to reach Consul again",
+        || async { gw.state.discovery.status().is_up() },
+    )
+    .await;
+    wait_for_set(&gw, &[&a]).await;
+    let caught_up = restarted.elapsed();
+    wait_for_progress(&load, 200).await;
+    let (ok, bad) = load.finish().await;
+    assert!(
+        bad.is_empty(),
+        "{} failed requests (first: {:?}) of {}",
+        bad.len(),
+        &bad[..bad.len().min(10)],
+        ok + bad.len() as u64
+    );
+    assert!(
+        caught_up < Duration::from_secs(10),
+        "the new set took {caught_up:?} (the blocking query waits 30s)"
+    );
+}
+
+/// Nodes registered without their models in `Meta` are asked for `/models` (all at once); a
+/// node that never answers it is still listed, with its models unknown, and does not hold up
+/// the others. `?model=` then routes by what was learned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_missing_from_meta_are_learned_from_the_nodes() {
+    use axum::routing::{get, post};
+    let consul = spawn_consul().await;
+    // A node that lists only RandomForest and answers every prediction with its name.
+    let app = axum::Router::new()
+        .route(
+            "/models",
+            get(|| async { axum::Json(serde_json::json!({"models": [{"name": "RandomForest"}]})) }),
+        )
+        .route("/predict", post(|| async { "forest" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let forest = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // A node that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let registry = consul::Client::new(&consul.base_url(), None).unwrap();
+    for (id, addr) in [("forest", forest), ("silent", silent_addr)] {
+        let registration = consul::AgentServiceRegistration {
+            id: Some(id.to_string()),
+            name: "gdp-growth-model".to_string(),
+            address: Some(addr.ip().to_string()),
+            port: Some(addr.port()),
+            ..Default::default()
+        };
+        registry.register(&registration).await.unwrap();
+    }
+
+    let gw = spawn_gateway(gateway_config(
+        &consul.base_url(),
+        &["--models-timeout", "1s"],
+    ))
+    .await;
+    eventually(Duration::from_secs(10), "both nodes listed", || async {
+        services(&gw).await.len() == 2
+    })
+    .await;
+    let models = |addr: std::net::SocketAddr| {
+        gw.state
+            .discovery
+            .endpoints()
+            .iter()
+            .find(|e| e.addr == addr.to_string())
+            .map(|e| e.models.as_deref().map(<[String]>::to_vec))
+    };
+    assert_eq!(models(forest), Some(Some(vec!["RandomForest".to_string()])));
+    assert_eq!(models(silent_addr), Some(None), "unknown, still listed");
+
+    // RandomForest goes only to the node known to serve it.
+    for _ in 0..5 {
+        let resp = client()
+            .post(gw.url("/api/predict/gdp_growth_rate?model=RandomForest"))
+            .header("content-type", "application/json")
+            .body(SEED_ROW)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.text().await.unwrap(), "forest");
+    }
+}

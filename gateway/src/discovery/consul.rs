@@ -3,7 +3,10 @@
 //! One background task asks Consul, publishes the healthy set, and asks again with the
 //! returned index (`index`/`wait`), so it hears about changes as they happen. While Consul is
 //! unreachable it keeps the last published set, logs the outage once, and retries with a
-//! growing backoff; it catches up on the first answer after Consul returns.
+//! growing backoff; it catches up on the first answer after Consul returns, with a fresh
+//! index (a restarted Consul counts from 1 again). A Consul that comes back with no healthy
+//! node at all has most likely forgotten them (a dev agent keeps no state; nodes re-register
+//! within their refresh interval), so for a short grace the last set is kept over that answer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +26,8 @@ pub const MODELS_META_KEY: &str = "models";
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Consul's rule: rate-limit the loop, a return is not a promise of change.
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// Shortest `wait` the watcher asks for.
+const MIN_WAIT: Duration = Duration::from_millis(100);
 
 /// What the watcher watches and how patiently.
 #[derive(Debug, Clone)]
@@ -35,6 +40,8 @@ pub struct WatchConfig {
     pub backoff_max: Duration,
     /// Time allowed for a node's `/models` when its `Meta` does not list its models.
     pub models_timeout: Duration,
+    /// After an outage, how long an answer with no healthy node is ignored (the last set kept).
+    pub recovery_grace: Duration,
 }
 
 /// Starts the watcher task; it runs until `cancel` fires.
@@ -64,7 +71,7 @@ struct Watcher {
     config: WatchConfig,
     tx: watch::Sender<Endpoints>,
     status: Arc<Status>,
-    /// Models learned from nodes' `/models`, by (service ID, address).
+    /// Models of the listed nodes (from their `Meta` or `/models`), by (service ID, address).
     models: HashMap<(String, String), Arc<[String]>>,
 }
 
@@ -74,11 +81,14 @@ impl Watcher {
     async fn run(mut self, cancel: CancellationToken) {
         let mut index = 0;
         let mut backoff = BACKOFF_MIN;
+        let mut outage = false;
+        // When Consul answered again after an outage (while a set was being served).
+        let mut recovered_at: Option<Instant> = None;
         loop {
             let started = Instant::now();
             let options = QueryOptions {
                 index: Some(index),
-                wait: Some(self.config.wait),
+                wait: Some(self.query_wait(recovered_at)),
             };
             let answer = tokio::select! {
                 () = cancel.cancelled() => return,
@@ -93,8 +103,21 @@ impl Watcher {
                     if self.status.mark_ok() && !first {
                         tracing::info!("Consul is reachable again; refreshing the healthy set");
                     }
-                    let endpoints = self.resolve(meta.value).await;
-                    self.publish(endpoints);
+                    if std::mem::take(&mut outage) && !self.tx.borrow().is_empty() {
+                        recovered_at = Some(started);
+                    }
+                    if self.keeps_last_set(&meta.value, recovered_at) {
+                        tracing::info!(
+                            grace = ?self.config.recovery_grace,
+                            "Consul lists no healthy node right after an outage (a restarted \
+                             agent forgets nodes until they re-register); keeping the last \
+                             known set meanwhile"
+                        );
+                    } else {
+                        recovered_at = None;
+                        let endpoints = self.resolve(meta.value).await;
+                        self.publish(endpoints);
+                    }
                     pause(MIN_INTERVAL.saturating_sub(started.elapsed()), &cancel).await;
                 }
                 Err(error) => {
@@ -105,6 +128,11 @@ impl Watcher {
                     } else {
                         tracing::debug!(%error, "Consul still unreachable");
                     }
+                    // A restarted Consul counts its index from 1 again: a query with the old
+                    // index would block for the whole wait before seeing the current set.
+                    index = 0;
+                    outage = true;
+                    recovered_at = None;
                     pause(backoff, &cancel).await;
                     backoff = (backoff * 2).min(self.config.backoff_max);
                 }
@@ -112,40 +140,59 @@ impl Watcher {
         }
     }
 
-    /// Turns Consul entries into endpoints, learning unknown model lists from `/models`.
-    async fn resolve(&mut self, entries: Vec<ServiceEntry>) -> Vec<Endpoint> {
-        let mut endpoints = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            let id = entry.service.id.clone();
-            let addr = host_port(entry.address(), entry.service.port);
-            let models = match models_from_meta(entry) {
-                Some(models) => Some(models),
-                None => self.models_from_node(&id, &addr).await,
-            };
-            endpoints.push(Endpoint { id, addr, models });
-        }
-        // Forget nodes that left, so a reused address is asked again.
-        self.models
-            .retain(|(id, addr), _| endpoints.iter().any(|e| &e.id == id && &e.addr == addr));
-        endpoints
+    /// Whether an answer right after an outage is one to ignore: no healthy node at all while
+    /// a set is being served, within the recovery grace.
+    fn keeps_last_set(&self, entries: &[ServiceEntry], recovered_at: Option<Instant>) -> bool {
+        entries.is_empty()
+            && !self.tx.borrow().is_empty()
+            && recovered_at.is_some_and(|at| at.elapsed() < self.config.recovery_grace)
     }
 
-    async fn models_from_node(&mut self, id: &str, addr: &str) -> Option<Arc<[String]>> {
-        let key = (id.to_string(), addr.to_string());
-        if let Some(models) = self.models.get(&key) {
-            return Some(models.clone());
-        }
-        match upstream::fetch_models(&self.http, addr, self.config.models_timeout).await {
-            Ok(models) => {
-                let models: Arc<[String]> = models.into();
-                self.models.insert(key, models.clone());
-                Some(models)
+    /// The blocking query's wait: during a recovery, no longer than the grace left, so that
+    /// an empty set is taken as soon as the grace is over.
+    fn query_wait(&self, recovered_at: Option<Instant>) -> Duration {
+        match recovered_at {
+            Some(at) => {
+                let left = self.config.recovery_grace.saturating_sub(at.elapsed());
+                self.config.wait.min(left.max(MIN_WAIT))
             }
-            Err(error) => {
-                tracing::warn!(node = %addr, %error, "cannot learn the node's models");
-                None
-            }
+            None => self.config.wait,
         }
+    }
+
+    /// Turns Consul entries into endpoints, learning unknown model lists from the nodes'
+    /// `/models`, all at once.
+    async fn resolve(&mut self, entries: Vec<ServiceEntry>) -> Vec<Endpoint> {
+        let mut endpoints: Vec<Endpoint> = entries
+            .iter()
+            .map(|entry| {
+                let id = entry.service.id.clone();
+                let addr = host_port(entry.address(), entry.service.port);
+                let models = models_from_meta(entry)
+                    .or_else(|| self.models.get(&(id.clone(), addr.clone())).cloned());
+                Endpoint { id, addr, models }
+            })
+            .collect();
+        let (http, timeout) = (&self.http, self.config.models_timeout);
+        let asks = endpoints
+            .iter_mut()
+            .filter(|e| e.models.is_none())
+            .map(|e| async move {
+                match upstream::fetch_models(http, &e.addr, timeout).await {
+                    Ok(models) => e.models = Some(models.into()),
+                    Err(error) => {
+                        tracing::warn!(node = %e.addr, %error, "cannot learn the node's models");
+                    }
+                }
+            });
+        futures::future::join_all(asks).await;
+        // Remember the listed nodes' models (a node's `Meta` still wins next time); nodes that
+        // left are forgotten, so a reused address is asked again.
+        self.models = endpoints
+            .iter()
+            .filter_map(|e| Some(((e.id.clone(), e.addr.clone()), e.models.clone()?)))
+            .collect();
+        endpoints
     }
 
     fn publish(&self, endpoints: Vec<Endpoint>) {

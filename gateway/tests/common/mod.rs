@@ -136,6 +136,12 @@ impl TestNode {
 
 /// Starts a node with the shipped models, registering in `consul` with a fast health check.
 pub fn spawn_node(consul: &str) -> TestNode {
+    spawn_node_refreshing(consul, "200ms")
+}
+
+/// Starts a node like [`spawn_node`] that checks its registration every `refresh` (and
+/// registers again when Consul has forgotten it).
+pub fn spawn_node_refreshing(consul: &str, refresh: &str) -> TestNode {
     let args: Vec<String> = [
         "inference-node",
         "--models-dir",
@@ -150,7 +156,7 @@ pub fn spawn_node(consul: &str) -> TestNode {
         "--check-timeout",
         "500ms",
         "--registration-refresh",
-        "200ms",
+        refresh,
         "--shutdown-grace",
         "2s",
     ]
