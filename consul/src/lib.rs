@@ -22,5 +22,5 @@ pub use client::{Client, QueryMeta, QueryOptions};
 pub use error::ConsulError;
 pub use types::{
     AgentService, AgentServiceCheck, AgentServiceRegistration, CheckStatus, HealthCheck,
-    HealthCheckDefinition, Node, ServiceAddress, ServiceEntry, Weights,
+    HealthCheckDefinition, Node, ServiceAddress, ServiceEntry, Weights, host_port,
 };

@@ -433,11 +433,31 @@ fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
+/// `host:port`, with an IPv6 host in brackets (`[::1]:5000`), as a URL authority needs it.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(host_port("10.0.0.5", 5000), "10.0.0.5:5000");
+        assert_eq!(
+            host_port("gdp-growth-model-1", 5000),
+            "gdp-growth-model-1:5000"
+        );
+        assert_eq!(host_port("::1", 5000), "[::1]:5000");
+        assert_eq!(host_port("[fe80::1]", 5000), "[fe80::1]:5000");
+    }
 
     #[test]
     fn registration_uses_consul_casing_and_omits_empty_fields() {

@@ -43,6 +43,7 @@ pub fn candidates<'a>(
 
 /// Sends `body` to `path_and_query` on a picked node; on a connect error, timeout or 5xx,
 /// retries on a different node up to the configured budget. A node's 2xx/4xx is returned as is.
+/// When every attempt failed: 504 if any of them timed out, else 502.
 pub async fn forward(
     state: &AppState,
     model: Option<&str>,
@@ -55,6 +56,8 @@ pub async fn forward(
     let max_attempts = state.config.retries + 1;
     let mut tried: Vec<&str> = Vec::with_capacity(max_attempts as usize);
     let mut last_error = None;
+    // Any attempt that timed out makes the answer a 504, whichever attempt came last.
+    let mut timed_out = false;
     while (tried.len() as u32) < max_attempts {
         let Some(node) = state.balancer.pick(&candidates, &tried) else {
             break;
@@ -85,7 +88,10 @@ pub async fn forward(
                 "status",
                 AttemptError::Transport(format!("answered {}", resp.status)),
             ),
-            Err(e @ AttemptError::Timeout(_)) => ("timeout", e),
+            Err(e @ AttemptError::Timeout(_)) => {
+                timed_out = true;
+                ("timeout", e)
+            }
             Err(e) => ("transport", e),
         };
         let (reason, error) = failure;
@@ -101,8 +107,9 @@ pub async fn forward(
     }
     let attempts = tried.len() as u32;
     Err(match last_error {
-        Some(AttemptError::Timeout(_)) => GatewayError::UpstreamTimeout { attempts },
+        Some(_) if timed_out => GatewayError::UpstreamTimeout { attempts },
         Some(AttemptError::Transport(reason)) => GatewayError::UpstreamFailed { attempts, reason },
+        Some(AttemptError::Timeout(_)) => GatewayError::UpstreamTimeout { attempts },
         None => GatewayError::NoHealthyInstance(state.config.service_name.clone()),
     })
 }

@@ -207,6 +207,36 @@ async fn openapi_and_swagger_ui_work_offline() {
             "{method} {path} missing"
         );
     }
+    // OpenAPI: templated paths that differ only in parameter names are the same path.
+    let mut shapes: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|p| {
+            p.split('/')
+                .map(|seg| if seg.starts_with('{') { "{}" } else { seg })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    let listed = shapes.len();
+    shapes.sort();
+    shapes.dedup();
+    assert_eq!(
+        shapes.len(),
+        listed,
+        "two paths differ only in parameter names"
+    );
+    // The prediction body is one row or a list of rows.
+    let body = &doc["paths"]["/api/predict/gdp_growth_rate"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    let body = match body["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => body,
+    };
+    let variants = body["oneOf"].as_array().expect("oneOf row / list of rows");
+    assert_eq!(variants.len(), 2, "{body}");
+    assert!(variants.iter().any(|v| v["type"] == "array"), "{body}");
 
     // /docs is the Swagger UI page; every asset it loads is served locally.
     let http = client();

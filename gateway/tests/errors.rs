@@ -93,13 +93,20 @@ async fn silent_nodes_give_504() {
             held.push(socket);
         }
     });
-    let gw = gateway_over(vec![endpoint(addr)]).await;
+    let gw = gateway_over(vec![endpoint(addr.clone())]).await;
     let (status, body) = post_seed(&gw).await;
     assert_eq!(status, 504);
     assert_eq!(
         body,
         json!({"detail": "upstream instance did not answer in time"})
     );
+
+    // A silent node and a closed port: 504 whichever is tried first (the timeout is what the
+    // client waited for). Several requests, so both orders occur.
+    let gw = gateway_over(vec![endpoint(addr), endpoint(closed_port())]).await;
+    for _ in 0..4 {
+        assert_eq!(post_seed(&gw).await.0, 504);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

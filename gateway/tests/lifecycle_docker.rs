@@ -492,8 +492,8 @@ async fn openapi_documents_the_lifecycle_endpoints() {
     assert_eq!(status, 200);
     for (path, method) in [
         ("/api/models/launch/{model_name}", "post"),
-        ("/api/models/instances/{model_name}", "get"),
-        ("/api/models/instances/{container_id}", "delete"),
+        ("/api/models/instances/{id}", "get"),
+        ("/api/models/instances/{id}", "delete"),
     ] {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} missing from /openapi.json");

@@ -81,7 +81,7 @@ pub fn service_definition(
         check: Some(AgentServiceCheck {
             check_id: Some(format!("service:{id}")),
             name: Some(format!("{} /health on {id}", config.service_name)),
-            http: Some(format!("http://{}/health", join_host_port(host, port))),
+            http: Some(format!("http://{}/health", consul::host_port(host, port))),
             method: Some("GET".to_string()),
             interval: Some(consul::duration::format(config.check_interval)),
             timeout: Some(consul::duration::format(config.check_timeout)),
@@ -91,14 +91,6 @@ pub fn service_definition(
             ..AgentServiceCheck::default()
         }),
         ..AgentServiceRegistration::default()
-    }
-}
-
-fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

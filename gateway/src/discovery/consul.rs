@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use consul::{Client, QueryOptions, ServiceEntry};
+use consul::{Client, QueryOptions, ServiceEntry, host_port};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -163,8 +163,8 @@ impl Watcher {
     /// Turns Consul entries into endpoints, learning unknown model lists from the nodes'
     /// `/models`, all at once.
     async fn resolve(&mut self, entries: Vec<ServiceEntry>) -> Vec<Endpoint> {
-        let mut endpoints: Vec<Endpoint> = entries
-            .iter()
+        let mut endpoints: Vec<Endpoint> = distinct_addresses(&entries)
+            .into_iter()
             .map(|entry| {
                 let id = entry.service.id.clone();
                 let addr = host_port(entry.address(), entry.service.port);
@@ -211,6 +211,16 @@ impl Watcher {
     }
 }
 
+/// Keeps one entry per address: the same node registered under two IDs (say, an old and a
+/// new one across a restart) is one node, listed and picked once.
+fn distinct_addresses(entries: &[ServiceEntry]) -> Vec<&ServiceEntry> {
+    let mut seen = std::collections::HashSet::new();
+    entries
+        .iter()
+        .filter(|e| seen.insert((e.address(), e.service.port)))
+        .collect()
+}
+
 /// Reads the models a node lists in its Consul `Meta` (`"models": "A,B"`).
 fn models_from_meta(entry: &ServiceEntry) -> Option<Arc<[String]>> {
     let raw = entry.service.meta.get(MODELS_META_KEY)?;
@@ -236,28 +246,9 @@ async fn pause(duration: Duration, cancel: &CancellationToken) {
     }
 }
 
-/// `host:port`, with an IPv6 host in brackets (`[::1]:5000`), as a URL authority needs it.
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn ipv6_hosts_are_bracketed() {
-        assert_eq!(host_port("10.0.0.5", 5000), "10.0.0.5:5000");
-        assert_eq!(
-            host_port("gdp-growth-model-1", 5000),
-            "gdp-growth-model-1:5000"
-        );
-        assert_eq!(host_port("::1", 5000), "[::1]:5000");
-        assert_eq!(host_port("[fe80::1]", 5000), "[fe80::1]:5000");
-    }
     use super::*;
 
     fn entry(meta: &[(&str, &str)]) -> ServiceEntry {
@@ -267,6 +258,28 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         e
+    }
+
+    #[test]
+    fn one_entry_per_address() {
+        let at = |id: &str, address: &str, port| {
+            let mut e = ServiceEntry::default();
+            e.service.id = id.to_string();
+            e.service.address = address.to_string();
+            e.service.port = port;
+            e
+        };
+        let entries = [
+            at("a", "10.0.0.1", 5000),
+            at("a-again", "10.0.0.1", 5000),
+            at("b", "10.0.0.1", 5001),
+            at("c", "10.0.0.2", 5000),
+        ];
+        let ids: Vec<&str> = distinct_addresses(&entries)
+            .iter()
+            .map(|e| e.service.id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 
     #[test]

@@ -154,9 +154,9 @@ pub async fn launch(
 /// process runtime: the running processes this gateway started.
 #[utoipa::path(
     get,
-    path = "/api/models/instances/{model_name}",
+    path = "/api/models/instances/{id}",
     tag = "lifecycle",
-    params(("model_name" = String, Path, description = "Model name", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,63}$")),
+    params(("id" = String, Path, description = "Model name (the seed calls it `model_name`)", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,63}$")),
     security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "Instances", body = InstancesResponse),
@@ -184,9 +184,9 @@ pub async fn instances(
 /// Anything that is not this cluster's node instance is 404, even if the id exists.
 #[utoipa::path(
     delete,
-    path = "/api/models/instances/{container_id}",
+    path = "/api/models/instances/{id}",
     tag = "lifecycle",
-    params(("container_id" = String, Path, description = "Full id or unique prefix", pattern = "^[0-9a-f]{1,64}$")),
+    params(("id" = String, Path, description = "Instance id, full or a unique prefix (the seed calls it `container_id`)", pattern = "^[0-9a-f]{1,64}$")),
     security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "Stopped and removed", body = ShutdownResponse),

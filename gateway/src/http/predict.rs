@@ -21,6 +21,17 @@ pub struct PredictQuery {
     pub model: Option<String>,
 }
 
+/// A prediction body: one row, or a list of rows (a batch; predictions come back in the same
+/// order). Documentation only, like [`PredictRequest`].
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PredictBody {
+    /// One row.
+    Row(PredictRequest),
+    /// A batch of rows.
+    Batch(Vec<PredictRequest>),
+}
+
 /// One row of features (a JSON list of rows is a batch). Documentation only: the gateway
 /// forwards the body unchanged and the node validates it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -76,7 +87,7 @@ pub struct ServicesResponse {
     path = "/api/predict/gdp_growth_rate",
     tag = "predict",
     params(PredictQuery),
-    request_body(content = PredictRequest, description = "One row, or a JSON list of rows"),
+    request_body(content = PredictBody, description = "One row, or a JSON list of rows"),
     responses(
         (status = 200, description = "The node's prediction", body = PredictResponse),
         (status = 404, description = "No healthy node serves the model", body = ErrorBody),
