@@ -61,13 +61,7 @@ fn closed_port() -> String {
 }
 
 async fn post_seed(gw: &TestGateway) -> (u16, Value) {
-    let resp = client()
-        .post(gw.url("/api/predict/gdp_growth_rate"))
-        .header("content-type", "application/json")
-        .body(SEED_ROW)
-        .send()
-        .await
-        .unwrap();
+    let resp = send_seed_row(&client(), gw, "").await.unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
@@ -207,13 +201,7 @@ async fn a_node_4xx_passes_through_with_its_headers() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let gw = gateway_over(vec![endpoint(addr)]).await;
 
-    let resp = client()
-        .post(gw.url("/api/predict/gdp_growth_rate"))
-        .header("content-type", "application/json")
-        .body(SEED_ROW)
-        .send()
-        .await
-        .unwrap();
+    let resp = send_seed_row(&client(), &gw, "").await.unwrap();
     assert_eq!(resp.status().as_u16(), 429);
     let header = |name| {
         resp.headers()

@@ -69,6 +69,46 @@ impl Load {
     }
 }
 
+impl Load {
+    /// Stops the load and checks that every request succeeded.
+    async fn finish_without_failures(self) {
+        let (ok, bad) = self.finish().await;
+        assert!(
+            bad.is_empty(),
+            "{} failed requests (first: {:?}) of {}",
+            bad.len(),
+            &bad[..bad.len().min(10)],
+            ok + bad.len() as u64
+        );
+    }
+}
+
+/// Stops Consul and waits until the gateway has noticed.
+async fn stop_consul(consul: consul::standin::StandIn, gw: &TestGateway) {
+    consul.shutdown().await;
+    eventually(
+        Duration::from_secs(5),
+        "the gateway to notice Consul is gone",
+        || async { !gw.state.discovery.status().is_up() },
+    )
+    .await;
+}
+
+/// Starts a fresh Consul (one that knows no node) on `addr` and waits until the gateway
+/// reaches it.
+async fn restart_consul(addr: std::net::SocketAddr, gw: &TestGateway) -> consul::standin::StandIn {
+    let consul = consul::standin::spawn_on(addr, consul::standin::StandInConfig::default())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the gateway to reach Consul again",
+        || async { gw.state.discovery.status().is_up() },
+    )
+    .await;
+    consul
+}
+
 async fn wait_for_progress(load: &Load, more: u64) {
     let target = load.ok() + more;
     eventually(Duration::from_secs(10), "requests to succeed", || async {
@@ -142,13 +182,7 @@ async fn a_killed_node_causes_no_failed_request() {
     // Consul's check notices; the gateway drops the node from its set.
     wait_for_set(&gw, &[&b]).await;
     wait_for_progress(&load, 200).await;
-    let (ok, bad) = load.finish().await;
-    assert!(
-        bad.is_empty(),
-        "{} failed requests ({bad:?}) of {}",
-        bad.len(),
-        ok + bad.len() as u64
-    );
+    load.finish_without_failures().await;
     assert!(attempts(&gw, &killed).await > 0);
 }
 
@@ -164,21 +198,9 @@ async fn consul_stopped_mid_run_loses_no_request_and_discovery_catches_up() {
 
     let load = Load::start(&gw, 8);
     wait_for_progress(&load, 200).await;
-    consul.shutdown().await;
-    eventually(
-        Duration::from_secs(5),
-        "the gateway to notice Consul is gone",
-        || async { !gw.state.discovery.status().is_up() },
-    )
-    .await;
+    stop_consul(consul, &gw).await;
     wait_for_progress(&load, 500).await;
-    let (ok, bad) = load.finish().await;
-    assert!(
-        bad.is_empty(),
-        "{} failed requests ({bad:?}) of {}",
-        bad.len(),
-        ok + bad.len() as u64
-    );
+    load.finish_without_failures().await;
 
     // It says so in /health and /metrics, and still lists the last known set.
     let health: serde_json::Value = client()
@@ -202,15 +224,7 @@ async fn consul_stopped_mid_run_loses_no_request_and_discovery_catches_up() {
     assert!(metrics.contains("gateway_discovery_up 0"), "{metrics}");
 
     // Consul comes back (empty, like a fresh agent); nodes re-register and the gateway catches up.
-    let _consul = consul::standin::spawn_on(consul_addr, consul::standin::StandInConfig::default())
-        .await
-        .unwrap();
-    eventually(
-        Duration::from_secs(10),
-        "the gateway to reach Consul again",
-        || async { gw.state.discovery.status().is_up() },
-    )
-    .await;
+    let _consul = restart_consul(consul_addr, &gw).await;
     wait_for_set(&gw, &[&a, &b]).await;
     assert_eq!(predict(&client(), &gw).await, 200);
 }
@@ -234,35 +248,14 @@ async fn a_restarted_consul_is_followed_at_once_and_its_empty_start_is_ridden_ou
 
     let load = Load::start(&gw, 4);
     wait_for_progress(&load, 100).await;
-    consul.shutdown().await;
-    eventually(
-        Duration::from_secs(5),
-        "the gateway to notice Consul is gone",
-        || async { !gw.state.discovery.status().is_up() },
-    )
-    .await;
+    stop_consul(consul, &gw).await;
     b.server.kill();
     let restarted = std::time::Instant::now();
-    let _consul = consul::standin::spawn_on(consul_addr, consul::standin::StandInConfig::default())
-        .await
-        .unwrap();
-    eventually(
-        Duration::from_secs(5),
-        "the gateway to reach Consul again",
-        || async { gw.state.discovery.status().is_up() },
-    )
-    .await;
+    let _consul = restart_consul(consul_addr, &gw).await;
     wait_for_set(&gw, &[&a]).await;
     let caught_up = restarted.elapsed();
     wait_for_progress(&load, 200).await;
-    let (ok, bad) = load.finish().await;
-    assert!(
-        bad.is_empty(),
-        "{} failed requests (first: {:?}) of {}",
-        bad.len(),
-        &bad[..bad.len().min(10)],
-        ok + bad.len() as u64
-    );
+    load.finish_without_failures().await;
     assert!(
         caught_up < Duration::from_secs(10),
         "the new set took {caught_up:?} (the blocking query waits 30s)"
@@ -329,11 +322,7 @@ async fn models_missing_from_meta_are_learned_from_the_nodes() {
 
     // RandomForest goes only to the node known to serve it.
     for _ in 0..5 {
-        let resp = client()
-            .post(gw.url("/api/predict/gdp_growth_rate?model=RandomForest"))
-            .header("content-type", "application/json")
-            .body(SEED_ROW)
-            .send()
+        let resp = send_seed_row(&client(), &gw, "?model=RandomForest")
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);

@@ -300,15 +300,24 @@ pub async fn wait_for_set(gw: &TestGateway, nodes: &[&TestNode]) {
 /// The seed README's prediction body.
 pub const SEED_ROW: &str = r#"{"gdp_per_capita": 50000, "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1, "gdp_growth_rate_ma": 2.3}"#;
 
-/// Posts the seed row to the gateway; returns the status.
-pub async fn predict(client: &reqwest::Client, gw: &TestGateway) -> u16 {
-    match client
-        .post(gw.url("/api/predict/gdp_growth_rate"))
+/// Sends the seed row to the gateway's prediction endpoint; `query` is appended to the path
+/// (`""` or `"?model=..."`).
+pub async fn send_seed_row(
+    client: &reqwest::Client,
+    gw: &TestGateway,
+    query: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(gw.url(&format!("/api/predict/gdp_growth_rate{query}")))
         .header("content-type", "application/json")
         .body(SEED_ROW)
         .send()
         .await
-    {
+}
+
+/// Posts the seed row to the gateway; returns the status (0 when no answer came).
+pub async fn predict(client: &reqwest::Client, gw: &TestGateway) -> u16 {
+    match send_seed_row(client, gw, "").await {
         Ok(resp) => resp.status().as_u16(),
         Err(_) => 0,
     }
