@@ -90,6 +90,14 @@ async fn every_endpoint_answers_the_documented_json() {
     .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["model"], "RandomForest");
+    // A repeated ?model= counts with its last value, as in FastAPI (gateway and node agree).
+    let (status, v) = post(
+        &gw.url("/api/predict/gdp_growth_rate?model=NoSuchModel&model=RandomForest"),
+        SEED_ROW,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["model"], "RandomForest");
     let batch = format!("[{SEED_ROW}, {SEED_ROW}]");
     let (status, v) = post(&gw.url("/api/predict/gdp_growth_rate"), &batch).await;
     assert_eq!(status, 200, "{v}");

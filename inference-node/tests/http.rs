@@ -41,6 +41,35 @@ async fn predict_answers_the_seed_json_exactly() {
     assert!(prediction[0].as_f64().unwrap().is_finite());
 }
 
+/// Query parameters read as FastAPI reads them: a repeated `model` counts with its last
+/// value, and parameters the endpoint does not know are ignored.
+#[tokio::test]
+async fn query_parameters_follow_fastapi() {
+    let node = default_node().await;
+    for (query, status, model) in [
+        ("?model=NoSuchModel&model=RandomForest", 200, "RandomForest"),
+        ("?verbose=1", 200, "LinearRegression"),
+        ("?model=RandomForest&model=NoSuchModel", 404, ""),
+    ] {
+        let response = client()
+            .post(node.url(&format!("/predict{query}")))
+            .json(&seed_example())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{query}");
+        let body: Value = response.json().await.unwrap();
+        if status == 200 {
+            assert_eq!(body["model"], model, "{query}");
+        } else {
+            assert!(
+                body["detail"].as_str().unwrap().contains("NoSuchModel"),
+                "{body}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn predict_echoes_integers_as_floats_like_pydantic() {
     let node = default_node().await;

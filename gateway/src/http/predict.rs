@@ -101,12 +101,18 @@ pub struct ServicesResponse {
 #[tracing::instrument(skip_all)]
 pub async fn gdp_growth_rate(
     State(state): State<AppState>,
-    query: Result<Query<PredictQuery>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
     let Query(query) = query.map_err(|e| GatewayError::BadRequest(e.body_text()))?;
+    // A repeated parameter counts once, with its last value, as in FastAPI (and the node).
+    let model = query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "model")
+        .map(|(_, v)| v.as_str());
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => GatewayError::PayloadTooLarge(state.config.body_limit),
         _ if http_serve::is_body_timeout(&e) => GatewayError::BodyTimeout,
@@ -116,14 +122,7 @@ pub async fn gdp_growth_rate(
         Some(q) => format!("/predict?{q}"),
         None => "/predict".to_string(),
     };
-    proxy::forward(
-        &state,
-        query.model.as_deref(),
-        &path,
-        headers.get(CONTENT_TYPE),
-        body,
-    )
-    .await
+    proxy::forward(&state, model, &path, headers.get(CONTENT_TYPE), body).await
 }
 
 /// Lists the healthy nodes (`host:port`), as Consul last reported them.
