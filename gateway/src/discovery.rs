@@ -39,6 +39,7 @@ pub struct Status {
     started: Instant,
     last_ok: Mutex<Option<Instant>>,
     up: AtomicBool,
+    recovering: AtomicBool,
     updates: AtomicU64,
 }
 
@@ -96,6 +97,7 @@ impl Status {
             started: Instant::now(),
             last_ok: Mutex::new(None),
             up: AtomicBool::new(false),
+            recovering: AtomicBool::new(false),
             updates: AtomicU64::new(0),
         }
     }
@@ -115,6 +117,16 @@ impl Status {
     /// Returns whether the last Consul call succeeded.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the set holds nodes Consul no longer lists, kept after an outage.
+    pub fn set_recovering(&self, recovering: bool) {
+        self.recovering.store(recovering, Ordering::Relaxed);
+    }
+
+    /// Returns whether the set holds nodes Consul no longer lists, kept after an outage.
+    pub fn is_recovering(&self) -> bool {
+        self.recovering.load(Ordering::Relaxed)
     }
 
     /// Returns the number of successful Consul answers so far.

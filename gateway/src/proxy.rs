@@ -55,9 +55,7 @@ pub async fn forward(
     let candidates = candidates(&endpoints, model, &state.config.service_name)?;
     let max_attempts = state.config.retries + 1;
     let mut tried: Vec<&str> = Vec::with_capacity(max_attempts as usize);
-    let mut last_error = None;
-    // Any attempt that timed out makes the answer a 504, whichever attempt came last.
-    let mut timed_out = false;
+    let mut failures = Vec::with_capacity(max_attempts as usize);
     while (tried.len() as u32) < max_attempts {
         let Some(node) = state.balancer.pick(&candidates, &tried) else {
             break;
@@ -88,10 +86,7 @@ pub async fn forward(
                 "status",
                 AttemptError::Transport(format!("answered {}", resp.status)),
             ),
-            Err(e @ AttemptError::Timeout(_)) => {
-                timed_out = true;
-                ("timeout", e)
-            }
+            Err(e @ AttemptError::Timeout(_)) => ("timeout", e),
             Err(e) => ("transport", e),
         };
         let (reason, error) = failure;
@@ -103,15 +98,26 @@ pub async fn forward(
                 .increment(1);
             tracing::warn!(node = %node.addr, ?interval, "node ejected");
         }
-        last_error = Some(error);
+        failures.push(error);
     }
-    let attempts = tried.len() as u32;
-    Err(match last_error {
-        Some(_) if timed_out => GatewayError::UpstreamTimeout { attempts },
+    Err(give_up(failures, &state.config.service_name))
+}
+
+/// The error once every attempt failed: 504 if any attempt timed out (what the client waited
+/// for), whichever came last; else 502 with the last failure's reason.
+fn give_up(failures: Vec<AttemptError>, service: &str) -> GatewayError {
+    let attempts = failures.len() as u32;
+    if failures
+        .iter()
+        .any(|f| matches!(f, AttemptError::Timeout(_)))
+    {
+        return GatewayError::UpstreamTimeout { attempts };
+    }
+    match failures.into_iter().next_back() {
         Some(AttemptError::Transport(reason)) => GatewayError::UpstreamFailed { attempts, reason },
         Some(AttemptError::Timeout(_)) => GatewayError::UpstreamTimeout { attempts },
-        None => GatewayError::NoHealthyInstance(state.config.service_name.clone()),
-    })
+        None => GatewayError::NoHealthyInstance(service.to_string()),
+    }
 }
 
 fn into_response(resp: upstream::UpstreamResponse) -> Response {
@@ -132,6 +138,26 @@ mod tests {
             addr: addr.to_string(),
             models: models.map(|m| m.iter().map(|s| s.to_string()).collect::<Arc<[String]>>()),
         }
+    }
+
+    #[test]
+    fn any_timeout_makes_a_504_in_either_order() {
+        let timeout = || AttemptError::Timeout(std::time::Duration::from_secs(1));
+        let refused = || AttemptError::Transport("connection refused".into());
+        for failures in [vec![timeout(), refused()], vec![refused(), timeout()]] {
+            assert!(matches!(
+                give_up(failures, "svc"),
+                GatewayError::UpstreamTimeout { attempts: 2 }
+            ));
+        }
+        assert!(matches!(
+            give_up(vec![refused(), refused()], "svc"),
+            GatewayError::UpstreamFailed { attempts: 2, .. }
+        ));
+        assert!(matches!(
+            give_up(Vec::new(), "svc"),
+            GatewayError::NoHealthyInstance(_)
+        ));
     }
 
     #[test]

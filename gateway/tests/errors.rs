@@ -95,8 +95,8 @@ async fn silent_nodes_give_504() {
         json!({"detail": "upstream instance did not answer in time"})
     );
 
-    // A silent node and a closed port: 504 whichever is tried first (the timeout is what the
-    // client waited for). Several requests, so both orders occur.
+    // A silent node and a closed port: 504, the timeout being what the client waited for
+    // (both orders of attempts: `proxy::give_up`'s unit test).
     let gw = gateway_over(vec![endpoint(addr), endpoint(closed_port())]).await;
     for _ in 0..4 {
         assert_eq!(post_seed(&gw).await.0, 504);

@@ -231,9 +231,10 @@ async fn consul_stopped_mid_run_loses_no_request_and_discovery_catches_up() {
 
 /// Consul restarts as a fresh agent that has forgotten every node, while the gateway waits on
 /// a 30 s blocking query. The gateway asks the new Consul with a fresh index at once, keeps
-/// serving the last set over its first, empty answers, and takes the re-registered set as
-/// soon as the nodes are back: here without the node that died during the outage, long
-/// before the old query's wait would have run out. No client request fails meanwhile.
+/// the last set's nodes beside Consul's first (empty, then partial) answers for the recovery
+/// grace (4 s here), then takes Consul's answer alone: here without the node that died
+/// during the outage, long before the old query's wait would have run out. No client
+/// request fails meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_consul_is_followed_at_once_and_its_empty_start_is_ridden_out() {
     let consul = spawn_consul().await;
@@ -243,6 +244,7 @@ async fn a_restarted_consul_is_followed_at_once_and_its_empty_start_is_ridden_ou
     let b = spawn_node_refreshing(&url, "1s");
     let mut config = gateway_config(&url, &[]);
     config.discovery_wait = Duration::from_secs(30);
+    config.discovery_recovery_grace = Duration::from_secs(4);
     let gw = spawn_gateway(config).await;
     wait_for_set(&gw, &[&a, &b]).await;
 
@@ -252,19 +254,37 @@ async fn a_restarted_consul_is_followed_at_once_and_its_empty_start_is_ridden_ou
     b.server.kill();
     let restarted = std::time::Instant::now();
     let _consul = restart_consul(consul_addr, &gw).await;
+    // For the grace, the nodes Consul does not list (yet) stay, and /health says so.
+    eventually(
+        Duration::from_secs(2),
+        "/health to report the recovery",
+        || async {
+            let health: serde_json::Value = client()
+                .get(gw.url("/health"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            health["discovery"] == "recovering" && health["healthy_instances"] == 2
+        },
+    )
+    .await;
+    // After it, Consul's answer alone: the node that died is gone.
     wait_for_set(&gw, &[&a]).await;
     let caught_up = restarted.elapsed();
     wait_for_progress(&load, 200).await;
     load.finish_without_failures().await;
     assert!(
-        caught_up < Duration::from_secs(10),
+        caught_up < Duration::from_secs(15),
         "the new set took {caught_up:?} (the blocking query waits 30s)"
     );
 }
 
-/// Nodes registered without their models in `Meta` are asked for `/models` (all at once); a
-/// node that never answers it is still listed, with its models unknown, and does not hold up
-/// the others. `?model=` then routes by what was learned.
+/// Nodes registered without their models in `Meta` are asked for `/models`; a node that
+/// never answers it is still listed, with its models unknown. `?model=` then routes by what
+/// was learned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_missing_from_meta_are_learned_from_the_nodes() {
     use axum::routing::{get, post};

@@ -4,9 +4,11 @@
 //! returned index (`index`/`wait`), so it hears about changes as they happen. While Consul is
 //! unreachable it keeps the last published set, logs the outage once, and retries with a
 //! growing backoff; it catches up on the first answer after Consul returns, with a fresh
-//! index (a restarted Consul counts from 1 again). A Consul that comes back with no healthy
-//! node at all has most likely forgotten them (a dev agent keeps no state; nodes re-register
-//! within their refresh interval), so for a short grace the last set is kept over that answer.
+//! index (a restarted Consul counts from 1 again). A Consul that comes back without some of
+//! the nodes has most likely forgotten them (a dev agent keeps no state; nodes re-register
+//! within their refresh interval and pass their first check), so for a grace the nodes it
+//! does not list stay in the set beside the ones it does (retry and ejection cover a node
+//! that really died); after the grace, Consul's answer alone counts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,18 +108,23 @@ impl Watcher {
                     if std::mem::take(&mut outage) && !self.tx.borrow().is_empty() {
                         recovered_at = Some(started);
                     }
-                    if self.keeps_last_set(&meta.value, recovered_at) {
-                        tracing::info!(
-                            grace = ?self.config.recovery_grace,
-                            "Consul lists no healthy node right after an outage (a restarted \
-                             agent forgets nodes until they re-register); keeping the last \
-                             known set meanwhile"
-                        );
+                    let mut endpoints = self.resolve(meta.value).await;
+                    let in_grace =
+                        recovered_at.is_some_and(|at| at.elapsed() < self.config.recovery_grace);
+                    if in_grace {
+                        let kept = self.keep_unlisted(&mut endpoints);
+                        if kept > 0 && !self.status.is_recovering() {
+                            tracing::info!(kept, grace = ?self.config.recovery_grace,
+                                "Consul does not list every node of the last known set right \
+                                 after an outage (a restarted agent forgets nodes until they \
+                                 re-register); keeping them meanwhile");
+                        }
+                        self.status.set_recovering(kept > 0);
                     } else {
                         recovered_at = None;
-                        let endpoints = self.resolve(meta.value).await;
-                        self.publish(endpoints);
+                        self.status.set_recovering(false);
                     }
+                    self.publish(endpoints);
                     pause(MIN_INTERVAL.saturating_sub(started.elapsed()), &cancel).await;
                 }
                 Err(error) => {
@@ -133,6 +140,7 @@ impl Watcher {
                     index = 0;
                     outage = true;
                     recovered_at = None;
+                    self.status.set_recovering(false);
                     pause(backoff, &cancel).await;
                     backoff = (backoff * 2).min(self.config.backoff_max);
                 }
@@ -140,16 +148,21 @@ impl Watcher {
         }
     }
 
-    /// Whether an answer right after an outage is one to ignore: no healthy node at all while
-    /// a set is being served, within the recovery grace.
-    fn keeps_last_set(&self, entries: &[ServiceEntry], recovered_at: Option<Instant>) -> bool {
-        entries.is_empty()
-            && !self.tx.borrow().is_empty()
-            && recovered_at.is_some_and(|at| at.elapsed() < self.config.recovery_grace)
+    /// Adds the nodes of the published set that `endpoints` (Consul's answer) does not list;
+    /// returns how many were kept.
+    fn keep_unlisted(&self, endpoints: &mut Vec<Endpoint>) -> usize {
+        let current = self.tx.borrow().clone();
+        let before = endpoints.len();
+        for node in current.iter() {
+            if !endpoints.iter().any(|e| e.addr == node.addr) {
+                endpoints.push(node.clone());
+            }
+        }
+        endpoints.len() - before
     }
 
     /// The blocking query's wait: during a recovery, no longer than the grace left, so that
-    /// an empty set is taken as soon as the grace is over.
+    /// Consul's answer alone is taken as soon as the grace is over.
     fn query_wait(&self, recovered_at: Option<Instant>) -> Duration {
         match recovered_at {
             Some(at) => {

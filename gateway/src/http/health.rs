@@ -17,7 +17,9 @@ pub struct HealthResponse {
     pub status: &'static str,
     /// Size of the healthy set.
     pub healthy_instances: usize,
-    /// `ok` when the last Consul call succeeded, `stale` when serving from the last known set.
+    /// `ok` when the last Consul call succeeded, `stale` when Consul is unreachable (serving from
+    /// the last known set), `recovering` when Consul answers again but some nodes of the last
+    /// known set, kept for the recovery grace, are not listed (yet).
     pub discovery: &'static str,
 }
 
@@ -32,10 +34,10 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "ok",
         healthy_instances: state.discovery.endpoints().len(),
-        discovery: if state.discovery.status().is_up() {
-            "ok"
-        } else {
-            "stale"
+        discovery: match state.discovery.status() {
+            s if !s.is_up() => "stale",
+            s if s.is_recovering() => "recovering",
+            _ => "ok",
         },
     })
 }
@@ -52,6 +54,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("gateway_healthy_instances").set(state.discovery.endpoints().len() as f64);
     metrics::gauge!("gateway_discovery_staleness_seconds").set(status.staleness_secs());
     metrics::gauge!("gateway_discovery_up").set(if status.is_up() { 1.0 } else { 0.0 });
+    metrics::gauge!("gateway_discovery_recovering").set(if status.is_recovering() {
+        1.0
+    } else {
+        0.0
+    });
     state.metrics.run_upkeep();
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
