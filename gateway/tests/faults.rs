@@ -83,6 +83,12 @@ impl Load {
     }
 }
 
+/// The gateway's `/health` answer.
+async fn gateway_health(gw: &TestGateway) -> serde_json::Value {
+    let resp = client().get(gw.url("/health")).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
 /// Stops Consul and waits until the gateway has noticed.
 async fn stop_consul(consul: consul::standin::StandIn, gw: &TestGateway) {
     consul.shutdown().await;
@@ -203,14 +209,7 @@ async fn consul_stopped_mid_run_loses_no_request_and_discovery_catches_up() {
     load.finish_without_failures().await;
 
     // It says so in /health and /metrics, and still lists the last known set.
-    let health: serde_json::Value = client()
-        .get(gw.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = gateway_health(&gw).await;
     assert_eq!(health["discovery"], "stale");
     assert_eq!(health["healthy_instances"], 2);
     let metrics = client()
@@ -259,14 +258,7 @@ async fn a_restarted_consul_is_followed_at_once_and_its_empty_start_is_ridden_ou
         Duration::from_secs(2),
         "/health to report the recovery",
         || async {
-            let health: serde_json::Value = client()
-                .get(gw.url("/health"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let health = gateway_health(&gw).await;
             health["discovery"] == "recovering" && health["healthy_instances"] == 2
         },
     )
