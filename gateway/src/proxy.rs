@@ -105,18 +105,17 @@ pub async fn forward(
 
 /// The error once every attempt failed: 504 if any attempt timed out (what the client waited
 /// for), whichever came last; else 502 with the last failure's reason.
-fn give_up(failures: Vec<AttemptError>, service: &str) -> GatewayError {
+fn give_up(mut failures: Vec<AttemptError>, service: &str) -> GatewayError {
     let attempts = failures.len() as u32;
-    if failures
+    let timed_out = failures
         .iter()
-        .any(|f| matches!(f, AttemptError::Timeout(_)))
-    {
-        return GatewayError::UpstreamTimeout { attempts };
-    }
-    match failures.into_iter().next_back() {
-        Some(AttemptError::Transport(reason)) => GatewayError::UpstreamFailed { attempts, reason },
-        Some(AttemptError::Timeout(_)) => GatewayError::UpstreamTimeout { attempts },
+        .any(|f| matches!(f, AttemptError::Timeout(_)));
+    match failures.pop() {
         None => GatewayError::NoHealthyInstance(service.to_string()),
+        Some(AttemptError::Transport(reason)) if !timed_out => {
+            GatewayError::UpstreamFailed { attempts, reason }
+        }
+        Some(_) => GatewayError::UpstreamTimeout { attempts },
     }
 }
 

@@ -12,7 +12,8 @@
 //! - on shutdown stops accepting, lets every open connection finish its request in flight and
 //!   closes it; the caller bounds how long that may take.
 //!
-//! [`method_label`] keeps metrics labels bounded whatever method a client sends.
+//! [`method_label`] keeps metrics labels bounded whatever method a client sends, and
+//! [`last_query_value`] reads a query parameter the way FastAPI does.
 
 #![forbid(unsafe_code)]
 
@@ -107,6 +108,16 @@ pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The value of query parameter `key` among `pairs` (a decoded query string, in order): a
+/// repeated parameter counts once, with its last value, as in FastAPI.
+pub fn last_query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 /// The `method` label of a request metric: the method's name for the standard methods,
 /// `other` for anything else (a client may send any token as a method, and every new label
 /// value would be a new series kept for the life of the process).
@@ -122,5 +133,21 @@ pub fn method_label(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_query_parameter_keeps_its_last_value() {
+        let pairs: Vec<(String, String)> = [("model", "A"), ("x", "1"), ("model", "B")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(last_query_value(&pairs, "model"), Some("B"));
+        assert_eq!(last_query_value(&pairs, "x"), Some("1"));
+        assert_eq!(last_query_value(&pairs, "y"), None);
     }
 }

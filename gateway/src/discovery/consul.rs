@@ -42,7 +42,7 @@ pub struct WatchConfig {
     pub backoff_max: Duration,
     /// Time allowed for a node's `/models` when its `Meta` does not list its models.
     pub models_timeout: Duration,
-    /// After an outage, how long an answer with no healthy node is ignored (the last set kept).
+    /// After an outage, how long nodes of the last set that Consul does not list are kept.
     pub recovery_grace: Duration,
 }
 
@@ -261,7 +261,6 @@ async fn pause(duration: Duration, cancel: &CancellationToken) {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
 
     fn entry(meta: &[(&str, &str)]) -> ServiceEntry {

@@ -107,12 +107,7 @@ pub async fn gdp_growth_rate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
     let Query(query) = query.map_err(|e| GatewayError::BadRequest(e.body_text()))?;
-    // A repeated parameter counts once, with its last value, as in FastAPI (and the node).
-    let model = query
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "model")
-        .map(|(_, v)| v.as_str());
+    let model = http_serve::last_query_value(&query, "model");
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => GatewayError::PayloadTooLarge(state.config.body_limit),
         _ if http_serve::is_body_timeout(&e) => GatewayError::BodyTimeout,

@@ -67,16 +67,6 @@ pub async fn models(State(state): State<AppState>) -> Response {
 /// ignored, as FastAPI does).
 type QueryPairs = Vec<(String, String)>;
 
-/// Returns the last value of `key`: a repeated parameter counts once, with its last value, as
-/// in FastAPI.
-fn last_value<'a>(pairs: &'a QueryPairs, key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 /// `POST /predict[?model=NAME]`: one row or a list of rows in, predictions out.
 pub async fn predict(
     State(state): State<AppState>,
@@ -86,7 +76,9 @@ pub async fn predict(
 ) -> Result<Response, Detail> {
     let _permit = state.admit()?;
     let query = query.map_err(|e| NodeError::BadRequest(format!("invalid query string: {e}")))?;
-    let served = state.registry.get(last_value(&query, "model"))?;
+    let served = state
+        .registry
+        .get(http_serve::last_query_value(&query, "model"))?;
     check_content_type(&headers)?;
     let body = body.map_err(|r| body_error(r, state.config.max_body_bytes))?;
     let info = served.model.info();
