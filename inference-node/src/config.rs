@@ -99,6 +99,12 @@ pub struct Config {
     #[arg(long, env = "INFERENCE_NODE_BATCH_IDLE_SPIN", default_value = "200us", value_parser = humantime::parse_duration)]
     pub batch_idle_spin: Duration,
 
+    /// Threads that serve HTTP (the async workers; inference runs on threads of its own).
+    /// Unset: one per CPU. Several replicas sharing one host's CPUs do better with 1 each:
+    /// fewer threads to wake per request.
+    #[arg(long, env = "INFERENCE_NODE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
     /// How long a client may take to send a request head (an idle keep-alive connection is
     /// closed after it too) and how long its body may stall (408 past it).
     #[arg(long, env = "INFERENCE_NODE_CLIENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -132,21 +138,17 @@ pub enum Command {
 /// The prefix of the node's own settings.
 pub const PREFIX: &str = "INFERENCE_NODE_";
 
-/// The `INFERENCE_NODE_*` variables the node reads; any other one is rejected.
-pub const NODE_VARIABLES: &[&str] = &[
-    "INFERENCE_NODE_CHECK_INTERVAL",
-    "INFERENCE_NODE_CHECK_TIMEOUT",
-    "INFERENCE_NODE_DEREGISTER_AFTER",
-    "INFERENCE_NODE_REGISTRATION_REFRESH",
-    "INFERENCE_NODE_MAX_BODY_BYTES",
-    "INFERENCE_NODE_MAX_BATCH_ROWS",
-    "INFERENCE_NODE_MAX_IN_FLIGHT",
-    "INFERENCE_NODE_BATCH_MAX_ROWS",
-    "INFERENCE_NODE_BATCH_MAX_WAIT",
-    "INFERENCE_NODE_BATCH_IDLE_SPIN",
-    "INFERENCE_NODE_SHUTDOWN_GRACE",
-    "INFERENCE_NODE_LOG_JSON",
-];
+/// The `INFERENCE_NODE_*` variables the node reads (those its settings name), in order.
+pub fn node_variables() -> Vec<String> {
+    use clap::CommandFactory;
+    Config::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .filter_map(|name| name.to_str())
+        .filter(|name| name.starts_with(PREFIX))
+        .map(str::to_string)
+        .collect()
+}
 
 impl Config {
     /// Returns whether this invocation only probes a running node's health.
@@ -160,6 +162,10 @@ impl Config {
             ("INFERENCE_NODE_MAX_BATCH_ROWS", self.max_batch_rows),
             ("INFERENCE_NODE_MAX_IN_FLIGHT", self.max_in_flight),
             ("INFERENCE_NODE_BATCH_MAX_ROWS", self.batch_max_rows),
+            (
+                "INFERENCE_NODE_WORKER_THREADS",
+                self.worker_threads.unwrap_or(1),
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -218,10 +224,11 @@ impl Config {
     pub fn check_environment(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), NodeError> {
+        let known = node_variables();
         let unknown: Vec<String> = vars
             .into_iter()
             .map(|(name, _)| name)
-            .filter(|name| name.starts_with(PREFIX) && !NODE_VARIABLES.contains(&name.as_str()))
+            .filter(|name| name.starts_with(PREFIX) && !known.contains(name))
             .collect();
         if unknown.is_empty() {
             Ok(())
@@ -229,7 +236,7 @@ impl Config {
             Err(NodeError::Config(format!(
                 "unknown setting(s) {}; known {PREFIX}* settings: {}",
                 unknown.join(", "),
-                NODE_VARIABLES.join(", ")
+                known.join(", ")
             )))
         }
     }
@@ -299,6 +306,13 @@ mod tests {
             "{message}"
         );
 
+        let config = Config::try_parse_from(["inference-node", "--worker-threads", "0"]).unwrap();
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("INFERENCE_NODE_WORKER_THREADS"),
+            "{message}"
+        );
+
         let config = Config::try_parse_from(["inference-node", "--check-timeout", "20s"]).unwrap();
         let message = config.validate().unwrap_err().to_string();
         assert!(
@@ -320,6 +334,11 @@ mod tests {
             ("NODE_EXTRA_CA_CERTS".to_string(), "/x.pem".to_string()),
         ];
         Config::check_environment(vars).unwrap();
+        let every_setting = node_variables()
+            .into_iter()
+            .map(|name| (name, "1".to_string()));
+        Config::check_environment(every_setting).unwrap();
+        assert!(node_variables().contains(&"INFERENCE_NODE_CLIENT_TIMEOUT".to_string()));
         let message = Config::check_environment([(
             "INFERENCE_NODE_MAXINFLIGHT".to_string(),
             "3".to_string(),

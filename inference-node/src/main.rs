@@ -33,7 +33,13 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> anyhow::Result<()> {
     Config::check_environment(std::env::vars())?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    config.validate()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = config.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime.build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let started = std::time::Instant::now();
         let addr = SocketAddr::new(config.host, config.port);
