@@ -274,6 +274,44 @@ async fn a_restarted_consul_is_followed_at_once_and_its_empty_start_is_ridden_ou
     );
 }
 
+/// A Consul that fails again during the recovery grace does not give a node it no longer
+/// lists a second grace: the dead node leaves one grace after Consul first came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_consul_keeps_a_dead_node_for_one_grace_only() {
+    let grace = Duration::from_secs(4);
+    let consul = spawn_consul().await;
+    let consul_addr = consul.addr();
+    let url = consul.base_url();
+    let a = spawn_node_refreshing(&url, "1s");
+    let b = spawn_node_refreshing(&url, "1s");
+    let mut config = gateway_config(&url, &[]);
+    config.discovery_wait = Duration::from_secs(30);
+    config.discovery_recovery_grace = grace;
+    let gw = spawn_gateway(config).await;
+    wait_for_set(&gw, &[&a, &b]).await;
+
+    stop_consul(consul, &gw).await;
+    b.server.kill();
+    let consul = restart_consul(consul_addr, &gw).await;
+    let first_recovery = std::time::Instant::now();
+    assert_eq!(
+        services(&gw).await.len(),
+        2,
+        "the dead node is kept for the grace"
+    );
+    tokio::time::sleep(grace / 2).await;
+    stop_consul(consul, &gw).await;
+    let _consul = restart_consul(consul_addr, &gw).await;
+    let second_recovery = first_recovery.elapsed();
+    wait_for_set(&gw, &[&a]).await;
+    let gone = first_recovery.elapsed();
+    assert!(
+        gone < grace + Duration::from_millis(1500),
+        "the dead node left {gone:?} after Consul first came back (grace {grace:?}; Consul \
+         came back again after {second_recovery:?})"
+    );
+}
+
 /// Nodes registered without their models in `Meta` are asked for `/models`; a node that
 /// never answers it is still listed, with its models unknown. `?model=` then routes by what
 /// was learned.

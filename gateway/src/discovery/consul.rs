@@ -8,7 +8,8 @@
 //! the nodes has most likely forgotten them (a dev agent keeps no state; nodes re-register
 //! within their refresh interval and pass their first check), so for a grace the nodes it
 //! does not list stay in the set beside the ones it does (retry and ejection cover a node
-//! that really died); after the grace, Consul's answer alone counts.
+//! that really died); after the grace, Consul's answer alone counts. A node is kept for one
+//! grace in all, however often Consul fails and comes back meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub fn spawn(
         tx,
         status: status.clone(),
         models: HashMap::new(),
+        kept_since: HashMap::new(),
     };
     tokio::spawn(watcher.run(cancel));
     Discovery::new(rx, status)
@@ -75,6 +77,9 @@ struct Watcher {
     status: Arc<Status>,
     /// Models of the listed nodes (from their `Meta` or `/models`), by (service ID, address).
     models: HashMap<(String, String), Arc<[String]>>,
+    /// Nodes kept in the set by a recovery grace although Consul does not list them, by
+    /// address, with when that began (not reset by a further outage).
+    kept_since: HashMap<String, Instant>,
 }
 
 // === impl Watcher ===
@@ -122,6 +127,7 @@ impl Watcher {
                         self.status.set_recovering(kept > 0);
                     } else {
                         recovered_at = None;
+                        self.kept_since.clear();
                         self.status.set_recovering(false);
                     }
                     self.publish(endpoints);
@@ -148,29 +154,37 @@ impl Watcher {
         }
     }
 
-    /// Adds the nodes of the published set that `endpoints` (Consul's answer) does not list;
-    /// returns how many were kept.
-    fn keep_unlisted(&self, endpoints: &mut Vec<Endpoint>) -> usize {
+    /// Adds the nodes of the published set that `endpoints` (Consul's answer) does not list,
+    /// each for at most one grace since it was first kept; returns how many were kept.
+    fn keep_unlisted(&mut self, endpoints: &mut Vec<Endpoint>) -> usize {
         let current = self.tx.borrow().clone();
+        let now = Instant::now();
+        let listed = |addr: &str, endpoints: &[Endpoint]| endpoints.iter().any(|e| e.addr == addr);
+        self.kept_since.retain(|addr, _| !listed(addr, endpoints));
         let before = endpoints.len();
         for node in current.iter() {
-            if !endpoints.iter().any(|e| e.addr == node.addr) {
+            if listed(&node.addr, endpoints) {
+                continue;
+            }
+            let since = *self.kept_since.entry(node.addr.clone()).or_insert(now);
+            if now.duration_since(since) < self.config.recovery_grace {
                 endpoints.push(node.clone());
+            } else {
+                self.kept_since.remove(&node.addr);
             }
         }
         endpoints.len() - before
     }
 
-    /// The blocking query's wait: during a recovery, no longer than the grace left, so that
-    /// Consul's answer alone is taken as soon as the grace is over.
+    /// The blocking query's wait: during a recovery, no longer than until the grace (or a
+    /// kept node's own grace) ends, so that the set changes as soon as it does.
     fn query_wait(&self, recovered_at: Option<Instant>) -> Duration {
-        match recovered_at {
-            Some(at) => {
-                let left = self.config.recovery_grace.saturating_sub(at.elapsed());
-                self.config.wait.min(left.max(MIN_WAIT))
-            }
-            None => self.config.wait,
-        }
+        let Some(at) = recovered_at else {
+            return self.config.wait;
+        };
+        let first = self.kept_since.values().copied().fold(at, Instant::min);
+        let left = (first + self.config.recovery_grace).saturating_duration_since(Instant::now());
+        self.config.wait.min(left.max(MIN_WAIT))
     }
 
     /// Turns Consul entries into endpoints, learning unknown model lists from the nodes'
