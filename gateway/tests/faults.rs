@@ -115,6 +115,28 @@ async fn restart_consul(addr: std::net::SocketAddr, gw: &TestGateway) -> consul:
     consul
 }
 
+/// Consul, two nodes that re-register every second, and a gateway on a 30 s blocking query
+/// with the given recovery grace, both nodes listed.
+struct RecoveryCluster {
+    consul: consul::standin::StandIn,
+    gw: TestGateway,
+    a: TestNode,
+    b: TestNode,
+}
+
+async fn recovery_cluster(grace: Duration) -> RecoveryCluster {
+    let consul = spawn_consul().await;
+    let url = consul.base_url();
+    let a = spawn_node_refreshing(&url, "1s");
+    let b = spawn_node_refreshing(&url, "1s");
+    let mut config = gateway_config(&url, &[]);
+    config.discovery_wait = Duration::from_secs(30);
+    config.discovery_recovery_grace = grace;
+    let gw = spawn_gateway(config).await;
+    wait_for_set(&gw, &[&a, &b]).await;
+    RecoveryCluster { consul, gw, a, b }
+}
+
 async fn wait_for_progress(load: &Load, more: u64) {
     let target = load.ok() + more;
     eventually(Duration::from_secs(10), "requests to succeed", || async {
@@ -236,16 +258,8 @@ async fn consul_stopped_mid_run_loses_no_request_and_discovery_catches_up() {
 /// request fails meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_consul_is_followed_at_once_and_its_empty_start_is_ridden_out() {
-    let consul = spawn_consul().await;
+    let RecoveryCluster { consul, gw, a, b } = recovery_cluster(Duration::from_secs(4)).await;
     let consul_addr = consul.addr();
-    let url = consul.base_url();
-    let a = spawn_node_refreshing(&url, "1s");
-    let b = spawn_node_refreshing(&url, "1s");
-    let mut config = gateway_config(&url, &[]);
-    config.discovery_wait = Duration::from_secs(30);
-    config.discovery_recovery_grace = Duration::from_secs(4);
-    let gw = spawn_gateway(config).await;
-    wait_for_set(&gw, &[&a, &b]).await;
 
     let load = Load::start(&gw, 4);
     wait_for_progress(&load, 100).await;
@@ -279,16 +293,8 @@ async fn a_restarted_consul_is_followed_at_once_and_its_empty_start_is_ridden_ou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_consul_keeps_a_dead_node_for_one_grace_only() {
     let grace = Duration::from_secs(4);
-    let consul = spawn_consul().await;
+    let RecoveryCluster { consul, gw, a, b } = recovery_cluster(grace).await;
     let consul_addr = consul.addr();
-    let url = consul.base_url();
-    let a = spawn_node_refreshing(&url, "1s");
-    let b = spawn_node_refreshing(&url, "1s");
-    let mut config = gateway_config(&url, &[]);
-    config.discovery_wait = Duration::from_secs(30);
-    config.discovery_recovery_grace = grace;
-    let gw = spawn_gateway(config).await;
-    wait_for_set(&gw, &[&a, &b]).await;
 
     stop_consul(consul, &gw).await;
     b.server.kill();
