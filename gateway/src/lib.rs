@@ -34,10 +34,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -47,22 +45,11 @@ pub use state::AppState;
 
 /// Builds the whole application: API routes, Swagger UI at `/docs`, `/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    let body_limit = usize::try_from(state.config.body_limit).unwrap_or(usize::MAX);
     http::routes()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", http::ApiDoc::openapi()))
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn(http::track))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(MatchedPath::as_str);
-                tracing::debug_span!("request", method = %request.method(), uri = %request.uri(), route)
-            }),
-        )
         .with_state(state)
 }
 
@@ -82,8 +69,11 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "gateway listening");
     }
-    let client_timeout = state.config.client_timeout;
-    let server = http_serve::serve(listener, router(state), client_timeout, async move {
+    let limits = http_serve::Limits {
+        client_timeout: state.config.client_timeout,
+        max_body_bytes: usize::try_from(state.config.body_limit).unwrap_or(usize::MAX),
+    };
+    let server = http_serve::serve(listener, router(state), limits, async move {
         shutdown.await;
         on_signal.cancel();
     });

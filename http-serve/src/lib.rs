@@ -4,6 +4,7 @@
 //!
 //! [`serve`] accepts connections (`TCP_NODELAY` on: answers are small and written whole),
 //! serves HTTP/1.1 (and HTTP/2 with prior knowledge) through hyper, and:
+//! - limits request bodies (axum's body extractors answer 413 past the limit);
 //! - closes a connection whose client does not send a complete request head within the
 //!   client timeout (this also closes keep-alive connections idle for that long), so slow or
 //!   stalled clients cannot hold connections forever;
@@ -22,6 +23,7 @@ use std::io;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -32,24 +34,36 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+/// What [`serve`] allows a client.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a client may take to send a whole request head (counted from when the server
+    /// starts waiting for it, so an idle keep-alive connection is closed after it too), and
+    /// how long its body may stall between two parts.
+    pub client_timeout: Duration,
+    /// The largest body axum's body extractors accept (`413` past it).
+    pub max_body_bytes: usize,
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting and returns
 /// once every connection has finished its request in flight and closed.
-///
-/// `client_timeout` bounds how long a client may take to send a whole request head (counted
-/// from when the server starts waiting for it, so an idle keep-alive connection is closed
-/// after it too), and how long its body may stall between two parts.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    client_timeout: Duration,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let app = app.layer(RequestBodyTimeoutLayer::new(client_timeout));
+    // Around the router, not `Router::layer`: that wraps every route, and each wrapping costs
+    // a boxed clone and a boxed future per request.
+    let app = tower::ServiceBuilder::new()
+        .layer(RequestBodyTimeoutLayer::new(limits.client_timeout))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .service(app);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(client_timeout);
+        .header_read_timeout(limits.client_timeout);
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

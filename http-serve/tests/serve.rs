@@ -8,13 +8,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use http_serve::{is_body_timeout, serve};
+use http_serve::{Limits, is_body_timeout, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(300);
+const MAX_BODY_BYTES: usize = 1000;
 
 /// How long a test waits for something that should happen after a timeout of 300 ms.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -25,7 +26,7 @@ async fn echo(body: Result<Bytes, BytesRejection>) -> (StatusCode, String) {
         Err(rejection) if is_body_timeout(&rejection) => {
             (StatusCode::REQUEST_TIMEOUT, "body timed out".into())
         }
-        Err(rejection) => (StatusCode::BAD_REQUEST, rejection.to_string()),
+        Err(rejection) => (rejection.status(), rejection.to_string()),
     }
 }
 
@@ -47,10 +48,28 @@ async fn start() -> Server {
         .route("/echo", post(echo))
         .route("/slow", get(slow));
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, app, CLIENT_TIMEOUT, async {
+    let limits = Limits {
+        client_timeout: CLIENT_TIMEOUT,
+        max_body_bytes: MAX_BODY_BYTES,
+    };
+    let task = tokio::spawn(serve(listener, app, limits, async {
         let _ = stopped.await;
     }));
     Server { addr, stop, task }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused() {
+    let server = start().await;
+    let post = |len: usize| {
+        reqwest::Client::new()
+            .post(format!("http://{}/echo", server.addr))
+            .body(vec![b'x'; len])
+            .send()
+    };
+    assert_eq!(post(MAX_BODY_BYTES).await.unwrap().status(), 200);
+    let answer = post(MAX_BODY_BYTES + 1).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 /// Sends `request` as is and reads until the server closes the connection.

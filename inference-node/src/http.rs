@@ -7,7 +7,7 @@ pub mod seed;
 pub mod v2;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,6 @@ use crate::state::AppState;
 
 /// Builds the node's router.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.max_body_bytes;
     Router::new()
         .route("/health", get(seed::health))
         .route("/predict", post(seed::predict))
@@ -45,7 +44,6 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }

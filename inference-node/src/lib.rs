@@ -85,7 +85,10 @@ pub async fn serve(
     let server = http_serve::serve(
         listener,
         router(state.clone()),
-        state.config.client_timeout,
+        http_serve::Limits {
+            client_timeout: state.config.client_timeout,
+            max_body_bytes: state.config.max_body_bytes,
+        },
         signal,
     );
     let grace = state.config.shutdown_grace;
