@@ -27,6 +27,14 @@ skip() { # skip NAME WHY
   skipped=$((skipped + 1)); results+=("SKIP  $1: $2"); say "skipping $1: $2"
 }
 
+# Free disk in MB where the build goes; a full disk fails builds with errors far from the cause.
+free_mb() { df -Pm "$ROOT" | awk 'NR == 2 { print $4 }'; }
+NEEDED_MB=8000
+say "free disk: $(free_mb) MB (a full run needs about $NEEDED_MB MB: debug and release builds, images)"
+if (($(free_mb) < NEEDED_MB)); then
+  say "WARNING: less than $NEEDED_MB MB free; builds may fail with 'No space left on device'"
+fi
+
 require_tool cargo "Install Rust (rustup) first."
 require_tool python3 "Install Python 3.11+ first."
 ensure_ort
@@ -84,5 +92,6 @@ done <"$TEST_SKIP_LOG"
 echo
 echo "== test summary ($((SECONDS - started))s) =="
 printf '%s\n' "${results[@]}"
+echo "free disk at the end: $(free_mb) MB"
 echo "stages: $passed passed, $failed failed, $skipped skipped"
 ((failed == 0))

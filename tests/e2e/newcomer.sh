@@ -10,8 +10,9 @@
 # Builds in <target>/newcomer (<target> is CARGO_TARGET_DIR, default <repo>/target), seeded
 # once from <target>/release, so only the workspace's own crates are recompiled; a separate
 # directory because a build from the clone's sources must never stand in for this checkout's
-# release binaries. Reuses this checkout's ONNX Runtime library (ORT_DYLIB_PATH). Needs ports
-# 8000, 8500, 5001 and 5002 free. Run by scripts/test.sh.
+# release binaries; kept for the next run, except under CI (CI=true), where it is removed at
+# the end. Reuses this checkout's ONNX Runtime library (ORT_DYLIB_PATH). Needs ports 8000,
+# 8500, 5001 and 5002 free. Run by scripts/test.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 cd "$ROOT"
@@ -123,6 +124,9 @@ cleanup() {
   fi
   for pid in "${SEEN_PIDS[@]}"; do alive "$pid" && kill -KILL "$pid"; done
   rm -rf "$TMP"
+  # The build dir only saves a developer's next run a rebuild; CI never has a next run, and
+  # its disk is short (a copy of the release build is gigabytes).
+  [[ "${CI:-}" == true ]] && rm -rf "$CARGO_TARGET_DIR"
   if ((status == 0)); then
     printf '\n\033[32mnewcomer test passed in %ss\033[0m\n' "$((SECONDS - STARTED))" >&2
   else
