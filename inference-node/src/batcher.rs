@@ -7,6 +7,11 @@
 //! of the output. Under load the queue fills while the previous call runs, so batches grow
 //! with concurrency; with one client they stay at one row and add no delay (`max_wait` 0).
 //! Inference therefore never runs on the async workers.
+//!
+//! The caller allocates a job's output and gets its rows back with the predictions, so the
+//! inference thread neither allocates nor frees per request: memory allocated on one thread
+//! and freed on another is what makes the allocator slow (with glibc's, lock traffic on the
+//! owner's arena).
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -41,7 +46,18 @@ pub struct Batcher {
 struct Job {
     rows: Vec<f64>,
     n_rows: usize,
-    reply: oneshot::Sender<Result<Vec<f64>, NodeError>>,
+    /// Empty, with room for `n_rows * n_targets` values; the inference thread fills it.
+    output: Vec<f64>,
+    reply: oneshot::Sender<Result<Prediction, NodeError>>,
+}
+
+/// A job's answer: its rows, handed back, and their predictions.
+#[derive(Debug)]
+pub struct Prediction {
+    /// The rows that were predicted (row-major, as given to [`Batcher::predict`]).
+    pub rows: Vec<f64>,
+    /// `n_rows * n_targets` predictions, row-major, all finite.
+    pub values: Vec<f64>,
 }
 
 impl Batcher {
@@ -61,28 +77,29 @@ impl Batcher {
         })
     }
 
-    /// Predicts `rows` (row-major, `n_rows * n_features` values); returns
-    /// `n_rows * n_targets` values, all finite (JSON cannot carry anything else).
-    pub async fn predict(&self, rows: Vec<f64>) -> Result<Vec<f64>, NodeError> {
+    /// Predicts `rows` (row-major, `n_rows * n_features` values); answers them with their
+    /// `n_rows * n_targets` predictions, all finite (JSON cannot carry anything else).
+    pub async fn predict(&self, rows: Vec<f64>) -> Result<Prediction, NodeError> {
         let n_rows = rows.len() / self.n_features;
         debug_assert_eq!(rows.len(), n_rows * self.n_features);
         let (reply, answer) = oneshot::channel();
         let job = Job {
             rows,
             n_rows,
+            output: Vec::with_capacity(n_rows * self.n_targets),
             reply,
         };
         self.queue
             .send(job)
             .map_err(|_| NodeError::Inference("the inference thread has stopped".into()))?;
-        let output = answer
+        let prediction = answer
             .await
             .map_err(|_| NodeError::Inference("the inference thread dropped a request".into()))??;
-        match output.iter().position(|v| !v.is_finite()) {
+        match prediction.values.iter().position(|v| !v.is_finite()) {
             Some(i) => Err(NodeError::NonFinitePrediction {
                 row: i / self.n_targets,
             }),
-            None => Ok(output),
+            None => Ok(prediction),
         }
     }
 
@@ -95,6 +112,9 @@ impl Batcher {
 fn run(model: &Model, policy: BatchPolicy, jobs: &Receiver<Job>) {
     let series = metrics::InferenceSeries::new(model.name());
     let mut carried: Option<Job> = None;
+    // Reused across batches, so that merging allocates nothing once they have grown.
+    let mut batch: Vec<Job> = Vec::new();
+    let mut merged = Merged::default();
     loop {
         let first = match carried.take() {
             Some(job) => job,
@@ -104,7 +124,7 @@ fn run(model: &Model, policy: BatchPolicy, jobs: &Receiver<Job>) {
             },
         };
         let mut rows = first.n_rows;
-        let mut batch = vec![first];
+        batch.push(first);
         let deadline = Instant::now() + policy.max_wait;
         while rows < policy.max_rows {
             let next = match jobs.try_recv() {
@@ -128,7 +148,7 @@ fn run(model: &Model, policy: BatchPolicy, jobs: &Receiver<Job>) {
             rows += next.n_rows;
             batch.push(next);
         }
-        execute(model, &series, batch, rows);
+        execute(model, &series, &mut batch, &mut merged, rows);
     }
 }
 
@@ -147,41 +167,64 @@ fn next_job(jobs: &Receiver<Job>, idle_spin: Duration) -> Option<Job> {
     }
 }
 
-/// Runs one ONNX Runtime call for `batch` (`total_rows` rows) and answers every job.
-fn execute(model: &Model, series: &metrics::InferenceSeries, batch: Vec<Job>, total_rows: usize) {
-    let n_features = model.n_features();
+/// The buffers of a merged batch: its rows, concatenated, and their predictions.
+#[derive(Default)]
+struct Merged {
+    rows: Vec<f64>,
+    output: Vec<f64>,
+}
+
+/// Runs one ONNX Runtime call for `batch` (`total_rows` rows) and answers, and so empties,
+/// every job.
+fn execute(
+    model: &Model,
+    series: &metrics::InferenceSeries,
+    batch: &mut Vec<Job>,
+    merged: &mut Merged,
+    total_rows: usize,
+) {
     let n_targets = model.info().n_targets;
     let started = Instant::now();
-    let result = if let [job] = batch.as_slice() {
-        predict_flat(model, &job.rows, job.n_rows)
+    let result = if let [job] = batch.as_mut_slice() {
+        predict_into(model, &job.rows, job.n_rows, &mut job.output)
     } else {
-        let mut rows = Vec::with_capacity(total_rows * n_features);
-        for job in &batch {
-            rows.extend_from_slice(&job.rows);
+        merged.rows.clear();
+        merged.output.clear();
+        for job in batch.iter() {
+            merged.rows.extend_from_slice(&job.rows);
         }
-        predict_flat(model, &rows, total_rows)
-    };
-    series.record(total_rows, started.elapsed());
-    match result {
-        Ok(output) => {
+        let result = predict_into(model, &merged.rows, total_rows, &mut merged.output);
+        if result.is_ok() {
             let mut offset = 0;
-            for job in batch {
+            for job in batch.iter_mut() {
                 let len = job.n_rows * n_targets;
-                let _ = job.reply.send(Ok(output[offset..offset + len].to_vec()));
+                job.output
+                    .extend_from_slice(&merged.output[offset..offset + len]);
                 offset += len;
             }
         }
-        Err(message) => {
-            for job in batch {
-                let _ = job.reply.send(Err(NodeError::Inference(message.clone())));
-            }
-        }
+        result
+    };
+    series.record(total_rows, started.elapsed());
+    for job in batch.drain(..) {
+        let answer = match &result {
+            Ok(()) => Ok(Prediction {
+                rows: job.rows,
+                values: job.output,
+            }),
+            Err(message) => Err(NodeError::Inference(message.clone())),
+        };
+        let _ = job.reply.send(answer);
     }
 }
 
-fn predict_flat(model: &Model, rows: &[f64], n_rows: usize) -> Result<Vec<f64>, String> {
+fn predict_into(
+    model: &Model,
+    rows: &[f64],
+    n_rows: usize,
+    out: &mut Vec<f64>,
+) -> Result<(), String> {
     let view =
         ArrayView2::from_shape((n_rows, model.n_features()), rows).map_err(|e| e.to_string())?;
-    let output = model.predict(view).map_err(|e| e.to_string())?;
-    Ok(output.into_raw_vec_and_offset().0)
+    model.predict_into(view, out).map_err(|e| e.to_string())
 }

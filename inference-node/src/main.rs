@@ -9,6 +9,12 @@ use anyhow::Context;
 use clap::Parser;
 use inference_node::{AppState, Config, probe, shutdown, telemetry};
 
+/// mimalloc rather than glibc's malloc: per request the node allocates on the HTTP workers
+/// and frees on them (hyper's 8 KiB read buffers among others), where glibc takes its slow
+/// paths; 7% fewer instructions per `/predict` (callgrind), same resident memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = Config::parse();
     if config.is_health_check() {

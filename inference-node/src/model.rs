@@ -111,6 +111,19 @@ impl Model {
 
     /// Runs the model on `rows` (`[N, n_features]`) and returns `[N, n_targets]`.
     pub fn predict(&self, rows: ArrayView2<'_, f64>) -> Result<Array2<f64>, ModelError> {
+        let mut flat = Vec::with_capacity(rows.nrows() * self.info.n_targets);
+        self.predict_into(rows, &mut flat)?;
+        Array2::from_shape_vec((rows.nrows(), self.info.n_targets), flat)
+            .map_err(|e| ModelError::Inference(e.to_string()))
+    }
+
+    /// Runs the model on `rows` (`[N, n_features]`) and appends the `N * n_targets`
+    /// predictions, row-major, to `out` (the caller chooses who allocates).
+    pub fn predict_into(
+        &self,
+        rows: ArrayView2<'_, f64>,
+        out: &mut Vec<f64>,
+    ) -> Result<(), ModelError> {
         if rows.ncols() != self.n_features() {
             return Err(ModelError::FeatureCount {
                 expected: self.n_features(),
@@ -129,14 +142,15 @@ impl Model {
         let view = outputs[OUTPUT_NAME]
             .try_extract_array::<f64>()
             .map_err(inference)?;
-        let n_rows = rows.nrows();
-        let n_targets = self.info.n_targets;
-        let flat: Vec<f64> = view.iter().copied().collect();
-        Array2::from_shape_vec((n_rows, n_targets), flat).map_err(|e| {
-            ModelError::Inference(format!(
-                "output shape does not match [{n_rows}, {n_targets}]: {e}"
-            ))
-        })
+        let (n_rows, n_targets) = (rows.nrows(), self.info.n_targets);
+        if view.len() != n_rows * n_targets {
+            return Err(ModelError::Inference(format!(
+                "output shape {:?} does not match [{n_rows}, {n_targets}]",
+                view.shape()
+            )));
+        }
+        out.extend(view.iter().copied());
+        Ok(())
     }
 }
 

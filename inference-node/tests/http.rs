@@ -153,6 +153,57 @@ async fn every_model_matches_the_golden_predictions() {
     }
 }
 
+/// Requests of 1 to 5 rows at once, so the batcher merges jobs of different sizes into one
+/// call and splits the output back: each answer must echo its own rows and carry their golden
+/// predictions, in order.
+#[tokio::test]
+async fn merged_jobs_of_different_sizes_get_their_own_rows_and_predictions() {
+    let node = default_node().await;
+    let golden = golden();
+    let rows = golden["holdout"]["rows"].as_array().unwrap();
+    let want = golden["models"]["RandomForest"]["predictions"]
+        .as_array()
+        .unwrap();
+    let http = client();
+    let mut requests = Vec::new();
+    let (mut start, mut size) = (0, 1);
+    while start < rows.len() {
+        let end = (start + size).min(rows.len());
+        requests.push(start..end);
+        start = end;
+        size = size % 5 + 1;
+    }
+    let answers = requests.iter().map(|range| {
+        let http = http.clone();
+        let url = node.url("/predict?model=RandomForest");
+        let body: Vec<Value> = rows[range.clone()].iter().map(row_body).collect();
+        async move {
+            let answer: Value = http
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (body, answer)
+        }
+    });
+    for (range, (sent, answer)) in requests
+        .iter()
+        .zip(futures::future::join_all(answers).await)
+    {
+        assert_eq!(answer["input"], json!(sent), "rows {range:?}");
+        let got = answer["prediction"].as_array().unwrap();
+        assert_eq!(got.len(), range.len(), "rows {range:?}");
+        for (g, i) in got.iter().zip(range.clone()) {
+            let w = want[i][0].as_f64().unwrap();
+            assert_close(g.as_f64().unwrap(), w, &format!("row {i}"));
+        }
+    }
+}
+
 #[tokio::test]
 async fn models_lists_every_loaded_model() {
     let node = default_node().await;

@@ -82,9 +82,11 @@ pub async fn predict(
     check_content_type(&headers)?;
     let body = body.map_err(|r| body_error(r, state.config.max_body_bytes))?;
     let info = served.model.info();
-    let rows = input::parse(&body, &info.feature_names, state.config.max_batch_rows)
+    let mut rows = input::parse(&body, &info.feature_names, state.config.max_batch_rows)
         .map_err(NodeError::Validation)?;
-    let predictions = served.batcher.predict(rows.values.clone()).await?;
+    let prediction = served.batcher.predict(rows.values).await?;
+    rows.values = prediction.rows;
+    let predictions = prediction.values;
     // Sized up front: a 1000-row answer is ~150 kB, and growing a small buffer to that
     // copies it a dozen times.
     let mut json = Vec::with_capacity(body.len() + 32 * predictions.len() + 128);

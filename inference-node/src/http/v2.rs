@@ -130,7 +130,7 @@ async fn run_infer(
         .map_err(|e| NodeError::BadRequest(format!("invalid inference request: {e}")))?;
     let info = served.model.info();
     let (rows, n_rows) = v2::decode(&mut request, info, state.config.max_batch_rows)?;
-    let data = served.batcher.predict(rows).await?;
+    let data = served.batcher.predict(rows).await?.values;
     let response = InferResponse {
         model_name: info.name.clone(),
         model_version: v2::VERSION,
