@@ -78,7 +78,8 @@ for _ in 1 2; do
   port="$(free_port)"
   PORT="$port" HOST=127.0.0.1 MODELS_DIR="$MODELS_DIR" SERVICE_DISCOVERY_URL="$CONSUL_URL" \
     ADVERTISE_ADDRESS=127.0.0.1 RUST_LOG=warn \
-    "$NODE_BIN" --check-interval 1s --check-timeout 1s --worker-threads 1 >"$WORK/node-$port.log" 2>&1 &
+    "$NODE_BIN" --check-interval 1s --check-timeout 1s --worker-threads 1 \
+    --batch-idle-spin 0s >"$WORK/node-$port.log" 2>&1 &
   PIDS+=("$!")
   node_pids+=("$!")
   node_ports+=("$port")
@@ -275,7 +276,7 @@ md = ["# Gateway benchmark\n",
 for s in summary:
     md.append(f"| {s['target']} | {s['value']:.3g} | {s['limit']} | {'yes' if s['met'] else '**no**'} |")
 md += ["\n## Single-row POST, LinearRegression (default model)\n",
-       "- **gateway**: this gateway in front of 2 inference nodes found through consul-dev, each started as the node image and `scripts/run.sh` start replicas (`INFERENCE_NODE_WORKER_THREADS=1`: one HTTP worker thread, since the replicas share the CPUs).",
+       "- **gateway**: this gateway in front of 2 inference nodes found through consul-dev, each started as the node image and `scripts/run.sh` start replicas (`INFERENCE_NODE_WORKER_THREADS=1`: one HTTP worker thread; `INFERENCE_NODE_BATCH_IDLE_SPIN=0s`: an idle inference thread sleeps at once; both since the replicas share the CPUs).",
        "- **direct node**: one of those nodes hit directly (the hop's cost shows against it).",
        "- **seed system**: the seed-style Python gateway in front of 2 seed-style Python services "
        "(`../shared/bench/`, the setup of the issue's ~300 req/s reference). The 50x target compares against this.",
