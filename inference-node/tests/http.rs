@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{FEATURES, assert_close, client, default_node, golden, golden_models, seed_example};
+use common::{
+    FEATURES, assert_close, client, default_node, golden, golden_models, post_json, seed_example,
+};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -112,15 +114,7 @@ async fn every_model_matches_the_golden_predictions() {
             .collect();
         // Batch form: all hold-out rows in one request, answers in order.
         let batch: Vec<Value> = rows.iter().map(row_body).collect();
-        let body: Value = http
-            .post(node.url(&format!("/predict?model={name}")))
-            .json(&batch)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = post_json(&http, &node.url(&format!("/predict?model={name}")), &batch).await;
         assert_eq!(body["model"], name.as_str());
         assert_eq!(body["input"].as_array().unwrap().len(), rows.len());
         let got = body["prediction"].as_array().unwrap();
@@ -134,15 +128,7 @@ async fn every_model_matches_the_golden_predictions() {
             let url = node.url(&format!("/predict?model={name}"));
             let body = row_body(row);
             async move {
-                let r: Value = http
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let r = post_json(&http, &url, &body).await;
                 r["prediction"][0].as_f64().unwrap()
             }
         });
@@ -178,15 +164,7 @@ async fn merged_jobs_of_different_sizes_get_their_own_rows_and_predictions() {
         let url = node.url("/predict?model=RandomForest");
         let body: Vec<Value> = rows[range.clone()].iter().map(row_body).collect();
         async move {
-            let answer: Value = http
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer = post_json(&http, &url, &body).await;
             (body, answer)
         }
     });

@@ -119,6 +119,18 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// POSTs `body` as JSON to `url` and returns the answer's JSON (of any status).
+pub async fn post_json(http: &reqwest::Client, url: &str, body: &impl serde::Serialize) -> Value {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The seed README's example body.
 pub fn seed_example() -> Value {
     serde_json::json!({
