@@ -9,9 +9,10 @@ use anyhow::Context;
 use clap::Parser;
 use inference_node::{AppState, Config, probe, shutdown, telemetry};
 
-/// mimalloc rather than glibc's malloc: per request the node allocates on the HTTP workers
-/// and frees on them (hyper's 8 KiB read buffers among others), where glibc takes its slow
-/// paths; 7% fewer instructions per `/predict` (callgrind), same resident memory.
+/// mimalloc rather than glibc's malloc: every request allocates and frees buffers above
+/// glibc's per-thread cache sizes (hyper's 8 KiB read buffer among them), where glibc takes
+/// its slow paths. 7% fewer instructions per `/predict` (callgrind); resident memory within
+/// 2 MB of glibc's with all models loaded (benchmarks/node.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
