@@ -3,11 +3,12 @@
 //! to any client must have.
 //!
 //! [`serve`] accepts connections (`TCP_NODELAY` on: answers are small and written whole),
-//! serves HTTP/1.1 (and HTTP/2 with prior knowledge) through hyper, and:
+//! serves HTTP/1.1 through hyper, and:
 //! - limits request bodies (axum's body extractors answer 413 past the limit);
 //! - closes a connection whose client does not send a complete request head within the
-//!   client timeout (this also closes keep-alive connections idle for that long), so slow or
-//!   stalled clients cannot hold connections forever;
+//!   client timeout, counted from the moment the connection is accepted or the previous
+//!   answer was written (so a client that sends nothing, and keep-alive connections idle for
+//!   that long, are closed too): slow or stalled clients cannot hold connections forever;
 //! - fails a request whose body stalls for longer than the client timeout between two parts;
 //!   the handler sees the body error, and [`is_body_timeout`] tells it apart;
 //! - on shutdown stops accepting, lets every open connection finish its request in flight and
@@ -26,8 +27,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -59,9 +60,12 @@ pub async fn serve(
         .layer(RequestBodyTimeoutLayer::new(limits.client_timeout))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .service(app);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only. hyper's HTTP/2 has no request-head timeout, and detecting the protocol
+    // first (hyper-util's `auto`) reads the connection's first bytes with no timeout at all,
+    // so either would let a silent client hold a connection for ever; no client of these
+    // servers (the seed's, the gateway, Consul's checks, the V2 REST clients) speaks HTTP/2.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.client_timeout);
     let connections = GracefulShutdown::new();
@@ -81,9 +85,8 @@ pub async fn serve(
         let service = app
             .clone()
             .map_request(|request: hyper::Request<Incoming>| request.map(axum::body::Body::new));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

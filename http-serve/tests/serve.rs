@@ -1,5 +1,6 @@
-//! `serve` against real TCP clients on 127.0.0.1: a normal request, a stalled request head, a
-//! stalled body, and a graceful shutdown with a request in flight.
+//! `serve` against real TCP clients on 127.0.0.1: a normal request, a silent client, a stalled
+//! request head, an HTTP/2 client, a stalled body, and a graceful shutdown with a request in
+//! flight.
 
 use std::time::Duration;
 
@@ -95,6 +96,28 @@ async fn a_complete_request_is_served() {
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.text().await.unwrap(), "got 5 bytes");
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_closed_after_the_client_timeout() {
+    let server = start().await;
+    let started = std::time::Instant::now();
+    let answer = exchange_raw(server.addr, b"").await;
+    assert!(answer.is_empty(), "{answer}");
+    assert!(
+        started.elapsed() >= CLIENT_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_http2_preface_is_refused_not_kept_open() {
+    let server = start().await;
+    // An h2c client with prior knowledge: the preface, then an empty SETTINGS frame.
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let answer = exchange_raw(server.addr, preface).await;
+    assert!(!answer.contains("200"), "{answer}");
 }
 
 #[tokio::test]
