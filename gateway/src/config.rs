@@ -183,7 +183,8 @@ pub struct Config {
         long,
         env = "GATEWAY_ADMIN_TOKEN",
         value_name = "GATEWAY_ADMIN_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = parse_admin_token
     )]
     pub admin_token: Option<String>,
 
@@ -231,6 +232,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn parse_service_name(s: &str) -> Result<String, String> {
     if s.trim().is_empty() {
         Err("must not be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// An admin token a client can send: not empty, no surrounding whitespace (HTTP drops it
+/// from header values, so such a token could never match and would lock the endpoints).
+fn parse_admin_token(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("is set but empty (unset it to leave the lifecycle endpoints open)".into())
+    } else if s.trim() != s {
+        Err("must not start or end with whitespace".into())
     } else {
         Ok(s.to_string())
     }
@@ -291,6 +304,8 @@ mod tests {
             ("--body-limit", "0", "GATEWAY_BODY_LIMIT"),
             ("--service-name", "", "SERVICE_NAME"),
             ("--service-name", " ", "SERVICE_NAME"),
+            ("--admin-token", "", "GATEWAY_ADMIN_TOKEN"),
+            ("--admin-token", "token ", "GATEWAY_ADMIN_TOKEN"),
             (
                 "--discovery-recovery-grace",
                 "soon",

@@ -285,6 +285,14 @@ async fn launch_list_predict_delete_and_stop_with_the_gateway() {
         body["detail"].as_str().unwrap().contains("NoSuchModel"),
         "{body}"
     );
+    // The scheme is case-insensitive: `bearer` and the right token get as far as that 404.
+    let lowercase = http
+        .post(launch("NoSuchModel"))
+        .header("Authorization", format!("bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lowercase.status(), 404, "lowercase scheme");
     let (status, body) = call(
         &http,
         reqwest::Method::DELETE,
