@@ -109,10 +109,11 @@ async fn grace_elapsed(signalled: &CancellationToken, grace: Duration) {
     tokio::time::sleep(grace).await;
 }
 
-/// Asks a gateway on this machine for `GET /health`; returns whether it answered 200.
-pub async fn health_check(port: u16, timeout: Duration) -> bool {
+/// Asks the gateway listening on `listen` (on this machine) for `GET /health`; returns
+/// whether it answered 200.
+pub async fn health_check(listen: std::net::SocketAddr, timeout: Duration) -> bool {
     let client = upstream::client(timeout);
-    let addr = format!("127.0.0.1:{port}");
+    let addr = http_serve::local_address(listen).to_string();
     matches!(
         upstream::exchange(&client, hyper::Method::GET, &addr, "/health", None, bytes::Bytes::new(), timeout).await,
         Ok(resp) if resp.status.is_success()

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 async fn main() -> anyhow::Result<ExitCode> {
     let config = Config::parse();
     if config.health_check {
-        let healthy = gateway::health_check(config.port, Duration::from_secs(2)).await;
+        let healthy = gateway::health_check(config.listen_addr(), Duration::from_secs(2)).await;
         return Ok(if healthy {
             ExitCode::SUCCESS
         } else {

@@ -45,6 +45,16 @@ async fn health_check_mode_probes_a_running_gateway() {
         .await
         .unwrap();
     assert!(up.success());
+    // The probe goes where GATEWAY_HOST says the gateway listens (loopback only when it
+    // listens on every address): this gateway is on 127.0.0.1, not 127.0.0.2.
+    let elsewhere = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--health-check"])
+        .env("GATEWAY_PORT", &port)
+        .env("GATEWAY_HOST", "127.0.0.2")
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.code(), Some(1));
 
     drop(gw);
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -14,13 +14,15 @@
 //! - on shutdown stops accepting, lets every open connection finish its request in flight and
 //!   closes it; the caller bounds how long that may take.
 //!
-//! [`method_label`] keeps metrics labels bounded whatever method a client sends, and
-//! [`last_query_value`] reads a query parameter the way FastAPI does.
+//! [`method_label`] keeps metrics labels bounded whatever method a client sends,
+//! [`last_query_value`] reads a query parameter the way FastAPI does, and [`local_address`]
+//! says where a health probe on the same machine finds the server.
 
 #![forbid(unsafe_code)]
 
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
@@ -125,6 +127,17 @@ pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Where a process on this machine reaches a server listening on `listen`: that address, or
+/// the loopback address of its family when the server listens on every address (`0.0.0.0`,
+/// `::`). The `--health-check` probes of the container images use it.
+pub fn local_address(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, listen.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, listen.port()).into(),
+        _ => listen,
+    }
+}
+
 /// The value of query parameter `key` among `pairs` (a decoded query string, in order): a
 /// repeated parameter counts once, with its last value, as in FastAPI.
 pub fn last_query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -156,6 +169,15 @@ pub fn method_label(method: &Method) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_on_every_address_is_probed_on_loopback() {
+        let probe = |listen: &str| local_address(listen.parse().unwrap()).to_string();
+        assert_eq!(probe("0.0.0.0:8000"), "127.0.0.1:8000");
+        assert_eq!(probe("[::]:8000"), "[::1]:8000");
+        assert_eq!(probe("10.1.2.3:5000"), "10.1.2.3:5000");
+        assert_eq!(probe("127.0.0.2:5000"), "127.0.0.2:5000");
+    }
 
     #[test]
     fn a_repeated_query_parameter_keeps_its_last_value() {

@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let config = Config::parse();
     if config.is_health_check() {
-        return match probe::health(config.port) {
+        return match probe::health(SocketAddr::new(config.host, config.port)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("unhealthy: {error}");

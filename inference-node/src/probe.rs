@@ -8,9 +8,10 @@ use std::time::Duration;
 /// How long the probe waits for connecting, and then for the answer.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// GETs `http://127.0.0.1:{port}/health`; succeeds on a 200 answer.
-pub fn health(port: u16) -> Result<(), String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+/// GETs `/health` from the node listening on `listen` (on this machine); succeeds on a 200
+/// answer.
+pub fn health(listen: SocketAddr) -> Result<(), String> {
+    let addr = http_serve::local_address(listen);
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     stream
@@ -19,8 +20,7 @@ pub fn health(port: u16) -> Result<(), String> {
     stream
         .set_write_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
-    let request =
-        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("cannot send the request to {addr}: {e}"))?;
