@@ -210,6 +210,12 @@ impl Config {
         Ok(())
     }
 
+    /// The largest answer a node may give to a prediction: 16 times the request limit (a node
+    /// echoes the request and adds one prediction per row, so its answer is about as large).
+    pub fn answer_limit(&self) -> usize {
+        usize::try_from(self.body_limit.saturating_mul(16)).unwrap_or(usize::MAX)
+    }
+
     /// Returns the socket address the HTTP API binds to.
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)

@@ -75,6 +75,7 @@ pub async fn forward(
             content_type,
             body.clone(),
             state.config.upstream_timeout,
+            state.config.answer_limit(),
         )
         .await;
         let failure = match result {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::HeaderMap;
 use hyper::header::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
@@ -57,7 +57,13 @@ pub fn client(connect_timeout: Duration) -> HttpClient {
         .build(connector)
 }
 
-/// Sends one request to `http://{addr}{path_and_query}` and reads the whole answer.
+/// The most a `/models` or `/health` answer may hold (a few hundred bytes in practice).
+pub const SMALL_ANSWER_BYTES: usize = 1 << 20;
+
+/// Sends one request to `http://{addr}{path_and_query}` and reads the whole answer, which
+/// must fit in `max_answer_bytes` (a larger one is a failed attempt, so that nothing that
+/// registers in Consul can make the gateway buffer without bound).
+#[allow(clippy::too_many_arguments)]
 pub async fn exchange(
     client: &HttpClient,
     method: Method,
@@ -66,6 +72,7 @@ pub async fn exchange(
     content_type: Option<&HeaderValue>,
     body: Bytes,
     timeout: Duration,
+    max_answer_bytes: usize,
 ) -> Result<UpstreamResponse, AttemptError> {
     let mut req = Request::builder()
         .method(method)
@@ -82,10 +89,16 @@ pub async fn exchange(
             .await
             .map_err(|e| AttemptError::Transport(describe(&e)))?;
         let (mut parts, body) = resp.into_parts();
-        let body = body
+        let body = Limited::new(body, max_answer_bytes)
             .collect()
             .await
-            .map_err(|e| AttemptError::Transport(format!("reading the body: {e}")))?
+            .map_err(|e| {
+                AttemptError::Transport(if e.is::<LengthLimitError>() {
+                    format!("answer larger than {max_answer_bytes} bytes")
+                } else {
+                    format!("reading the body: {e}")
+                })
+            })?
             .to_bytes();
         strip_hop_by_hop(&mut parts.headers);
         Ok(UpstreamResponse {
@@ -142,6 +155,7 @@ pub async fn fetch_models(
         None,
         Bytes::new(),
         timeout,
+        SMALL_ANSWER_BYTES,
     )
     .await?;
     if !resp.status.is_success() {

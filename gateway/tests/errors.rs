@@ -143,6 +143,19 @@ async fn a_node_answering_5xx_is_retried_elsewhere_and_ejected() {
     assert!(gw.state.balancer.is_ejected(&endpoint_addr(&gw, 0)));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_the_limit_is_a_failed_attempt() {
+    // 16 times the request limit (1 MiB by default), plus one byte.
+    let oversized = vec![b' '; (16 << 20) + 1];
+    let app = Router::new().route("/predict", post(move || async move { oversized }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let gw = gateway_over(vec![endpoint(addr)]).await;
+    let (status, body) = post_seed(&gw).await;
+    assert_eq!(status, 502, "{body}");
+}
+
 fn endpoint_addr(gw: &TestGateway, i: usize) -> String {
     gw.state.discovery.endpoints()[i].addr.clone()
 }
