@@ -7,9 +7,8 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::NodeError;
@@ -84,9 +83,9 @@ pub struct InferRequest {
     /// Request ID, echoed in the response.
     #[serde(default)]
     pub id: Option<String>,
-    /// Request parameters (accepted, unused).
+    /// Request parameters (accepted, unused: skipped without being parsed into memory).
     #[serde(default)]
-    pub parameters: Option<Value>,
+    pub parameters: Option<IgnoredAny>,
     /// Input tensors.
     pub inputs: Vec<InferInput>,
     /// Requested outputs; absent means all.
@@ -105,7 +104,7 @@ pub struct InferInput {
     pub datatype: String,
     /// Tensor parameters (`binary_data_size` marks the unsupported binary extension).
     #[serde(default)]
-    pub parameters: Option<serde_json::Map<String, Value>>,
+    pub parameters: Option<TensorParameters>,
     /// Row-major values, nested or flat (decoded once the datatype is known to be numeric).
     #[serde(default)]
     pub data: Option<Box<RawValue>>,
@@ -118,7 +117,25 @@ pub struct RequestedOutput {
     pub name: String,
     /// Output parameters (`binary_data: true` asks for the unsupported binary extension).
     #[serde(default)]
-    pub parameters: Option<serde_json::Map<String, Value>>,
+    pub parameters: Option<TensorParameters>,
+}
+
+/// The tensor parameters the node reads; any other is skipped without being parsed into
+/// memory (a client may send anything there).
+#[derive(Debug, Default, Deserialize)]
+pub struct TensorParameters {
+    /// Size of the input's binary data: present when the data uses the binary extension.
+    #[serde(default)]
+    pub binary_data_size: Option<IgnoredAny>,
+    /// On an output: `true` asks for it as binary data.
+    #[serde(default)]
+    pub binary_data: Option<Box<RawValue>>,
+}
+
+impl TensorParameters {
+    fn wants_binary_output(&self) -> bool {
+        self.binary_data.as_ref().is_some_and(|v| v.get() == "true")
+    }
 }
 
 /// `POST /v2/models/{name}/infer` response body.
@@ -296,7 +313,11 @@ pub fn decode(
                     output.name, info.name
                 )));
             }
-            if flag(output.parameters.as_ref(), "binary_data") {
+            if output
+                .parameters
+                .as_ref()
+                .is_some_and(TensorParameters::wants_binary_output)
+            {
                 return Err(bad(
                     "the binary tensor data extension is not supported: request outputs with binary_data=false".into(),
                 ));
@@ -316,8 +337,11 @@ pub fn decode(
             input.name, info.name
         )));
     }
-    let parameters = input.parameters.as_ref();
-    if parameters.is_some_and(|p| p.contains_key("binary_data_size")) {
+    if input
+        .parameters
+        .as_ref()
+        .is_some_and(|p| p.binary_data_size.is_some())
+    {
         return Err(bad(
             "the binary tensor data extension is not supported: send the data as JSON (binary_data=False)".into(),
         ));
@@ -371,13 +395,6 @@ pub fn decode(
     Ok((values, n_rows))
 }
 
-fn flag(parameters: Option<&serde_json::Map<String, Value>>, key: &str) -> bool {
-    parameters
-        .and_then(|p| p.get(key))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +416,12 @@ mod tests {
         let mut request: InferRequest =
             serde_json::from_str(body).map_err(|e| NodeError::BadRequest(e.to_string()))?;
         decode(&mut request, &info(), 10)
+    }
+
+    #[test]
+    fn parameters_other_than_binary_ones_are_ignored() {
+        let body = r#"{"parameters":{"p":[[1,2],{"q":null}]},"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2],"parameters":{"x":{"y":[1]}}}],"outputs":[{"name":"variable","parameters":{"binary_data":false,"z":"w"}}]}"#;
+        assert_eq!(decode_str(body).unwrap(), (vec![1.0, 2.0], 1));
     }
 
     #[test]
@@ -479,6 +502,10 @@ mod tests {
             ),
             (
                 r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2],"parameters":{"binary_data_size":16}}]}"#,
+                "binary",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2]}],"outputs":[{"name":"variable","parameters":{"binary_data":true}}]}"#,
                 "binary",
             ),
         ];
