@@ -8,8 +8,8 @@
 //! not finite) instead of failing the whole document.
 //!
 //! A 422 is bounded whatever the body: it lists at most [`MAX_LISTED_ERRORS`] errors (then one
-//! `too_many_errors` entry counting the rest), and a row echoed as an error's `input` is
-//! summarised when it is larger than [`MAX_ECHOED_ROW_BYTES`]. Otherwise a body of a few
+//! `too_many_errors` entry counting the rest), and a row or field value echoed as an error's
+//! `input` is summarised when it is larger than [`MAX_ECHOED_ROW_BYTES`]. Otherwise a body of a few
 //! megabytes (200,000 unknown keys, or 10,000 empty rows) could make an answer, and the memory
 //! to build it, hundreds of times its own size.
 
@@ -304,9 +304,21 @@ fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
     (line_start + column.saturating_sub(1)).min(body.len())
 }
 
-/// The offending input as JSON; text that is no JSON value (`1e999`) stays a string.
+/// The offending input as JSON; text that is no JSON value (`1e999`) stays a string, and a
+/// value larger than [`MAX_ECHOED_ROW_BYTES`] becomes a summary such as
+/// `"<array of 2000001 bytes>"`.
 fn to_value(raw: &RawValue) -> Value {
-    serde_json::from_str(raw.get()).unwrap_or_else(|_| Value::String(raw.get().to_string()))
+    let text = raw.get();
+    if text.len() > MAX_ECHOED_ROW_BYTES {
+        let kind = match text.as_bytes()[0] {
+            b'[' => "array",
+            b'{' => "object",
+            b'"' => "string",
+            _ => "value",
+        };
+        return Value::String(format!("<{kind} of {} bytes>", text.len()));
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
 /// An object's members in order, values kept as raw JSON.
@@ -642,6 +654,30 @@ mod tests {
         let errors = parse_str(r#"[{}, {}, {}]"#).unwrap_err();
         assert_eq!(errors.len(), 12);
         assert!(errors.iter().all(|e| e.kind == "missing"));
+    }
+
+    #[test]
+    fn a_large_field_value_is_summarised_in_its_error() {
+        let big = vec!["0"; 10_000].join(",");
+        let errors =
+            parse_str(&format!(r#"{{"x": [{big}], "gdp_per_capita": "{big}"}}"#)).unwrap_err();
+        let input = |kind: &str| {
+            let e = errors.iter().find(|e| e.kind == kind).unwrap();
+            e.input.clone()
+        };
+        assert_eq!(
+            input("extra_forbidden"),
+            Value::String(format!("<array of {} bytes>", big.len() + 2))
+        );
+        assert_eq!(
+            input("float_parsing"),
+            Value::String(format!("<string of {} bytes>", big.len() + 2))
+        );
+        // A small one is echoed as it was sent.
+        let e = single_error(
+            r#"{"gdp_per_capita": [1], "unemployment_rate": 1, "gdp_growth_rate_lag": 1, "gdp_growth_rate_ma": 1}"#,
+        );
+        assert_eq!(e.input, serde_json::json!([1]));
     }
 
     #[test]
