@@ -16,7 +16,6 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::value::SeqAccessDeserializer;
 use serde::de::{
     Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
@@ -416,7 +415,12 @@ impl<'de> Visitor<'de> for ItemSeed {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item<'de>, A::Error> {
         let Some(limit) = self.list_limit else {
-            let value = Value::deserialize(SeqAccessDeserializer::new(seq))?;
+            // A list inside the top-level list is only ever an error's input: read a bounded
+            // copy of it.
+            let mut budget = MAX_ECHOED_ROW_BYTES;
+            let value = Echo(&mut budget).visit_seq(seq)?.unwrap_or_else(|| {
+                Value::String(format!("<array larger than {MAX_ECHOED_ROW_BYTES} bytes>"))
+            });
             return Ok(Item::Other(value));
         };
         let mut items = Vec::new();
@@ -458,6 +462,102 @@ impl<'de> Visitor<'de> for ItemSeed {
 
     fn visit_unit<E>(self) -> Result<Item<'de>, E> {
         Ok(Item::Other(Value::Null))
+    }
+}
+
+/// Reads a JSON value to echo in an error, spending its budget (about one unit per byte of
+/// JSON) as it goes; once the budget is spent the rest is skipped unparsed and the value is
+/// `None`, so a small body cannot make a large value.
+struct Echo<'b>(&'b mut usize);
+
+impl Echo<'_> {
+    /// Takes `cost` from the budget; false when it is spent.
+    fn spend(&mut self, cost: usize) -> bool {
+        match self.0.checked_sub(cost) {
+            Some(left) => {
+                *self.0 = left;
+                true
+            }
+            None => {
+                *self.0 = 0;
+                false
+            }
+        }
+    }
+
+    fn scalar<E>(mut self, value: Value, cost: usize) -> Result<Option<Value>, E> {
+        Ok(self.spend(cost).then_some(value))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Echo<'_> {
+    type Value = Option<Value>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Echo<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while self.spend(1) {
+            match seq.next_element_seed(Echo(&mut *self.0))? {
+                Some(Some(item)) => items.push(item),
+                Some(None) => break,
+                None => return Ok(Some(Value::Array(items))),
+            }
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = serde_json::Map::new();
+        while self.spend(1) {
+            let Some(Key(key)) = map.next_key()? else {
+                return Ok(Some(Value::Object(members)));
+            };
+            if !self.spend(key.len()) {
+                map.next_value::<IgnoredAny>()?;
+                break;
+            }
+            match map.next_value_seed(Echo(&mut *self.0))? {
+                Some(value) => members.insert(key.into_owned(), value),
+                None => break,
+            };
+        }
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        self.scalar(v.into(), 5)
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        self.scalar(v.into(), 8)
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        self.scalar(v.into(), 8)
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        self.scalar(v.into(), 8)
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        self.scalar(v.into(), v.len() + 2)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        self.scalar(Value::Null, 4)
     }
 }
 
@@ -678,6 +778,29 @@ mod tests {
             r#"{"gdp_per_capita": [1], "unemployment_rate": 1, "gdp_growth_rate_lag": 1, "gdp_growth_rate_ma": 1}"#,
         );
         assert_eq!(e.input, serde_json::json!([1]));
+    }
+
+    #[test]
+    fn a_large_list_row_is_summarised_in_its_error() {
+        let big = vec!["0"; 10_000].join(",");
+        let e = single_error(&format!("[[{big}]]"));
+        assert_eq!(e.kind, "model_attributes_type");
+        assert_eq!(
+            e.input,
+            Value::String(format!("<array larger than {MAX_ECHOED_ROW_BYTES} bytes>"))
+        );
+        let e = single_error(&format!(r#"[[1, "a", null, {{"k": [true]}}, [{big}]]]"#));
+        assert!(
+            e.input.as_str().unwrap().starts_with("<array larger"),
+            "{:?}",
+            e.input
+        );
+        // A small one is echoed as it was sent.
+        let e = single_error(r#"[[1, "a", null, {"k": [true, 2.5]}]]"#);
+        assert_eq!(
+            e.input,
+            serde_json::json!([1, "a", null, {"k": [true, 2.5]}])
+        );
     }
 
     #[test]
