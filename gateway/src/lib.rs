@@ -115,7 +115,7 @@ pub async fn health_check(listen: std::net::SocketAddr, timeout: Duration) -> bo
     let client = upstream::client(timeout);
     let addr = http_serve::local_address(listen).to_string();
     matches!(
-        upstream::exchange(&client, hyper::Method::GET, &addr, "/health", None, bytes::Bytes::new(), timeout, upstream::SMALL_ANSWER_BYTES).await,
+        upstream::exchange(&client, hyper::Method::GET, &addr, "/health", None, bytes::Bytes::new(), upstream::Limits::small(timeout)).await,
         Ok(resp) if resp.status.is_success()
     )
 }

@@ -74,8 +74,10 @@ pub async fn forward(
             path_and_query,
             content_type,
             body.clone(),
-            state.config.upstream_timeout,
-            state.config.answer_limit(),
+            upstream::Limits {
+                timeout: state.config.upstream_timeout,
+                max_answer_bytes: state.config.answer_limit(),
+            },
         )
         .await;
         let failure = match result {

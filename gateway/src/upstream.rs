@@ -57,13 +57,29 @@ pub fn client(connect_timeout: Duration) -> HttpClient {
         .build(connector)
 }
 
-/// The most a `/models` or `/health` answer may hold (a few hundred bytes in practice).
-pub const SMALL_ANSWER_BYTES: usize = 1 << 20;
+/// What one exchange may take: time for the whole of it, and bytes of answer (a larger answer
+/// is a failed attempt, so that nothing that registers in Consul can make the gateway buffer
+/// without bound).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time from sending the request to the end of the answer.
+    pub timeout: Duration,
+    /// Largest answer body read.
+    pub max_answer_bytes: usize,
+}
 
-/// Sends one request to `http://{addr}{path_and_query}` and reads the whole answer, which
-/// must fit in `max_answer_bytes` (a larger one is a failed attempt, so that nothing that
-/// registers in Consul can make the gateway buffer without bound).
-#[allow(clippy::too_many_arguments)]
+impl Limits {
+    /// Limits for a `/models` or `/health` answer (a few hundred bytes in practice).
+    pub fn small(timeout: Duration) -> Limits {
+        Limits {
+            timeout,
+            max_answer_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Sends one request to `http://{addr}{path_and_query}` and reads the whole answer within
+/// `limits`.
 pub async fn exchange(
     client: &HttpClient,
     method: Method,
@@ -71,9 +87,12 @@ pub async fn exchange(
     path_and_query: &str,
     content_type: Option<&HeaderValue>,
     body: Bytes,
-    timeout: Duration,
-    max_answer_bytes: usize,
+    limits: Limits,
 ) -> Result<UpstreamResponse, AttemptError> {
+    let Limits {
+        timeout,
+        max_answer_bytes,
+    } = limits;
     let mut req = Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path_and_query}"));
@@ -154,8 +173,7 @@ pub async fn fetch_models(
         "/models",
         None,
         Bytes::new(),
-        timeout,
-        SMALL_ANSWER_BYTES,
+        Limits::small(timeout),
     )
     .await?;
     if !resp.status.is_success() {
