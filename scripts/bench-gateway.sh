@@ -79,7 +79,7 @@ for _ in 1 2; do
   PORT="$port" HOST=127.0.0.1 MODELS_DIR="$MODELS_DIR" SERVICE_DISCOVERY_URL="$CONSUL_URL" \
     ADVERTISE_ADDRESS=127.0.0.1 RUST_LOG=warn \
     "$NODE_BIN" --check-interval 1s --check-timeout 1s --worker-threads 1 \
-    --batch-idle-spin 0s >"$WORK/node-$port.log" 2>&1 &
+    --batch-idle-spin 0s --sched-policy batch >"$WORK/node-$port.log" 2>&1 &
   PIDS+=("$!")
   node_pids+=("$!")
   node_ports+=("$port")

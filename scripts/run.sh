@@ -17,6 +17,7 @@
 #   INFERENCE_NODE_CHECK_INTERVAL=2s  how often Consul probes each node's /health
 #   INFERENCE_NODE_WORKER_THREADS=1   HTTP threads per node (the nodes share this machine's CPUs)
 #   INFERENCE_NODE_BATCH_IDLE_SPIN=0s an idle inference thread sleeps at once (same reason)
+#   INFERENCE_NODE_SCHED_POLICY=batch the nodes' threads run under SCHED_BATCH (same reason)
 #   RUN_WAIT_SECS=60          how long to wait for each component to become healthy
 # Logs go to .run/logs/. The binaries are built into ${CARGO_TARGET_DIR:-target}/release.
 set -euo pipefail
@@ -38,6 +39,7 @@ export GDP_MODEL_NAME="${GDP_MODEL_NAME:-LinearRegression}"
 export INFERENCE_NODE_CHECK_INTERVAL="${INFERENCE_NODE_CHECK_INTERVAL:-2s}"
 export INFERENCE_NODE_WORKER_THREADS="${INFERENCE_NODE_WORKER_THREADS:-1}"
 export INFERENCE_NODE_BATCH_IDLE_SPIN="${INFERENCE_NODE_BATCH_IDLE_SPIN:-0s}"
+export INFERENCE_NODE_SCHED_POLICY="${INFERENCE_NODE_SCHED_POLICY:-batch}"
 export SERVICE_DISCOVERY_URL="http://127.0.0.1:$CONSUL_PORT"
 export MODELS_DIR="$ROOT/models/gdp_growth_rate"
 

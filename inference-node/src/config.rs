@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use reqwest::Url;
 
 use crate::error::NodeError;
+use crate::sched_policy::SchedPolicy;
 
 /// Configuration of the inference node.
 #[derive(Debug, Clone, Parser)]
@@ -104,6 +105,17 @@ pub struct Config {
     /// fewer threads to wake per request.
     #[arg(long, env = "INFERENCE_NODE_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+
+    /// CPU scheduling policy of the node's threads: `normal` (Linux's default) or `batch`
+    /// (`SCHED_BATCH`: a thread woken by a request does not preempt the running one; for
+    /// replicas sharing their host's CPUs).
+    #[arg(
+        long,
+        env = "INFERENCE_NODE_SCHED_POLICY",
+        value_enum,
+        default_value = "normal"
+    )]
+    pub sched_policy: SchedPolicy,
 
     /// How long a client may take to send a request head (an idle keep-alive connection is
     /// closed after it too) and how long its body may stall (408 past it).
@@ -274,8 +286,16 @@ mod tests {
         assert_eq!(config.models_dir, PathBuf::from("models/gdp_growth_rate"));
         assert!(config.service_discovery_url.is_none());
         assert_eq!(config.batch_idle_spin, Duration::from_micros(200));
+        assert_eq!(config.sched_policy, SchedPolicy::Normal);
         assert!(!config.is_health_check());
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_batch_scheduling_policy_parses() {
+        let config = Config::try_parse_from(["inference-node", "--sched-policy", "batch"]).unwrap();
+        assert_eq!(config.sched_policy, SchedPolicy::Batch);
+        assert!(Config::try_parse_from(["inference-node", "--sched-policy", "fast"]).is_err());
     }
 
     #[test]

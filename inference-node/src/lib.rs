@@ -15,6 +15,7 @@
 //! - [`metrics`]: Prometheus recorder and request middleware.
 //! - [`registration`]: Consul register / refresh / deregister loop.
 //! - [`shutdown`], [`telemetry`], [`probe`]: signals, logging, `--health-check`.
+//! - [`sched_policy`]: the CPU scheduling policy of the node's threads.
 //!
 //! [`serve`] runs the whole node on a bound listener until a shutdown future completes.
 
@@ -31,6 +32,7 @@ pub mod onnx_runtime;
 pub mod probe;
 pub mod registration;
 pub mod registry;
+pub mod sched_policy;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use inference_node::{AppState, Config, probe, shutdown, telemetry};
+use inference_node::{AppState, Config, probe, sched_policy, shutdown, telemetry};
 
 /// mimalloc rather than glibc's malloc: every request allocates and frees buffers above
 /// glibc's per-thread cache sizes (hyper's 8 KiB read buffer among them), where glibc takes
@@ -41,6 +41,11 @@ fn main() -> ExitCode {
 fn run(config: Config) -> anyhow::Result<()> {
     Config::check_environment(std::env::vars())?;
     config.validate()?;
+    // Before any other thread exists: the runtime's and the inference threads inherit it.
+    match sched_policy::apply(config.sched_policy) {
+        Ok(()) => tracing::info!(policy = ?config.sched_policy, "CPU scheduling policy"),
+        Err(reason) => tracing::warn!("INFERENCE_NODE_SCHED_POLICY: {reason}"),
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(threads) = config.worker_threads {
