@@ -22,7 +22,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(seed::health))
         .route("/predict", post(seed::predict))
         .route("/models", get(seed::models))
-        .route("/ready", get(v2::ready))
+        .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
@@ -46,6 +46,16 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
+}
+
+/// `GET /ready`: 200 when the node takes predictions, 503 otherwise (for load balancers and
+/// probes that expect an unavailable server to say so).
+async fn ready(State(state): State<AppState>) -> StatusCode {
+    if state.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {

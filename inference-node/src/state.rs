@@ -93,6 +93,11 @@ impl AppState {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
+
+    /// Returns whether the node takes predictions: models are loaded and it is not draining.
+    pub fn is_ready(&self) -> bool {
+        !self.registry.is_empty() && !self.is_draining()
+    }
 }
 
 impl Deref for AppState {

@@ -211,6 +211,30 @@ async fn models_lists_every_loaded_model() {
 }
 
 #[tokio::test]
+async fn a_draining_node_is_not_ready_in_each_api_family_shape() {
+    let node = default_node().await;
+    let http = client();
+    let status = |path: &'static str| {
+        let request = http.get(node.url(path)).send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/v2/health/ready").await, 200);
+    node.state.start_draining();
+    // The protocol asks for a 4xx (Triton: 400); the node's own /ready and the seed's
+    // /health say 503; liveness is unchanged.
+    assert_eq!(status("/v2/health/ready").await, 400);
+    assert_eq!(status("/v2/models/RandomForest/ready").await, 400);
+    assert_eq!(
+        status("/v2/models/RandomForest/versions/1/ready").await,
+        400
+    );
+    assert_eq!(status("/v2/models/NoSuchModel/ready").await, 404);
+    assert_eq!(status("/ready").await, 503);
+    assert_eq!(status("/health").await, 503);
+    assert_eq!(status("/v2/health/live").await, 200);
+}
+
+#[tokio::test]
 async fn v2_health_metadata_and_infer() {
     let node = default_node().await;
     let http = client();

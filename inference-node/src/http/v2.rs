@@ -42,13 +42,13 @@ pub async fn live() -> StatusCode {
     StatusCode::OK
 }
 
-/// `GET /v2/health/ready` and `GET /ready`: 200 when models are loaded and the node is not
-/// draining, 503 otherwise.
+/// `GET /v2/health/ready`: 200 when models are loaded and the node is not draining, 400
+/// otherwise (the protocol's "4xx false", and Triton's 400).
 pub async fn ready(State(state): State<AppState>) -> StatusCode {
-    if state.registry.is_empty() || state.is_draining() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    if state.is_ready() {
         StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
     }
 }
 
@@ -61,7 +61,8 @@ pub async fn model_metadata(
     Ok(Json(ModelMetadata::from_info(served.model.info())))
 }
 
-/// `GET /v2/models/{name}/ready`: 200 for a loaded model, 404 otherwise.
+/// `GET /v2/models/{name}/ready`: 404 for an unknown model; for a loaded one, the node's
+/// readiness (200, or 400 while it drains).
 pub async fn model_ready(
     State(state): State<AppState>,
     V2Path(name): V2Path<String>,
