@@ -276,7 +276,7 @@ md = ["# Gateway benchmark\n",
 for s in summary:
     md.append(f"| {s['target']} | {s['value']:.3g} | {s['limit']} | {'yes' if s['met'] else '**no**'} |")
 md += ["\n## Single-row POST, LinearRegression (default model)\n",
-       "- **gateway**: this gateway in front of 2 inference nodes found through consul-dev, each started as the node image and `scripts/run.sh` start replicas (`INFERENCE_NODE_WORKER_THREADS=1`: one HTTP worker thread; `INFERENCE_NODE_BATCH_IDLE_SPIN=0s`: an idle inference thread sleeps at once; both since the replicas share the CPUs).",
+       "- **gateway**: this gateway in front of 2 inference nodes found through consul-dev, each started as the node image and `scripts/run.sh` start replicas (`INFERENCE_NODE_WORKER_THREADS=1`: one HTTP worker thread; `INFERENCE_NODE_BATCH_IDLE_SPIN=0s`: an idle inference thread sleeps at once; `INFERENCE_NODE_SCHED_POLICY=batch`: their threads run under `SCHED_BATCH`, so a woken thread does not preempt the running one; all since the replicas share the CPUs).",
        "- **direct node**: one of those nodes hit directly (the hop's cost shows against it).",
        "- **seed system**: the seed-style Python gateway in front of 2 seed-style Python services "
        "(`../shared/bench/`, the setup of the issue's ~300 req/s reference). The 50x target compares against this.",
