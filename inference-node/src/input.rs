@@ -9,7 +9,7 @@
 //!
 //! A 422 is bounded whatever the body: it lists at most [`MAX_LISTED_ERRORS`] errors (then one
 //! `too_many_errors` entry counting the rest), and a row or field value echoed as an error's
-//! `input` is summarised when it is larger than [`MAX_ECHOED_ROW_BYTES`]. Otherwise a body of a few
+//! `input` is summarised when it is larger than [`MAX_ECHOED_BYTES`]. Otherwise a body of a few
 //! megabytes (200,000 unknown keys, or 10,000 empty rows) could make an answer, and the memory
 //! to build it, hundreds of times its own size.
 
@@ -27,9 +27,10 @@ use crate::error::FieldError;
 /// Most errors a 422 lists; the rest are counted in one last `too_many_errors` entry.
 pub const MAX_LISTED_ERRORS: usize = 100;
 
-/// Largest row (members' keys and raw values, in bytes) echoed whole as an error's `input`;
-/// a larger one is echoed as a summary such as `"<object with 200000 members>"`.
-pub const MAX_ECHOED_ROW_BYTES: usize = 4096;
+/// Largest row (members' keys and raw values, in bytes) or field value echoed whole as an
+/// error's `input`; a larger one is echoed as a summary such as
+/// `"<object with 200000 members>"` or `"<array of 2000001 bytes>"`.
+pub const MAX_ECHOED_BYTES: usize = 4096;
 
 /// A validated body: rows of features in the model's feature order.
 #[derive(Debug, Clone, PartialEq)]
@@ -304,11 +305,11 @@ fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
 }
 
 /// The offending input as JSON; text that is no JSON value (`1e999`) stays a string, and a
-/// value larger than [`MAX_ECHOED_ROW_BYTES`] becomes a summary such as
+/// value larger than [`MAX_ECHOED_BYTES`] becomes a summary such as
 /// `"<array of 2000001 bytes>"`.
 fn to_value(raw: &RawValue) -> Value {
     let text = raw.get();
-    if text.len() > MAX_ECHOED_ROW_BYTES {
+    if text.len() > MAX_ECHOED_BYTES {
         let kind = match text.as_bytes()[0] {
             b'[' => "array",
             b'{' => "object",
@@ -337,7 +338,7 @@ enum Item<'a> {
 
 impl Item<'_> {
     /// The item as a JSON value, for an error's `input`; an object larger than
-    /// [`MAX_ECHOED_ROW_BYTES`] becomes a summary string.
+    /// [`MAX_ECHOED_BYTES`] becomes a summary string.
     fn to_value(&self) -> Value {
         match self {
             Item::Object(fields) => {
@@ -345,7 +346,7 @@ impl Item<'_> {
                     .iter()
                     .map(|(k, raw)| k.len() + raw.get().len())
                     .sum();
-                if size > MAX_ECHOED_ROW_BYTES {
+                if size > MAX_ECHOED_BYTES {
                     return Value::String(format!("<object with {} members>", fields.len()));
                 }
                 Value::Object(
@@ -417,9 +418,9 @@ impl<'de> Visitor<'de> for ItemSeed {
         let Some(limit) = self.list_limit else {
             // A list inside the top-level list is only ever an error's input: read a bounded
             // copy of it.
-            let mut budget = MAX_ECHOED_ROW_BYTES;
+            let mut budget = MAX_ECHOED_BYTES;
             let value = Echo(&mut budget).visit_seq(seq)?.unwrap_or_else(|| {
-                Value::String(format!("<array larger than {MAX_ECHOED_ROW_BYTES} bytes>"))
+                Value::String(format!("<array larger than {MAX_ECHOED_BYTES} bytes>"))
             });
             return Ok(Item::Other(value));
         };
@@ -787,7 +788,7 @@ mod tests {
         assert_eq!(e.kind, "model_attributes_type");
         assert_eq!(
             e.input,
-            Value::String(format!("<array larger than {MAX_ECHOED_ROW_BYTES} bytes>"))
+            Value::String(format!("<array larger than {MAX_ECHOED_BYTES} bytes>"))
         );
         let e = single_error(&format!(r#"[[1, "a", null, {{"k": [true]}}, [{big}]]]"#));
         assert!(
