@@ -110,6 +110,12 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_CLIENT_TIMEOUT", value_name = "GATEWAY_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_positive)]
     pub client_timeout: Duration,
 
+    /// Time a request's whole body may take to arrive, counted from its head (408 past it):
+    /// a 1 MiB body at 18 KB/s, while a client trickling a body cannot hold its connection
+    /// and buffer for ever.
+    #[arg(long, env = "GATEWAY_BODY_TIMEOUT", value_name = "GATEWAY_BODY_TIMEOUT", default_value = "60s", value_parser = parse_positive)]
+    pub body_timeout: Duration,
+
     /// Time in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", value_name = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive)]
     pub shutdown_grace: Duration,
@@ -308,6 +314,7 @@ mod tests {
             ),
             ("--retries", "9", "GATEWAY_RETRIES"),
             ("--body-limit", "0", "GATEWAY_BODY_LIMIT"),
+            ("--body-timeout", "0s", "GATEWAY_BODY_TIMEOUT"),
             ("--service-name", "", "SERVICE_NAME"),
             ("--service-name", " ", "SERVICE_NAME"),
             ("--admin-token", "", "GATEWAY_ADMIN_TOKEN"),

@@ -41,6 +41,12 @@ pub enum GatewayError {
     /// The client stopped sending its body for longer than the client timeout.
     #[error("the request body stalled: no data within the client timeout")]
     BodyTimeout,
+    /// The body was not complete within the body timeout of its request.
+    #[error(
+        "the request body was not complete within {} of its request",
+        humantime::format_duration(*.0)
+    )]
+    BodyTooSlow(std::time::Duration),
     /// The request body is larger than the configured limit.
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(u64),
@@ -111,7 +117,7 @@ impl GatewayError {
             GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::BodyTimeout | GatewayError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::RouteNotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -207,6 +213,10 @@ mod tests {
             (GatewayError::UpstreamTimeout { attempts: 2 }, 504),
             (GatewayError::PayloadTooLarge(1), 413),
             (GatewayError::BodyTimeout, 408),
+            (
+                GatewayError::BodyTooSlow(std::time::Duration::from_secs(60)),
+                408,
+            ),
             (GatewayError::RouteNotFound, 404),
             (GatewayError::MethodNotAllowed, 405),
             (GatewayError::BadRequest("x".into()), 400),

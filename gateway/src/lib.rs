@@ -71,6 +71,7 @@ pub async fn serve(
     }
     let limits = http_serve::Limits {
         client_timeout: state.config.client_timeout,
+        body_timeout: state.config.body_timeout,
         max_body_bytes: usize::try_from(state.config.body_limit).unwrap_or(usize::MAX),
     };
     let server = http_serve::serve(listener, router(state), limits, async move {

@@ -51,6 +51,8 @@ fn config() -> Config {
         "300ms",
         "--client-timeout",
         "300ms",
+        "--body-timeout",
+        "1s",
     ])
     .unwrap()
 }
@@ -186,6 +188,42 @@ async fn a_stalled_body_gets_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
         answer.contains(r#"{"detail":"the request body stalled"#),
+        "{answer}"
+    );
+}
+
+/// A client trickling its body (a byte every 100 ms, so never stalled) gets a 408 once the
+/// body timeout passes, instead of holding its connection and buffer for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_gets_408_at_the_body_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = gateway_over(vec![endpoint(closed_port())]).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .write_all(
+            b"POST /api/predict/gdp_growth_rate HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::time::Instant::now() < give_up && !answer.ends_with(b"}") {
+        // Sending fails once the gateway has answered and closed: the answer is read below.
+        let _ = stream.write_all(b" ").await;
+        let wait = std::time::Duration::from_millis(100);
+        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"detail":"the request body was not complete within 1s"#),
         "{answer}"
     );
 }

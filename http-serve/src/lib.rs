@@ -4,13 +4,14 @@
 //!
 //! [`serve`] accepts connections (`TCP_NODELAY` on: answers are small and written whole),
 //! serves HTTP/1.1 through hyper, and:
-//! - limits request bodies (axum's body extractors answer 413 past the limit);
 //! - closes a connection whose client does not send a complete request head within the
 //!   client timeout, counted from the moment the connection is accepted or the previous
 //!   answer was written (so a client that sends nothing, and keep-alive connections idle for
 //!   that long, are closed too): slow or stalled clients cannot hold connections forever;
-//! - fails a request whose body stalls for longer than the client timeout between two parts;
-//!   the handler sees the body error, and [`is_body_timeout`] tells it apart;
+//! - lets handlers read request bodies with [`FullBody`] ([`body`]): into one buffer, at most
+//!   the body limit (413), failing when the body stalls for the client timeout or is not
+//!   complete by the body timeout (408), so a body costs its size in memory and a client
+//!   trickling it cannot hold its connection for ever;
 //! - on shutdown stops accepting, lets every open connection finish its request in flight and
 //!   closes it; the caller bounds how long that may take.
 //!
@@ -19,6 +20,8 @@
 //! says where a health probe on the same machine finds the server.
 
 #![forbid(unsafe_code)]
+
+pub mod body;
 
 use std::future::Future;
 use std::io;
@@ -35,7 +38,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use body::BodyRules;
+pub use body::{BodyError, FullBody};
 
 /// What [`serve`] allows a client.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +49,9 @@ pub struct Limits {
     /// starts waiting for it, so an idle keep-alive connection is closed after it too), and
     /// how long its body may stall between two parts.
     pub client_timeout: Duration,
-    /// The largest body axum's body extractors accept (`413` past it).
+    /// How long a request's whole body may take, counted from when its head arrived.
+    pub body_timeout: Duration,
+    /// The largest body [`FullBody`] (and axum's own body extractors) accept (`413` past it).
     pub max_body_bytes: usize,
 }
 
@@ -59,7 +66,6 @@ pub async fn serve(
     // Around the router, not `Router::layer`: that wraps every route, and each wrapping costs
     // a boxed clone and a boxed future per request.
     let app = tower::ServiceBuilder::new()
-        .layer(RequestBodyTimeoutLayer::new(limits.client_timeout))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .service(app);
     // HTTP/1.1 only. hyper's HTTP/2 has no request-head timeout, and detecting the protocol
@@ -86,9 +92,19 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = app
             .clone()
-            .map_request(|request: hyper::Request<Incoming>| request.map(axum::body::Body::new));
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            .map_request(move |request: hyper::Request<Incoming>| {
+                let rules = BodyRules {
+                    max_bytes: limits.max_body_bytes,
+                    stall: limits.client_timeout,
+                    timeout: limits.body_timeout,
+                    received: tokio::time::Instant::now(),
+                };
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(rules);
+                request
+            });
+        let io = TokioIo::new(stream);
+        let connection = builder.serve_connection(io, TowerToHyperService::new(service));
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -113,18 +129,6 @@ async fn wait_after_accept_error(e: io::Error) {
     }
     tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
     tokio::time::sleep(Duration::from_secs(1)).await;
-}
-
-/// Whether `error` (a body-reading error, or anything it wraps) is [`serve`]'s body timeout.
-pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }
 
 /// Where a process on this machine reaches a server listening on `listen`: that address, or

@@ -1,15 +1,13 @@
 //! `serve` against real TCP clients on 127.0.0.1: a normal request, a silent client, a stalled
-//! request head, an HTTP/2 client, a stalled body, and a graceful shutdown with a request in
-//! flight.
+//! request head, an HTTP/2 client, a stalled body, and a trickled body,
+//! and a graceful shutdown with a request in flight.
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use http_serve::{Limits, is_body_timeout, serve};
+use http_serve::{BodyError, FullBody, Limits, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -18,16 +16,22 @@ use tokio::task::JoinHandle;
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(300);
 const MAX_BODY_BYTES: usize = 1000;
 
+/// The limits of most tests: a body timeout long enough that the client timeout cuts a stalled
+/// body first.
+const LIMITS: Limits = Limits {
+    client_timeout: CLIENT_TIMEOUT,
+    body_timeout: Duration::from_secs(3),
+    max_body_bytes: MAX_BODY_BYTES,
+};
+
 /// How long a test waits for something that should happen after a timeout of 300 ms.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-async fn echo(body: Result<Bytes, BytesRejection>) -> (StatusCode, String) {
+async fn echo(body: Result<FullBody, BodyError>) -> (StatusCode, String) {
     match body {
-        Ok(bytes) => (StatusCode::OK, format!("got {} bytes", bytes.len())),
-        Err(rejection) if is_body_timeout(&rejection) => {
-            (StatusCode::REQUEST_TIMEOUT, "body timed out".into())
-        }
-        Err(rejection) => (rejection.status(), rejection.to_string()),
+        Ok(FullBody(bytes)) => (StatusCode::OK, format!("got {} bytes", bytes.len())),
+        Err(BodyError::Stalled { .. }) => (StatusCode::REQUEST_TIMEOUT, "body timed out".into()),
+        Err(e) => (e.status(), e.to_string()),
     }
 }
 
@@ -43,16 +47,16 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(LIMITS).await
+}
+
+async fn start_with(limits: Limits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/echo", post(echo))
         .route("/slow", get(slow));
     let (stop, stopped) = oneshot::channel::<()>();
-    let limits = Limits {
-        client_timeout: CLIENT_TIMEOUT,
-        max_body_bytes: MAX_BODY_BYTES,
-    };
     let task = tokio::spawn(serve(listener, app, limits, async {
         let _ = stopped.await;
     }));
@@ -137,6 +141,41 @@ async fn a_stalled_body_is_answered_408() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.ends_with("body timed out"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_cut_at_the_body_timeout() {
+    // A byte every 200 ms never stalls for the client timeout (300 ms), and the body would
+    // take 200 s to complete: only the body timeout (1 s) can end it.
+    let server = start_with(Limits {
+        body_timeout: Duration::from_secs(1),
+        ..LIMITS
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < give_up {
+        // Sending may fail once the server has answered and closed: the answer is read below.
+        let _ = stream.write_all(b" ").await;
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if answer.ends_with(b"of its request") {
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("not complete within 1s"), "{answer}");
 }
 
 #[tokio::test]

@@ -122,6 +122,12 @@ pub struct Config {
     #[arg(long, env = "INFERENCE_NODE_CLIENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub client_timeout: Duration,
 
+    /// How long a request's whole body may take to arrive, counted from its head (408 past
+    /// it): a 2 MiB body at 35 KB/s, while a client trickling a body cannot hold its
+    /// connection and buffer for ever.
+    #[arg(long, env = "INFERENCE_NODE_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "INFERENCE_NODE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -198,6 +204,7 @@ impl Config {
                 self.registration_refresh,
             ),
             ("INFERENCE_NODE_CLIENT_TIMEOUT", self.client_timeout),
+            ("INFERENCE_NODE_BODY_TIMEOUT", self.body_timeout),
         ];
         for (name, value) in nonzero {
             if value.is_zero() {

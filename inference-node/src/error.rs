@@ -46,6 +46,12 @@ pub enum NodeError {
     /// The client stopped sending its body for longer than the client timeout.
     #[error("the request body stalled: no data within the client timeout")]
     BodyTimeout,
+    /// The body was not complete within the body timeout of its request.
+    #[error(
+        "the request body was not complete within {} of its request",
+        humantime::format_duration(*.timeout)
+    )]
+    BodyTooSlow { timeout: std::time::Duration },
     /// The body exceeds the configured limit.
     #[error("request body too large: the limit is {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -82,7 +88,7 @@ impl NodeError {
             NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             NodeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NodeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            NodeError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            NodeError::BodyTimeout | NodeError::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             NodeError::ModelNotFound { .. } | NodeError::RouteNotFound => StatusCode::NOT_FOUND,
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -224,6 +230,12 @@ mod tests {
             (NodeError::UnsupportedMediaType("text/plain".into()), 415),
             (NodeError::PayloadTooLarge { limit: 10 }, 413),
             (NodeError::BodyTimeout, 408),
+            (
+                NodeError::BodyTooSlow {
+                    timeout: std::time::Duration::from_secs(60),
+                },
+                408,
+            ),
             (
                 NodeError::ModelNotFound {
                     name: "X".into(),

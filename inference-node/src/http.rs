@@ -89,17 +89,14 @@ fn in_family_shape(uri: &Uri, error: NodeError) -> Response {
     }
 }
 
-/// Maps a body-reading failure: over the limit is 413, a stalled body 408, anything else a
-/// client error.
-pub(crate) fn body_error(
-    rejection: axum::extract::rejection::BytesRejection,
-    limit: usize,
-) -> NodeError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        NodeError::PayloadTooLarge { limit }
-    } else if http_serve::is_body_timeout(&rejection) {
-        NodeError::BodyTimeout
-    } else {
-        NodeError::BadRequest(format!("the request body could not be read: {rejection}"))
+/// Maps a body-reading failure: over the limit is 413, a stalled or too slow body 408, a
+/// broken one a client error.
+pub(crate) fn body_error(error: http_serve::BodyError) -> NodeError {
+    use http_serve::BodyError;
+    match error {
+        BodyError::TooLarge { limit } => NodeError::PayloadTooLarge { limit },
+        BodyError::Stalled { .. } => NodeError::BodyTimeout,
+        BodyError::TooSlow { timeout } => NodeError::BodyTooSlow { timeout },
+        BodyError::Failed(_) => NodeError::BadRequest(error.to_string()),
     }
 }

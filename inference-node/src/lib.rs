@@ -89,6 +89,7 @@ pub async fn serve(
         router(state.clone()),
         http_serve::Limits {
             client_timeout: state.config.client_timeout,
+            body_timeout: state.config.body_timeout,
             max_body_bytes: state.config.max_body_bytes,
         },
         signal,

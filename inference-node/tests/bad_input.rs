@@ -372,6 +372,54 @@ async fn a_stalled_body_gets_408() {
     );
 }
 
+/// Sends a `POST path` head declaring 1000 bytes, then a byte every 100 ms (never a stall of
+/// the client timeout) until the answer's JSON body has arrived (or 10 s have passed).
+async fn trickle(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::time::Instant::now() < give_up && !answer.ends_with(b"}") {
+        // Sending fails once the node has answered and closed: the answer is read below.
+        let _ = stream.write_all(b" ").await;
+        let wait = std::time::Duration::from_millis(100);
+        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A client trickling its body, never stalling, gets a 408 once the body timeout passes, in
+/// the shape of each API family, instead of holding its connection and buffer for ever.
+#[tokio::test]
+async fn a_trickled_body_gets_408_at_the_body_timeout() {
+    let node = spawn_node(config(&[
+        "--client-timeout",
+        "500ms",
+        "--body-timeout",
+        "1s",
+    ]))
+    .await;
+    for (path, key) in [
+        ("/predict", "detail"),
+        ("/v2/models/LinearRegression/infer", "error"),
+    ] {
+        let answer = trickle(node.addr, path).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        let expected = format!(r#"{{"{key}":"the request body was not complete within 1s"#);
+        assert!(answer.contains(&expected), "{path}: {answer}");
+    }
+}
+
 #[tokio::test]
 async fn validation_errors_have_fastapi_shape() {
     let node = default_node().await;

@@ -1,12 +1,12 @@
 //! `POST /api/predict/gdp_growth_rate` and `GET /api/predict/services`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use http_serve::{BodyError, FullBody};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -91,6 +91,7 @@ pub struct ServicesResponse {
     responses(
         (status = 200, description = "The node's prediction", body = PredictResponse),
         (status = 404, description = "No healthy node serves the model", body = ErrorBody),
+        (status = 408, description = "Body stalled, or not complete within the body timeout", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 422, description = "Invalid input (from the node)", body = Object),
         (status = 502, description = "Nodes failed, retry included", body = ErrorBody),
@@ -104,14 +105,17 @@ pub async fn gdp_growth_rate(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<FullBody, BodyError>,
 ) -> Result<Response, GatewayError> {
     let Query(query) = query.map_err(|e| GatewayError::BadRequest(e.body_text()))?;
     let model = http_serve::last_query_value(&query, "model");
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => GatewayError::PayloadTooLarge(state.config.body_limit),
-        _ if http_serve::is_body_timeout(&e) => GatewayError::BodyTimeout,
-        _ => GatewayError::BadRequest(e.body_text()),
+    // Read whole (bounded, one buffer) before a node is picked: a slow client holds no
+    // upstream connection, and a retry resends the same bytes.
+    let FullBody(body) = body.map_err(|e| match e {
+        BodyError::TooLarge { .. } => GatewayError::PayloadTooLarge(state.config.body_limit),
+        BodyError::Stalled { .. } => GatewayError::BodyTimeout,
+        BodyError::TooSlow { timeout } => GatewayError::BodyTooSlow(timeout),
+        BodyError::Failed(_) => GatewayError::BadRequest(e.to_string()),
     })?;
     let path = match raw_query {
         Some(q) => format!("/predict?{q}"),

@@ -3,11 +3,11 @@
 //! Errors answer in FastAPI's shape (`{"detail": ...}`), since the seed's clients parse it.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_serve::{BodyError, FullBody};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Detail, NodeError};
@@ -72,7 +72,7 @@ pub async fn predict(
     State(state): State<AppState>,
     query: Result<Query<QueryPairs>, QueryRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<FullBody, BodyError>,
 ) -> Result<Response, Detail> {
     let _permit = state.admit()?;
     let query = query.map_err(|e| NodeError::BadRequest(format!("invalid query string: {e}")))?;
@@ -80,7 +80,7 @@ pub async fn predict(
         .registry
         .get(http_serve::last_query_value(&query, "model"))?;
     check_content_type(&headers)?;
-    let body = body.map_err(|r| body_error(r, state.config.max_body_bytes))?;
+    let FullBody(body) = body.map_err(body_error)?;
     let info = served.model.info();
     let mut rows = input::parse(&body, &info.feature_names, state.config.max_batch_rows)
         .map_err(NodeError::Validation)?;

@@ -1,11 +1,11 @@
 //! The Open Inference Protocol (KServe V2) REST endpoints; errors are `{"error": ...}`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_serve::{BodyError, FullBody};
 
 use crate::error::{NodeError, V2Error};
 use crate::http::body_error;
@@ -94,7 +94,7 @@ pub async fn infer(
     State(state): State<AppState>,
     V2Path(name): V2Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<FullBody, BodyError>,
 ) -> Result<Response, V2Error> {
     let _permit = state.admit()?;
     let served = state.registry.get(Some(&name))?;
@@ -106,7 +106,7 @@ pub async fn versioned_infer(
     State(state): State<AppState>,
     V2Path((name, version)): V2Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<FullBody, BodyError>,
 ) -> Result<Response, V2Error> {
     let _permit = state.admit()?;
     check_version(&name, &version)?;
@@ -118,7 +118,7 @@ async fn run_infer(
     state: &AppState,
     served: &Served,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<FullBody, BodyError>,
 ) -> Result<Response, V2Error> {
     if headers.contains_key(BINARY_HEADER) {
         return Err(NodeError::BadRequest(
@@ -126,7 +126,7 @@ async fn run_infer(
         )
         .into());
     }
-    let body = body.map_err(|r| body_error(r, state.config.max_body_bytes))?;
+    let FullBody(body) = body.map_err(body_error)?;
     let mut request: InferRequest = serde_json::from_slice(&body)
         .map_err(|e| NodeError::BadRequest(format!("invalid inference request: {e}")))?;
     let info = served.model.info();
