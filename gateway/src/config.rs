@@ -116,6 +116,13 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_BODY_TIMEOUT", value_name = "GATEWAY_BODY_TIMEOUT", default_value = "60s", value_parser = parse_positive)]
     pub body_timeout: Duration,
 
+    /// Most client connections served at once; more wait in the listen backlog until one
+    /// closes. Keep it under half the open-file limit (`ulimit -n`: each request also holds
+    /// a connection to a node); the bodies being read take at most this many times
+    /// GATEWAY_BODY_LIMIT of memory.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", value_name = "GATEWAY_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Time in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", value_name = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive)]
     pub shutdown_grace: Duration,
@@ -315,6 +322,7 @@ mod tests {
             ("--retries", "9", "GATEWAY_RETRIES"),
             ("--body-limit", "0", "GATEWAY_BODY_LIMIT"),
             ("--body-timeout", "0s", "GATEWAY_BODY_TIMEOUT"),
+            ("--max-connections", "0", "GATEWAY_MAX_CONNECTIONS"),
             ("--service-name", "", "SERVICE_NAME"),
             ("--service-name", " ", "SERVICE_NAME"),
             ("--admin-token", "", "GATEWAY_ADMIN_TOKEN"),

@@ -73,6 +73,7 @@ pub async fn serve(
         client_timeout: state.config.client_timeout,
         body_timeout: state.config.body_timeout,
         max_body_bytes: usize::try_from(state.config.body_limit).unwrap_or(usize::MAX),
+        max_connections: state.config.max_connections as usize,
     };
     let server = http_serve::serve(listener, router(state), limits, async move {
         shutdown.await;

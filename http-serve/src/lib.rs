@@ -4,6 +4,8 @@
 //!
 //! [`serve`] accepts connections (`TCP_NODELAY` on: answers are small and written whole),
 //! serves HTTP/1.1 through hyper, and:
+//! - serves at most [`Limits::max_connections`] connections at once: past it, new connections
+//!   wait in the listen backlog until one closes (logged once each time the limit is reached);
 //! - closes a connection whose client does not send a complete request head within the
 //!   client timeout, counted from the moment the connection is accepted or the previous
 //!   answer was written (so a client that sends nothing, and keep-alive connections idle for
@@ -26,6 +28,7 @@ pub mod body;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -37,6 +40,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use body::BodyRules;
@@ -53,6 +57,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// The largest body [`FullBody`] (and axum's own body extractors) accept (`413` past it).
     pub max_body_bytes: usize,
+    /// The most connections served at once (at least 1).
+    pub max_connections: usize,
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting and returns
@@ -76,9 +82,14 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.client_timeout);
+    let mut permits = ConnectionPermits::new(limits.max_connections);
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.acquire() => permit,
+        };
         let stream = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -107,6 +118,7 @@ pub async fn serve(
         let connection = builder.serve_connection(io, TowerToHyperService::new(service));
         let connection = connections.watch(connection);
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -115,6 +127,54 @@ pub async fn serve(
     drop(listener);
     connections.shutdown().await;
     Ok(())
+}
+
+/// The connection limit: one permit per open connection, taken before accepting it.
+struct ConnectionPermits {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+    /// Whether the limit was reached and has not eased since (logged once per episode).
+    saturated: bool,
+}
+
+impl ConnectionPermits {
+    fn new(limit: usize) -> ConnectionPermits {
+        let limit = limit.max(1);
+        ConnectionPermits {
+            semaphore: Arc::new(Semaphore::new(limit)),
+            limit,
+            saturated: false,
+        }
+    }
+
+    /// A permit for the next connection, waiting for one to close when the limit is reached.
+    async fn acquire(&mut self) -> OwnedSemaphorePermit {
+        let free = self.semaphore.available_permits();
+        if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
+            // The episode ends once a tenth of the limit is free again (counting the permit
+            // taken now), so a server hovering at the limit does not log on every connection.
+            if self.saturated && free >= (self.limit / 10).max(1) {
+                self.saturated = false;
+                tracing::info!(
+                    limit = self.limit,
+                    "open connections are below the connection limit again"
+                );
+            }
+            return permit;
+        }
+        if !self.saturated {
+            self.saturated = true;
+            tracing::warn!(
+                limit = self.limit,
+                "connection limit reached: new connections wait in the listen backlog until one closes"
+            );
+        }
+        self.semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
 }
 
 /// An accept error on one connection (reset before it was accepted) is no reason to pause;

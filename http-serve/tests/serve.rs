@@ -1,5 +1,5 @@
 //! `serve` against real TCP clients on 127.0.0.1: a normal request, a silent client, a stalled
-//! request head, an HTTP/2 client, a stalled body, and a trickled body,
+//! request head, an HTTP/2 client, a stalled body, a trickled body, the connection limit,
 //! and a graceful shutdown with a request in flight.
 
 use std::time::Duration;
@@ -22,6 +22,7 @@ const LIMITS: Limits = Limits {
     client_timeout: CLIENT_TIMEOUT,
     body_timeout: Duration::from_secs(3),
     max_body_bytes: MAX_BODY_BYTES,
+    max_connections: 64,
 };
 
 /// How long a test waits for something that should happen after a timeout of 300 ms.
@@ -55,7 +56,8 @@ async fn start_with(limits: Limits) -> Server {
     let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/echo", post(echo))
-        .route("/slow", get(slow));
+        .route("/slow", get(slow))
+        .route("/hello", get(|| async { "hello" }));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, app, limits, async {
         let _ = stopped.await;
@@ -176,6 +178,47 @@ async fn a_trickled_body_is_cut_at_the_body_timeout() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert!(answer.contains("not complete within 1s"), "{answer}");
+}
+
+/// Sends `GET /hello` on `stream` and reads the answer (keeping the connection open).
+async fn hello(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn past_the_connection_limit_a_connection_waits_until_one_closes() {
+    // Idle connections stay open for the client timeout: long enough for the test.
+    let server = start_with(Limits {
+        client_timeout: Duration::from_secs(30),
+        max_connections: 2,
+        ..LIMITS
+    })
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        assert!(hello(&mut stream).await.ends_with("hello"));
+        open.push(stream);
+    }
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    let waiting = tokio::spawn(async move { hello(&mut third).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served while two were open"
+    );
+    drop(open.pop());
+    let answer = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .expect("the waiting connection was not served once one closed")
+        .unwrap();
+    assert!(answer.ends_with("hello"), "{answer}");
 }
 
 #[tokio::test]

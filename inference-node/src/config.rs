@@ -128,6 +128,12 @@ pub struct Config {
     #[arg(long, env = "INFERENCE_NODE_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
 
+    /// Most connections served at once; more wait in the listen backlog until one closes.
+    /// Keep it under the open-file limit (`ulimit -n`); the bodies being read take at most
+    /// this many times INFERENCE_NODE_MAX_BODY_BYTES of memory.
+    #[arg(long, env = "INFERENCE_NODE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "INFERENCE_NODE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -179,6 +185,7 @@ impl Config {
         let positive = [
             ("INFERENCE_NODE_MAX_BATCH_ROWS", self.max_batch_rows),
             ("INFERENCE_NODE_MAX_IN_FLIGHT", self.max_in_flight),
+            ("INFERENCE_NODE_MAX_CONNECTIONS", self.max_connections),
             ("INFERENCE_NODE_BATCH_MAX_ROWS", self.batch_max_rows),
             (
                 "INFERENCE_NODE_WORKER_THREADS",

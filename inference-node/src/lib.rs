@@ -91,6 +91,7 @@ pub async fn serve(
             client_timeout: state.config.client_timeout,
             body_timeout: state.config.body_timeout,
             max_body_bytes: state.config.max_body_bytes,
+            max_connections: state.config.max_connections,
         },
         signal,
     );
