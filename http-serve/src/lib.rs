@@ -14,6 +14,8 @@
 //!   the body limit (413), failing when the body stalls for the client timeout or is not
 //!   complete by the body timeout (408), so a body costs its size in memory and a client
 //!   trickling it cannot hold its connection for ever;
+//! - answers requests hyper cannot parse (400, 414, 431) with a `{"detail": ...}` body like
+//!   every other error, instead of hyper's empty one ([`conn`]);
 //! - on shutdown stops accepting, lets every open connection finish its request in flight and
 //!   closes it; the caller bounds how long that may take.
 //!
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+mod conn;
 
 use std::future::Future;
 use std::io;
@@ -45,6 +48,7 @@ use tower::ServiceExt;
 
 use body::BodyRules;
 pub use body::{BodyError, FullBody};
+use conn::{AnswerBody, ConnIo, Exchanges};
 
 /// What [`serve`] allows a client.
 #[derive(Debug, Clone, Copy)]
@@ -101,9 +105,13 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        let exchanges = Arc::new(Exchanges::default());
+        let on_request = exchanges.clone();
+        let on_answer = exchanges.clone();
         let service = app
             .clone()
             .map_request(move |request: hyper::Request<Incoming>| {
+                on_request.dispatched();
                 let rules = BodyRules {
                     max_bytes: limits.max_body_bytes,
                     stall: limits.client_timeout,
@@ -113,8 +121,11 @@ pub async fn serve(
                 let mut request = request.map(axum::body::Body::new);
                 request.extensions_mut().insert(rules);
                 request
+            })
+            .map_response(move |response: axum::response::Response| {
+                response.map(|body| AnswerBody::new(body, on_answer.clone()))
             });
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(ConnIo::new(stream, exchanges));
         let connection = builder.serve_connection(io, TowerToHyperService::new(service));
         let connection = connections.watch(connection);
         tokio::spawn(async move {

@@ -1,6 +1,6 @@
 //! `serve` against real TCP clients on 127.0.0.1: a normal request, a silent client, a stalled
 //! request head, an HTTP/2 client, a stalled body, a trickled body, the connection limit,
-//! and a graceful shutdown with a request in flight.
+//! requests hyper cannot parse, and a graceful shutdown with a request in flight.
 
 use std::time::Duration;
 
@@ -57,7 +57,8 @@ async fn start_with(limits: Limits) -> Server {
     let app = Router::new()
         .route("/echo", post(echo))
         .route("/slow", get(slow))
-        .route("/hello", get(|| async { "hello" }));
+        .route("/hello", get(|| async { "hello" }))
+        .route("/empty-400", get(|| async { StatusCode::BAD_REQUEST }));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, app, limits, async {
         let _ = stopped.await;
@@ -219,6 +220,74 @@ async fn past_the_connection_limit_a_connection_waits_until_one_closes() {
         .expect("the waiting connection was not served once one closed")
         .unwrap();
     assert!(answer.ends_with("hello"), "{answer}");
+}
+
+/// The status and JSON body of a raw answer.
+fn status_and_json(answer: &str) -> (u16, serde_json::Value) {
+    let status = answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    let (_, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head: {answer:?}"));
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+    (status, json)
+}
+
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_a_json_detail() {
+    let server = start().await;
+    let mut too_many = String::from("GET /hello HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..120 {
+        too_many.push_str(&format!("X-Header-{i}: v\r\n"));
+    }
+    too_many.push_str("\r\n");
+    let bad_name = "GET /hello HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n";
+    let bad_line = "GET /hello\x01 HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (request, want) in [(too_many.as_str(), 431), (bad_name, 400), (bad_line, 400)] {
+        let answer = exchange_raw(server.addr, request.as_bytes()).await;
+        let (status, json) = status_and_json(&answer);
+        assert_eq!(status, want, "{answer}");
+        assert!(
+            json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_parse_error_after_answers_is_detailed_and_handler_answers_are_untouched() {
+    let server = start().await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    // A handler's own empty 400, twice on one connection: passed through as written.
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /empty-400 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("content-length: 0"), "{answer}");
+        assert!(!answer.contains("detail"), "{answer}");
+    }
+    assert!(hello(&mut stream).await.ends_with("hello"));
+    // Then a request hyper cannot parse, on the same connection.
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nBad Name: v\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the connection was not closed")
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    let (status, json) = status_and_json(&answer);
+    assert_eq!(status, 400, "{answer}");
+    assert!(json["detail"].is_string(), "{answer}");
 }
 
 #[tokio::test]
