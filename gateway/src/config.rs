@@ -176,6 +176,18 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_NODE_STOP_TIMEOUT", value_name = "GATEWAY_NODE_STOP_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
     pub node_stop_timeout: Duration,
 
+    /// Most instances the lifecycle API keeps launched at once (running or starting; per
+    /// runtime: this gateway's node processes, or this cluster's containers the gateway
+    /// launched; compose replicas do not count). A launch beyond it is a 429.
+    #[arg(long, env = "GATEWAY_MAX_INSTANCES", value_name = "GATEWAY_MAX_INSTANCES", default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub max_instances: u32,
+
+    /// Time a launched node gets to start: its process to answer `/health`, or its container
+    /// to run and pass its health check. Past it, the launch fails (502) and the node is
+    /// stopped.
+    #[arg(long, env = "GATEWAY_NODE_START_TIMEOUT", value_name = "GATEWAY_NODE_START_TIMEOUT", default_value = "60s", value_parser = parse_positive)]
+    pub node_start_timeout: Duration,
+
     /// inference-node binary of the process runtime (default: `inference-node` next to the
     /// gateway executable).
     #[arg(long, env = "NODE_BINARY", value_name = "NODE_BINARY")]
@@ -320,6 +332,8 @@ mod tests {
                 "SERVICE_DISCOVERY_URL",
             ),
             ("--retries", "9", "GATEWAY_RETRIES"),
+            ("--max-instances", "2000", "GATEWAY_MAX_INSTANCES"),
+            ("--node-start-timeout", "0s", "GATEWAY_NODE_START_TIMEOUT"),
             ("--body-limit", "0", "GATEWAY_BODY_LIMIT"),
             ("--body-timeout", "0s", "GATEWAY_BODY_TIMEOUT"),
             ("--max-connections", "0", "GATEWAY_MAX_CONNECTIONS"),

@@ -91,6 +91,15 @@ pub enum GatewayError {
         /// How many instances it matches.
         matches: usize,
     },
+    /// A launch would exceed `GATEWAY_MAX_INSTANCES`.
+    #[error(
+        "the limit of {0} launched instances is reached (GATEWAY_MAX_INSTANCES={0}); stop one (DELETE /api/models/instances/{{id}}) or raise GATEWAY_MAX_INSTANCES"
+    )]
+    TooManyInstances(u32),
+    /// A launched instance did not start; it has been stopped and removed (the reason is
+    /// safe to show).
+    #[error("the new instance did not start: {0}")]
+    LaunchFailed(String),
     /// The container runtime cannot be used right now (the message is safe to show).
     #[error("{0}")]
     RuntimeUnavailable(String),
@@ -127,6 +136,8 @@ impl GatewayError {
             GatewayError::ModelNotLaunchable { .. } => StatusCode::NOT_FOUND,
             GatewayError::InstanceNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::AmbiguousInstance { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::TooManyInstances(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::LaunchFailed(_) => StatusCode::BAD_GATEWAY,
             GatewayError::RuntimeUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::RuntimeFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::InvalidConfig(_) => StatusCode::INTERNAL_SERVER_ERROR,

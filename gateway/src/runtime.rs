@@ -8,6 +8,14 @@
 //! containers labelled with this cluster (see [`docker::labels`]), or processes this gateway
 //! started.
 //!
+//! A launch answers success only for a node that has started (process: answers `/health`;
+//! container: running and, when its image has a health check, healthy), within
+//! `GATEWAY_NODE_START_TIMEOUT`; else the node is removed and the launch is a 502. At most
+//! `GATEWAY_MAX_INSTANCES` launched instances exist at once (starting ones count; compose
+//! replicas do not); the slot is taken before anything starts, so concurrent launches never
+//! overshoot it (429 past it). Each launch runs in a task of its own, so a client that hangs up
+//! mid-launch leaves no half-started instance behind.
+//!
 //! Which models may be launched is one rule per runtime ([`Runtime::check_launchable`]): the
 //! process runtime needs `MODELS_DIR/<model>.onnx` (the file the new node will load); the
 //! Docker runtime needs a healthy node that lists the model (nodes run the same image, so the
@@ -16,6 +24,7 @@
 pub mod docker;
 pub mod process;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -73,8 +82,8 @@ pub struct Launched {
 pub struct Runtime {
     requested: Option<RuntimeKind>,
     backend: OnceCell<Backend>,
-    docker: DockerRuntime,
-    process: ProcessRuntime,
+    docker: Arc<DockerRuntime>,
+    process: Arc<ProcessRuntime>,
 }
 
 enum Backend {
@@ -90,8 +99,8 @@ impl Runtime {
         Runtime {
             requested: config.runtime,
             backend: OnceCell::new(),
-            docker: DockerRuntime::new(config),
-            process: ProcessRuntime::new(config),
+            docker: Arc::new(DockerRuntime::new(config)),
+            process: Arc::new(ProcessRuntime::new(config)),
         }
     }
 
@@ -161,12 +170,23 @@ impl Runtime {
         }
     }
 
-    /// Starts a new node serving `model` by default; returns its id and name.
+    /// Starts a new node serving `model` by default; returns its id and name once it has
+    /// started (429 past the limit, 502 when it does not start).
     pub async fn launch(&self, model: &str) -> Result<Launched, GatewayError> {
-        match self.kind().await {
-            RuntimeKind::Docker => self.docker.launch(model).await,
-            RuntimeKind::Process => self.process.launch(model).await,
-        }
+        let model = model.to_string();
+        // NOTE: a task of its own, so a dropped request does not stop it half-way.
+        let task = match self.kind().await {
+            RuntimeKind::Docker => {
+                let docker = self.docker.clone();
+                tokio::spawn(async move { docker.launch(&model).await })
+            }
+            RuntimeKind::Process => {
+                let process = self.process.clone();
+                tokio::spawn(async move { process.launch(&model).await })
+            }
+        };
+        task.await
+            .map_err(|e| GatewayError::RuntimeFailed(format!("the launch task failed: {e}")))?
     }
 
     /// Lists this cluster's instances whose default model is `model`.
@@ -311,6 +331,8 @@ mod tests {
                 404,
             ),
             (GatewayError::InstanceNotFound("abc".into()), 404),
+            (GatewayError::TooManyInstances(3), 429),
+            (GatewayError::LaunchFailed("exited".into()), 502),
             (GatewayError::RuntimeUnavailable("down".into()), 503),
             (GatewayError::RuntimeFailed("secret detail".into()), 500),
         ];

@@ -2,10 +2,12 @@
 //!
 //! No image can be pulled here, so the tests use an image that is already local (the node
 //! image `microservices-gdp-growth-model:latest` when the compose build made it, else any
-//! tagged local image): the launch test checks what the gateway creates (labels, image,
-//! locked-down HostConfig, name), lists and deletes it; whether the node inside then serves is
-//! the compose end-to-end test's job (tests/e2e/docker.sh). Without a reachable daemon or a
-//! local image the Docker tests print why they are skipped. The discovery is a fixed healthy
+//! tagged local image whose container keeps running, since a launch answers only once the
+//! container runs): the launch test checks what the gateway creates (labels, image,
+//! locked-down HostConfig, name), the `GATEWAY_MAX_INSTANCES` limit, lists and deletes it;
+//! whether the node inside then serves is the compose end-to-end test's job
+//! (tests/e2e/docker.sh). A node container that exits at once needs the node image. Without a
+//! reachable daemon or a local image the Docker tests print why they are skipped. The discovery is a fixed healthy
 //! set that lists `LinearRegression` (the Docker runtime's launchable-model rule reads it).
 //! Every container a test creates is removed at the end, also when it fails.
 
@@ -36,7 +38,10 @@ struct TestGateway {
 impl TestGateway {
     async fn start(args: &[&str], discovery: Discovery) -> TestGateway {
         gateway::telemetry::init_for_test();
-        let mut all = vec!["gateway", "--service-discovery-url", "http://127.0.0.1:9"];
+        let mut all = vec!["gateway"];
+        if !args.contains(&"--service-discovery-url") {
+            all.extend(["--service-discovery-url", "http://127.0.0.1:9"]);
+        }
         all.extend_from_slice(args);
         let config = Config::try_parse_from(all).unwrap();
         let state = AppState::with_discovery(config, discovery, CancellationToken::new());
@@ -256,6 +261,8 @@ async fn launch_list_delete_and_guardrails_on_the_real_engine() {
             &network,
             "--node-stop-timeout",
             "2s",
+            "--max-instances",
+            "1",
         ],
         discovery(),
     )
@@ -334,6 +341,12 @@ async fn launch_list_delete_and_guardrails_on_the_real_engine() {
     assert_eq!(labels["gdp-serving.cluster"], cluster);
     assert_eq!(labels["gdp-serving.model"], "LinearRegression");
     assert_eq!(labels["gdp-serving.role"], "inference-node");
+    assert_eq!(labels["gdp-serving.launched-by"], "gateway");
+    assert_eq!(
+        inspect.state.unwrap().running,
+        Some(true),
+        "the launch answered before the container ran"
+    );
     let env = config.env.unwrap();
     assert!(
         env.contains(&"GDP_MODEL_NAME=LinearRegression".to_string()),
@@ -387,6 +400,24 @@ async fn launch_list_delete_and_guardrails_on_the_real_engine() {
         .await;
     assert_eq!(body["instances"], json!([]));
 
+    // === GATEWAY_MAX_INSTANCES=1: a second launch is refused, nothing is created ===
+    let (status, body) = gw
+        .call(reqwest::Method::POST, "/api/models/launch/LinearRegression")
+        .await;
+    assert_eq!(status, 429, "second launch: {body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("GATEWAY_MAX_INSTANCES"),
+        "{body}"
+    );
+    assert_eq!(
+        count_labelled(&docker, &own).await,
+        2,
+        "a refused launch created a container"
+    );
+
     // === delete by prefix: stopped and removed ===
     let prefix = &id[..12];
     let (status, body) = gw
@@ -406,6 +437,72 @@ async fn launch_list_delete_and_guardrails_on_the_real_engine() {
     );
     for id in &foreign {
         assert!(docker.inspect_container(id, None).await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn a_node_container_that_exits_at_once_is_a_502_and_is_removed() {
+    let test = "a_node_container_that_exits_at_once_is_a_502_and_is_removed";
+    let Some(docker) = docker_or_skip(test).await else {
+        return;
+    };
+    if docker.inspect_image(NODE_IMAGE).await.is_err() {
+        skip(
+            test,
+            &format!("the node image {NODE_IMAGE} is not local (scripts/compose-offline.sh build)"),
+        );
+        return;
+    }
+    let cluster = format!("lctest{:08x}", rand::random::<u32>());
+    let mut cleanup = Cleanup::default();
+    let network = format!("{cluster}_compute-network");
+    docker
+        .create_network(NetworkCreateRequest {
+            name: network.clone(),
+            driver: Some("bridge".to_string()),
+            ..Default::default()
+        })
+        .await
+        .expect("create a test network");
+    cleanup.networks.push(network.clone());
+    // The node refuses a non-http SERVICE_DISCOVERY_URL at startup and exits with 1.
+    let gw = TestGateway::start(
+        &[
+            "--service-discovery-url",
+            "https://127.0.0.1:9",
+            "--runtime",
+            "docker",
+            "--cluster-name",
+            &cluster,
+            "--node-image",
+            NODE_IMAGE,
+            "--docker-network",
+            &network,
+            "--max-instances",
+            "1",
+        ],
+        discovery(),
+    )
+    .await;
+    let own = format!("gdp-serving.cluster={cluster}");
+    // Twice: the failed launch freed its slot (else the second would be a 429).
+    for attempt in 1..=2 {
+        let (status, body) = gw
+            .call(reqwest::Method::POST, "/api/models/launch/LinearRegression")
+            .await;
+        if status == 200 {
+            cleanup
+                .containers
+                .push(body["container_id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(status, 502, "attempt {attempt}: {body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("exited with code 1"), "{detail}");
+        assert_eq!(
+            count_labelled(&docker, &own).await,
+            0,
+            "the failed container is left"
+        );
     }
 }
 

@@ -2,13 +2,17 @@
 //! binary (`RUNTIME=process`) in front of the Consul stand-in launches real inference-node
 //! processes (real models, real ONNX Runtime); they register in Consul and serve predictions
 //! through the gateway; delete stops them (SIGTERM → deregistered, reaped); SIGTERM to the
-//! gateway stops the ones it started.
+//! gateway stops the ones it started. Also: `GATEWAY_MAX_INSTANCES` under concurrent launches,
+//! launches that answer only for nodes that serve (and 502 for ones that do not start), and
+//! nodes that die with a gateway killed by SIGKILL.
 //!
 //! Needs the inference-node binary in the same target directory (`cargo build -p
 //! inference-node`; `cargo test --workspace` builds it); fails with that hint when missing.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use consul::standin::{self, StandInConfig};
@@ -60,8 +64,14 @@ struct GatewayProcess {
 
 impl GatewayProcess {
     fn start(consul: &str) -> GatewayProcess {
+        GatewayProcess::start_with(consul, &[])
+    }
+
+    /// Starts the gateway with `extra` environment variables on top of the test settings.
+    fn start_with(consul: &str, extra: &[(&str, &str)]) -> GatewayProcess {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        command
             .env("GATEWAY_HOST", "127.0.0.1")
             .env("GATEWAY_PORT", port.to_string())
             .env("SERVICE_DISCOVERY_URL", consul)
@@ -79,9 +89,11 @@ impl GatewayProcess {
             .env("INFERENCE_NODE_REGISTRATION_REFRESH", "500ms")
             .env("INFERENCE_NODE_SHUTDOWN_GRACE", "2s")
             .env_remove("DOCKER_HOST")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the gateway binary");
+            .env_remove("GATEWAY_MAX_INSTANCES")
+            .env_remove("GATEWAY_NODE_START_TIMEOUT")
+            .stdin(Stdio::null());
+        command.envs(extra.iter().copied());
+        let child = command.spawn().expect("start the gateway binary");
         GatewayProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -100,9 +112,98 @@ impl GatewayProcess {
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
+            // The nodes first: a test that fails must not leave them running.
+            kill_all(&children_of(self.pid()));
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// SIGKILLs the processes it names when dropped (nodes a failing test would leave behind).
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill_all(&self.0);
+    }
+}
+
+fn kill_all(pids: &[u32]) {
+    for &pid in pids {
+        if is_running(pid) {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+        }
+    }
+}
+
+/// Whether `pid` exists and is not a zombie (an orphan's zombie waits for init to reap it).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+/// The value of `name` in the environment `pid` was started with.
+fn env_of(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ.split(|b| *b == 0).find_map(|entry| {
+        let entry = String::from_utf8_lossy(entry);
+        let (key, value) = entry.split_once('=')?;
+        (key == name).then(|| value.to_string())
+    })
+}
+
+/// The port a node process was told to listen on.
+fn port_of(pid: u32) -> u16 {
+    env_of(pid, "PORT")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("node process {pid} has no PORT"))
+}
+
+/// Writes an executable shell script `name` into `dir` and returns its path.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Waits until the gateway answers `/health`.
+async fn wait_for_gateway(http: &reqwest::Client, gw: &GatewayProcess) {
+    eventually(Duration::from_secs(30), "gateway answers /health", || {
+        let http = http.clone();
+        let url = gw.url("/health");
+        async move {
+            let ok = http.get(url).send().await.ok()?.status().is_success();
+            ok.then_some(())
+        }
+    })
+    .await;
+}
+
+/// SIGTERMs the gateway and waits for it to exit (it stops its nodes first).
+async fn stop_gateway(gw: &mut GatewayProcess) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(gw.pid() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -498,4 +599,233 @@ async fn launch_list_predict_delete_and_stop_with_the_gateway() {
         nodes.is_empty(),
         "nodes still registered after the gateway stopped: {nodes:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_launches_stop_at_the_limit_and_each_success_serves() {
+    let consul = standin::spawn(StandInConfig::default()).await;
+    let mut gw = GatewayProcess::start_with(&consul.base_url(), &[("GATEWAY_MAX_INSTANCES", "3")]);
+    let http = client();
+    wait_for_gateway(&http, &gw).await;
+    let launch = gw.url("/api/models/launch/LinearRegression");
+
+    // 20 launches at once, limit 3: exactly 3 succeed, the rest are refused.
+    let answers = futures::future::join_all(
+        (0..20).map(|_| call(&http, reqwest::Method::POST, &launch, Some(TOKEN))),
+    )
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    let launched: Vec<String> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body["container_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(launched.len(), 3, "statuses: {statuses:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!(*status, 429, "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("GATEWAY_MAX_INSTANCES") && detail.contains('3'),
+            "{detail}"
+        );
+    }
+
+    // Every success is a node that serves right away, each on a port of its own.
+    let pids = children_of(gw.pid());
+    assert_eq!(pids.len(), 3, "node processes: {pids:?}");
+    let ports: BTreeSet<u16> = pids.iter().map(|&pid| port_of(pid)).collect();
+    assert_eq!(ports.len(), 3, "ports: {ports:?}");
+    for port in &ports {
+        let health = http
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("node on port {port} does not answer: {e}"));
+        assert_eq!(health.status(), 200, "node on port {port}");
+    }
+    let (status, list) = call(
+        &http,
+        reqwest::Method::GET,
+        &gw.url("/api/models/instances/LinearRegression"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let listed: BTreeSet<&str> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        launched.iter().map(String::as_str).collect(),
+        "{list}"
+    );
+
+    // The limit holds; a stopped instance frees its slot.
+    let (status, _) = call(&http, reqwest::Method::POST, &launch, Some(TOKEN)).await;
+    assert_eq!(status, 429);
+    let (status, body) = call(
+        &http,
+        reqwest::Method::DELETE,
+        &gw.url(&format!("/api/models/instances/{}", launched[0])),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(&http, reqwest::Method::POST, &launch, Some(TOKEN)).await;
+    assert_eq!(status, 200, "after a delete: {body}");
+    assert_eq!(children_of(gw.pid()).len(), 3);
+
+    stop_gateway(&mut gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_does_not_start_is_a_502_and_leaves_nothing() {
+    let consul = standin::spawn(StandInConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = client();
+    let launch = "/api/models/launch/LinearRegression";
+    let instances = "/api/models/instances/LinearRegression";
+
+    // A node binary that exits at once.
+    let exits = script(dir.path(), "exits", "echo 'cannot start' >&2\nexit 3");
+    let gw = GatewayProcess::start_with(
+        &consul.base_url(),
+        &[
+            ("NODE_BINARY", exits.to_str().unwrap()),
+            ("GATEWAY_MAX_INSTANCES", "1"),
+        ],
+    );
+    wait_for_gateway(&http, &gw).await;
+    // Twice: the failed launch freed its slot (else the second would be a 429).
+    for attempt in 1..=2 {
+        let (status, body) = call(&http, reqwest::Method::POST, &gw.url(launch), Some(TOKEN)).await;
+        assert_eq!(status, 502, "attempt {attempt}: {body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("did not start") && detail.contains("exit status: 3"),
+            "{detail}"
+        );
+        assert!(children_of(gw.pid()).is_empty(), "a process is left");
+        let (_, list) = call(&http, reqwest::Method::GET, &gw.url(instances), Some(TOKEN)).await;
+        assert_eq!(list["instances"], serde_json::json!([]));
+    }
+    drop(gw);
+
+    // A node binary that runs but never answers /health: stopped after the start timeout.
+    let hangs = script(dir.path(), "hangs", "exec sleep 60");
+    let gw = GatewayProcess::start_with(
+        &consul.base_url(),
+        &[
+            ("NODE_BINARY", hangs.to_str().unwrap()),
+            ("GATEWAY_NODE_START_TIMEOUT", "1s"),
+        ],
+    );
+    wait_for_gateway(&http, &gw).await;
+    let (status, body) = call(&http, reqwest::Method::POST, &gw.url(launch), Some(TOKEN)).await;
+    assert_eq!(status, 502, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("GATEWAY_NODE_START_TIMEOUT"), "{detail}");
+    assert!(children_of(gw.pid()).is_empty(), "the hanging node is left");
+    let (_, list) = call(&http, reqwest::Method::GET, &gw.url(instances), Some(TOKEN)).await;
+    assert_eq!(list["instances"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_stop_and_deregister_when_the_gateway_is_killed() {
+    let consul = standin::spawn(StandInConfig::default()).await;
+    let consul_url = consul.base_url();
+    let mut gw = GatewayProcess::start(&consul_url);
+    let http = client();
+    wait_for_gateway(&http, &gw).await;
+    let (status, body) = call(
+        &http,
+        reqwest::Method::POST,
+        &gw.url("/api/models/launch/LinearRegression"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let nodes = children_of(gw.pid());
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let _leftovers = KillOnDrop(nodes.clone());
+    eventually(Duration::from_secs(30), "the node passes in Consul", || {
+        let http = http.clone();
+        let consul_url = consul_url.clone();
+        async move {
+            let nodes = consul_instances(&http, &consul_url).await;
+            (nodes.len() == 1 && nodes[0].2).then_some(())
+        }
+    })
+    .await;
+
+    gw.child.kill().unwrap(); // SIGKILL: no shutdown code runs in the gateway
+    gw.child.wait().unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the node exits after the gateway was killed",
+        || async { (!is_running(nodes[0])).then_some(()) },
+    )
+    .await;
+    let left = consul_instances(&http, &consul_url).await;
+    assert!(left.is_empty(), "the node did not deregister: {left:?}");
+}
+
+/// Linux sends a parent-death signal when the *thread* that forked the child exits: a node
+/// launched from a short-lived thread must survive that thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_outlive_the_thread_that_launched_them() {
+    use clap::Parser;
+    use gateway::runtime::process::ProcessRuntime;
+
+    let consul = standin::spawn(StandInConfig::default()).await;
+    let service = format!("threadtest{:08x}", rand::random::<u32>());
+    let config = gateway::Config::try_parse_from([
+        "gateway",
+        "--runtime",
+        "process",
+        "--service-discovery-url",
+        &consul.base_url(),
+        "--service-name",
+        &service,
+        "--node-binary",
+        node_binary().to_str().unwrap(),
+        "--models-dir",
+        models_dir().to_str().unwrap(),
+        "--node-stop-timeout",
+        "5s",
+    ])
+    .unwrap();
+    let runtime = Arc::new(ProcessRuntime::new(&config));
+    let handle = tokio::runtime::Handle::current();
+    let launcher = runtime.clone();
+    let launched = std::thread::spawn(move || handle.block_on(launcher.launch("LinearRegression")))
+        .join()
+        .unwrap()
+        .expect("launch");
+    // That thread is gone. Find the node: this process's child started for `service`.
+    let me = std::process::id();
+    let node = eventually(Duration::from_secs(5), "the node process", || {
+        let service = service.clone();
+        async move {
+            children_of(me)
+                .into_iter()
+                .find(|&pid| env_of(pid, "SERVICE_NAME").as_deref() == Some(service.as_str()))
+        }
+    })
+    .await;
+    let _leftovers = KillOnDrop(vec![node]);
+    let http = client();
+    let url = format!("http://127.0.0.1:{}/health", port_of(node));
+    // The launch answered once the node served. A parent-death signal would have arrived by
+    // now (the node then drains: 503, and exits).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(is_running(node), "the node died with the launching thread");
+    let health = http.get(&url).send().await.expect("the node answers");
+    assert_eq!(health.status(), 200, "the node is draining");
+
+    assert_eq!(runtime.stop(&launched.id).await.unwrap(), launched.id);
+    assert!(!is_running(node));
 }

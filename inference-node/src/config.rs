@@ -138,6 +138,12 @@ pub struct Config {
     #[arg(long, env = "INFERENCE_NODE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Pid of the process whose death stops this node (SIGTERM: it deregisters and drains);
+    /// the gateway's process runtime sets it to its own pid. Linux only; if that process is
+    /// not the node's parent any more at startup, the node exits.
+    #[arg(long, env = "INFERENCE_NODE_EXIT_WITH_PARENT")]
+    pub exit_with_parent: Option<u32>,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "INFERENCE_NODE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,

@@ -41,6 +41,9 @@ fn main() -> ExitCode {
 fn run(config: Config) -> anyhow::Result<()> {
     Config::check_environment(std::env::vars())?;
     config.validate()?;
+    if let Some(parent) = config.exit_with_parent {
+        shutdown::exit_with_parent(parent)?;
+    }
     // Before any other thread exists: the runtime's and the inference threads inherit it.
     match sched_policy::apply(config.sched_policy) {
         Ok(()) => tracing::info!(policy = ?config.sched_policy, "CPU scheduling policy"),

@@ -3,7 +3,8 @@
 //!
 //! Each one checks, in order: the admin token (when `GATEWAY_ADMIN_TOKEN` is set), the path
 //! parameter (422 in FastAPI's shape), then asks the [`crate::runtime::Runtime`]. A launch
-//! also checks that the model is launchable (404) before anything is created.
+//! also checks that the model is launchable (404) before anything is created, and answers 429
+//! past `GATEWAY_MAX_INSTANCES` and 502 when the new instance does not start.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -112,8 +113,11 @@ impl Modify for BearerAuth {
 /// Launches a new instance serving `model_name` by default.
 ///
 /// Docker: a container from the configured node image on the cluster's network; process
-/// runtime: an inference-node process on a free local port. The new node registers itself in
-/// Consul and receives traffic once its health check passes.
+/// runtime: an inference-node process on a free local port. Answers once the node has started
+/// (the process answers `/health`; the container runs and is healthy); a node that does not
+/// start is removed and the answer is 502. At most `GATEWAY_MAX_INSTANCES` launched instances
+/// exist at once (429 past it). The new node registers itself in Consul and receives traffic
+/// once its health check passes.
 #[utoipa::path(
     post,
     path = "/api/models/launch/{model_name}",
@@ -126,6 +130,8 @@ impl Modify for BearerAuth {
         (status = 403, description = "Wrong admin token", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
         (status = 422, description = "Not a plain model name"),
+        (status = 429, description = "GATEWAY_MAX_INSTANCES launched instances exist already", body = ErrorBody),
+        (status = 502, description = "The new instance did not start (it has been removed)", body = ErrorBody),
         (status = 503, description = "Runtime unavailable", body = ErrorBody),
     )
 )]

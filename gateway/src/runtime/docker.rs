@@ -7,6 +7,16 @@
 //! HostConfig built here (no binds, no privileges, all capabilities dropped, no host network
 //! or pid namespace, memory and pids limits, no restart), named `<cluster>-<service>-<n>`.
 //!
+//! Launches: at most `GATEWAY_MAX_INSTANCES` containers launched by the gateway (label
+//! `gdp-serving.launched-by=gateway`) of this cluster exist at once, any state but exited, dead
+//! or being removed; compose's replicas do not count (they are the operator's declared scale,
+//! not the API's). The gateway counts and creates under one lock, so its concurrent launches
+//! never overshoot (several gateways of one cluster each count the others' containers, but are
+//! not serialized with each other). A launch answers once the container runs and, when its
+//! image has a health check (the node image has), is healthy, within
+//! `GATEWAY_NODE_START_TIMEOUT`; a container that exits, turns unhealthy or runs out of time is
+//! removed (its last log lines go to the gateway's log) and the launch fails (502).
+//!
 //! When the cluster was started by compose, a launched node also carries compose's own labels,
 //! copied from a compose-started replica (with its own container number): `docker-compose ps`
 //! then lists it with the other replicas and `docker-compose down` removes it together with
@@ -23,13 +33,16 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, NetworkingConfig,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum,
+    EndpointSettings, HealthStatusEnum, HostConfig, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
 };
-use tokio::sync::OnceCell;
+use futures::StreamExt;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -44,6 +57,12 @@ pub const ROLE_LABEL: &str = "gdp-serving.role";
 /// Value of [`ROLE_LABEL`] on node containers.
 pub const NODE_ROLE: &str = "inference-node";
 
+/// Label marking the containers the gateway launched (they count towards
+/// `GATEWAY_MAX_INSTANCES`; compose replicas do not carry it).
+pub const LAUNCHED_LABEL: &str = "gdp-serving.launched-by";
+/// Value of [`LAUNCHED_LABEL`].
+pub const LAUNCHED_BY_GATEWAY: &str = "gateway";
+
 /// Prefix of the labels compose puts on the containers it manages.
 const COMPOSE_LABEL_PREFIX: &str = "com.docker.compose.";
 /// Compose labels that differ per container and are set by the gateway, not copied.
@@ -55,6 +74,10 @@ const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts at a free name when another container takes the chosen one meanwhile.
 const NAME_ATTEMPTS: u32 = 5;
+/// Pause between two looks at a starting container's state.
+const START_POLL: Duration = Duration::from_millis(250);
+/// Log lines of a container that did not start copied to the gateway's log.
+const FAILED_LOG_LINES: &str = "20";
 
 /// Launches, lists and stops node containers of one cluster.
 pub struct DockerRuntime {
@@ -68,6 +91,10 @@ pub struct DockerRuntime {
     memory_bytes: i64,
     pids_limit: i64,
     stop_timeout: Duration,
+    start_timeout: Duration,
+    max_instances: u32,
+    /// Held while counting and creating, so concurrent launches never overshoot the limit.
+    launching: Mutex<()>,
     client: OnceCell<Docker>,
     found_network: OnceCell<String>,
 }
@@ -92,6 +119,9 @@ impl DockerRuntime {
             memory_bytes: i64::from(config.node_memory_mb) * 1024 * 1024,
             pids_limit: i64::from(config.node_pids_limit),
             stop_timeout: config.node_stop_timeout,
+            start_timeout: config.node_start_timeout,
+            max_instances: config.max_instances,
+            launching: Mutex::new(()),
             client: OnceCell::new(),
             found_network: OnceCell::new(),
         }
@@ -135,10 +165,54 @@ impl DockerRuntime {
         ])
     }
 
-    /// Creates and starts a node container for `model`.
+    /// Creates and starts a node container for `model`; returns once it has started (see the
+    /// module docs).
     pub async fn launch(&self, model: &str) -> Result<Launched, GatewayError> {
         let docker = self.client().await?;
         let network = self.network(docker).await?;
+        let launched = {
+            let _one_at_a_time = self.launching.lock().await;
+            self.create(docker, model, &network).await?
+        };
+        // From here on the created container counts towards the limit, until it is removed.
+        let started = match docker.start_container(&launched.id, None).await {
+            Ok(()) => self.wait_started(docker, &launched.id).await,
+            Err(error) => Err(self.failed("start the node container", error)),
+        };
+        match started {
+            Ok(()) => {
+                tracing::info!(id = %launched.id, name = %launched.name, %model, %network, "launched node container");
+                Ok(launched)
+            }
+            Err(error) => {
+                tracing::warn!(id = %launched.id, name = %launched.name, %error, "node container did not start; removing it");
+                self.log_tail(docker, &launched.id).await;
+                if let Err(error) = docker
+                    .remove_container(
+                        &launched.id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+                {
+                    tracing::error!(id = %launched.id, %error, "cannot remove the node container that did not start");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Creates (does not start) a node container for `model` under a free name, unless this
+    /// cluster already has `GATEWAY_MAX_INSTANCES` launched containers. Call it under the
+    /// `launching` lock.
+    async fn create(
+        &self,
+        docker: &Docker,
+        model: &str,
+        network: &str,
+    ) -> Result<Launched, GatewayError> {
         let existing = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
@@ -146,6 +220,9 @@ impl DockerRuntime {
             }))
             .await
             .map_err(|e| self.failed("list containers", e))?;
+        if count_launched(&existing, &self.cluster) >= self.max_instances as usize {
+            return Err(GatewayError::TooManyInstances(self.max_instances));
+        }
         let names: Vec<&str> = existing
             .iter()
             .flat_map(|c| c.names.iter().flatten())
@@ -162,7 +239,7 @@ impl DockerRuntime {
                     }),
                     self.create_body(
                         model,
-                        &network,
+                        network,
                         &name,
                         compose_labels(&existing, &self.cluster, index),
                     ),
@@ -170,19 +247,6 @@ impl DockerRuntime {
                 .await
             {
                 Ok(created) => {
-                    if let Err(error) = docker.start_container(&created.id, None).await {
-                        let _ = docker
-                            .remove_container(
-                                &created.id,
-                                Some(RemoveContainerOptions {
-                                    force: true,
-                                    ..Default::default()
-                                }),
-                            )
-                            .await;
-                        return Err(self.failed("start the node container", error));
-                    }
-                    tracing::info!(id = %created.id, %name, %model, %network, "launched node container");
                     return Ok(Launched {
                         id: created.id,
                         name,
@@ -207,6 +271,69 @@ impl DockerRuntime {
         Err(GatewayError::RuntimeFailed(format!(
             "no free container name after {NAME_ATTEMPTS} attempts"
         )))
+    }
+
+    /// Waits until the started container `id` runs and, when it has a health check, is
+    /// healthy; fails when it exits, turns unhealthy or the start timeout passes.
+    async fn wait_started(&self, docker: &Docker, id: &str) -> Result<(), GatewayError> {
+        let deadline = tokio::time::Instant::now() + self.start_timeout;
+        loop {
+            let state = docker
+                .inspect_container(id, None)
+                .await
+                .map_err(|e| self.failed("inspect the node container", e))?
+                .state
+                .unwrap_or_default();
+            let health = state.health.and_then(|h| h.status);
+            match state.status {
+                Some(ContainerStateStatusEnum::RUNNING) => match health {
+                    Some(HealthStatusEnum::STARTING) => {}
+                    Some(HealthStatusEnum::UNHEALTHY) => {
+                        return Err(GatewayError::LaunchFailed(
+                            "the node container runs but its health check fails (its last log lines are in the gateway's log)".to_string(),
+                        ));
+                    }
+                    // Healthy, or no health check in the image: running is started.
+                    _ => return Ok(()),
+                },
+                Some(
+                    ContainerStateStatusEnum::EXITED
+                    | ContainerStateStatusEnum::DEAD
+                    | ContainerStateStatusEnum::REMOVING,
+                ) => {
+                    let code = state
+                        .exit_code
+                        .map_or_else(|| "unknown".to_string(), |c| c.to_string());
+                    return Err(GatewayError::LaunchFailed(format!(
+                        "the node container exited with code {code} during startup (its last log lines are in the gateway's log)"
+                    )));
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(GatewayError::LaunchFailed(format!(
+                    "the node container was not running and healthy within GATEWAY_NODE_START_TIMEOUT ({})",
+                    humantime::format_duration(self.start_timeout)
+                )));
+            }
+            tokio::time::sleep(START_POLL).await;
+        }
+    }
+
+    /// Copies the last log lines of container `id` to the gateway's log.
+    async fn log_tail(&self, docker: &Docker, id: &str) {
+        let mut lines = docker.logs(
+            id,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: FAILED_LOG_LINES.to_string(),
+                ..Default::default()
+            }),
+        );
+        while let Some(Ok(line)) = lines.next().await {
+            tracing::warn!(%id, "node container log: {}", line.to_string().trim_end());
+        }
     }
 
     /// Lists this cluster's node containers (any state) whose model label is `model`.
@@ -370,6 +497,7 @@ impl DockerRuntime {
     ) -> ContainerCreateBody {
         let mut labels = extra_labels;
         labels.extend(self.labels(model));
+        labels.insert(LAUNCHED_LABEL.to_string(), LAUNCHED_BY_GATEWAY.to_string());
         let mut env = vec![
             format!("GDP_MODEL_NAME={model}"),
             format!("SERVICE_DISCOVERY_URL={}", self.discovery_url),
@@ -461,6 +589,28 @@ fn compose_labels(
     labels.insert(COMPOSE_ONEOFF_LABEL.to_string(), "False".to_string());
     labels.insert(COMPOSE_NUMBER_LABEL.to_string(), number.to_string());
     labels
+}
+
+/// Counts the containers among `containers` that the gateway launched for `cluster` and that
+/// hold resources or soon will: any state but exited, dead or being removed.
+fn count_launched(containers: &[ContainerSummary], cluster: &str) -> usize {
+    containers
+        .iter()
+        .filter(|c| {
+            let labels = c.labels.as_ref();
+            let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
+            label(CLUSTER_LABEL) == Some(cluster)
+                && label(LAUNCHED_LABEL) == Some(LAUNCHED_BY_GATEWAY)
+                && !matches!(
+                    c.state,
+                    Some(
+                        ContainerSummaryStateEnum::EXITED
+                            | ContainerSummaryStateEnum::DEAD
+                            | ContainerSummaryStateEnum::REMOVING
+                    )
+                )
+        })
+        .count()
 }
 
 /// Returns whether `network` is one of the engine's predefined networks.
@@ -564,6 +714,47 @@ mod tests {
         assert!(!labels.contains_key(CLUSTER_LABEL));
 
         assert!(compose_labels(&[consul, other_cluster], "c1", 3).is_empty());
+    }
+
+    #[test]
+    fn only_live_containers_the_gateway_launched_count() {
+        let with_state = |labels: &[(&str, &str)], state| ContainerSummary {
+            state: Some(state),
+            ..summary(labels)
+        };
+        let launched = [
+            (CLUSTER_LABEL, "c1"),
+            (MODEL_LABEL, "Lasso"),
+            (LAUNCHED_LABEL, LAUNCHED_BY_GATEWAY),
+        ];
+        let replica = [(CLUSTER_LABEL, "c1"), (MODEL_LABEL, "Lasso")];
+        let other_cluster = [
+            (CLUSTER_LABEL, "c2"),
+            (MODEL_LABEL, "Lasso"),
+            (LAUNCHED_LABEL, LAUNCHED_BY_GATEWAY),
+        ];
+        let containers = [
+            with_state(&launched, ContainerSummaryStateEnum::RUNNING),
+            with_state(&launched, ContainerSummaryStateEnum::CREATED),
+            with_state(&launched, ContainerSummaryStateEnum::RESTARTING),
+            with_state(&launched, ContainerSummaryStateEnum::EXITED),
+            with_state(&launched, ContainerSummaryStateEnum::DEAD),
+            with_state(&launched, ContainerSummaryStateEnum::REMOVING),
+            with_state(&replica, ContainerSummaryStateEnum::RUNNING),
+            with_state(&other_cluster, ContainerSummaryStateEnum::RUNNING),
+        ];
+        assert_eq!(count_launched(&containers, "c1"), 3);
+        assert_eq!(count_launched(&containers, "c2"), 1);
+        assert_eq!(count_launched(&[], "c1"), 0);
+    }
+
+    #[test]
+    fn launched_containers_carry_the_launched_label() {
+        let rt = runtime(&["--cluster-name", "c1"]);
+        let body = rt.create_body("Lasso", "net", "c1-gdp-growth-model-2", HashMap::new());
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LAUNCHED_LABEL], LAUNCHED_BY_GATEWAY);
+        assert!(!rt.labels("Lasso").contains_key(LAUNCHED_LABEL));
     }
 
     #[test]
