@@ -230,3 +230,27 @@ async fn a_node_4xx_passes_through_with_its_headers() {
     );
     assert_eq!(hits.load(Ordering::Relaxed), 1, "a 4xx is not retried");
 }
+
+/// A model no node serves is named in the 404, but a 60 KB name only in part (it came back
+/// whole before): its first 64 characters and its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_unknown_model_name_is_echoed_in_part() {
+    let node = Endpoint {
+        models: Some(vec!["LinearRegression".to_string()].into()),
+        ..endpoint(closed_port())
+    };
+    let gw = gateway_over(vec![node]).await;
+    let name = format!("Huge{}", "x".repeat(60 * 1024 - 4));
+    let resp = send_seed_row(&client(), &gw, &format!("?model={name}"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let body: Value = resp.json().await.unwrap();
+    let prefix = &name[..64];
+    assert_eq!(
+        body,
+        json!({"detail": format!(
+            "model '{prefix}…(61440 bytes)' is not served by any healthy instance"
+        )})
+    );
+}
