@@ -2,7 +2,9 @@
 //!
 //! The balancer owns its RNG (seedable for tests, like linkerd's p2c). A node that fails
 //! `eject_after` times in a row is skipped for `eject_base`, doubling per ejection in a row up
-//! to `eject_max`; one success clears its record.
+//! to `eject_max`; one success clears its record. Failures while a node is ejected (attempts
+//! still in flight when it was ejected) do not count. The records of nodes that leave the
+//! healthy set are dropped when discovery publishes it ([`RandomBalancer::retain`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -106,8 +108,12 @@ impl RandomBalancer {
 
     /// Records that `addr` failed; returns the ejection interval if this failure ejects it.
     pub fn record_failure(&self, addr: &str) -> Option<Duration> {
+        let now = Instant::now();
         let mut failures = self.failures.lock().expect("balancer lock");
         let f = failures.entry(addr.to_string()).or_default();
+        if f.ejected_until.is_some_and(|until| until > now) {
+            return None;
+        }
         f.in_a_row += 1;
         if f.in_a_row < self.policy.after {
             return None;
@@ -116,8 +122,19 @@ impl RandomBalancer {
         let interval = self.policy.base.saturating_mul(factor).min(self.policy.max);
         f.ejections += 1;
         f.in_a_row = 0;
-        f.ejected_until = Some(Instant::now() + interval);
+        f.ejected_until = Some(now + interval);
         Some(interval)
+    }
+
+    /// Forgets the records of nodes that are not in `healthy` (the newly published set).
+    pub fn retain(&self, healthy: &[Endpoint]) {
+        let mut failures = self.failures.lock().expect("balancer lock");
+        failures.retain(|addr, _| healthy.iter().any(|e| &e.addr == addr));
+    }
+
+    /// Returns how many nodes have a failure record.
+    pub fn tracked(&self) -> usize {
+        self.failures.lock().expect("balancer lock").len()
     }
 
     /// Returns whether `addr` is ejected right now.
@@ -215,8 +232,10 @@ mod tests {
         assert!(!b.is_ejected(bad));
         b.record_failure(bad);
         assert_eq!(b.record_failure(bad), Some(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_millis(2001)).await;
         b.record_failure(bad);
         assert_eq!(b.record_failure(bad), Some(Duration::from_secs(4)));
+        tokio::time::advance(Duration::from_millis(4001)).await;
         b.record_failure(bad);
         assert_eq!(
             b.record_failure(bad),
@@ -226,6 +245,36 @@ mod tests {
         b.record_success(bad);
         assert!(!b.is_ejected(bad));
         assert_eq!(b.record_failure(bad), None, "a success resets the count");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_while_ejected_do_not_stack() {
+        let b = RandomBalancer::new(policy(), Some(3));
+        let bad = "10.0.0.0:5000";
+        b.record_failure(bad);
+        assert_eq!(b.record_failure(bad), Some(Duration::from_secs(1)));
+        // Two more attempts that were in flight fail: still the first ejection.
+        assert_eq!(b.record_failure(bad), None);
+        assert_eq!(b.record_failure(bad), None);
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(!b.is_ejected(bad));
+    }
+
+    #[test]
+    fn records_of_departed_nodes_are_dropped() {
+        let eps = endpoints(3);
+        let b = RandomBalancer::new(policy(), Some(3));
+        for e in &eps {
+            b.record_failure(&e.addr);
+        }
+        assert_eq!(b.tracked(), 3);
+        b.retain(&eps[1..2]);
+        assert_eq!(b.tracked(), 1);
+        assert_eq!(
+            b.record_failure(&eps[1].addr),
+            Some(Duration::from_secs(1)),
+            "the kept node's record is intact"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -89,6 +89,20 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_RETRIES", value_name = "GATEWAY_RETRIES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=5))]
     pub retries: u32,
 
+    /// Fixed hedge delay: a prediction unanswered this long is also sent to another node, and
+    /// the first answer wins (unset: adaptive, twice the recent p99 latency within 50ms..500ms).
+    /// A hedge counts as one of the `GATEWAY_RETRIES`.
+    #[arg(long, env = "GATEWAY_HEDGE_AFTER", value_name = "GATEWAY_HEDGE_AFTER", value_parser = parse_positive)]
+    pub hedge_after: Option<Duration>,
+
+    /// Hedges allowed over any 10s, in percent of the requests (plus 100); 0 disables hedging.
+    #[arg(long, env = "GATEWAY_HEDGE_BUDGET", value_name = "GATEWAY_HEDGE_BUDGET", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub hedge_budget: u32,
+
+    /// How long the per-node metric series of a node that left the healthy set are kept.
+    #[arg(long, env = "GATEWAY_NODE_METRICS_RETENTION", value_name = "GATEWAY_NODE_METRICS_RETENTION", default_value = "10m", value_parser = parse_duration)]
+    pub node_metrics_retention: Duration,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "GATEWAY_BODY_LIMIT", value_name = "GATEWAY_BODY_LIMIT", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
     pub body_limit: u64,
@@ -334,6 +348,8 @@ mod tests {
             ("--retries", "9", "GATEWAY_RETRIES"),
             ("--max-instances", "2000", "GATEWAY_MAX_INSTANCES"),
             ("--node-start-timeout", "0s", "GATEWAY_NODE_START_TIMEOUT"),
+            ("--hedge-budget", "101", "GATEWAY_HEDGE_BUDGET"),
+            ("--hedge-after", "0s", "GATEWAY_HEDGE_AFTER"),
             ("--body-limit", "0", "GATEWAY_BODY_LIMIT"),
             ("--body-timeout", "0s", "GATEWAY_BODY_TIMEOUT"),
             ("--max-connections", "0", "GATEWAY_MAX_CONNECTIONS"),

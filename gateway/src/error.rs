@@ -15,8 +15,9 @@ pub enum GatewayError {
     /// Consul lists no healthy instance of the service.
     #[error("no healthy instance of {0} is available")]
     NoHealthyInstance(String),
-    /// Healthy instances exist, but none of them serves the requested model.
-    #[error("model '{0}' is not served by any healthy instance")]
+    /// Healthy instances exist, but none of them serves the requested model (a long name is
+    /// echoed in part).
+    #[error("model '{}' is not served by any healthy instance", http_serve::echo_name(.0))]
     UnknownModel(String),
     /// Every attempt failed with a connect error or a 5xx.
     #[error("upstream failed after {attempts} attempt(s): {reason}")]

@@ -1,6 +1,6 @@
 //! gateway: the cluster's front door on port 8000. It keeps the seed's API exactly, finds
 //! healthy inference nodes in Consul with blocking queries, and sends each prediction to a
-//! node picked uniformly at random, retrying once elsewhere when a node fails.
+//! node picked uniformly at random, retrying once elsewhere when a node fails or is slow.
 //!
 //! # Layout
 //! - [`config`]: [`Config`], clap flags with environment fallbacks.
@@ -10,7 +10,8 @@
 //!   `http/predict.rs`, `http/models.rs`, `http/health.rs`.
 //! - [`discovery`]: the healthy set in a `watch`; [`discovery::consul`] keeps it fresh.
 //! - [`balance`]: [`balance::RandomBalancer`], seedable random choice with ejection.
-//! - [`proxy`]: pick, forward, retry on another node.
+//! - [`proxy`]: pick, forward, hedge or retry on another node.
+//! - [`hedge`]: when a slow attempt is hedged on another node: adaptive delay, budget.
 //! - [`runtime`]: launch, list and stop nodes (Docker containers or local processes) for the
 //!   lifecycle endpoints in `http/lifecycle.rs`.
 //! - [`upstream`]: the pooled node client and one exchange.
@@ -22,6 +23,7 @@ pub mod balance;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod hedge;
 pub mod http;
 pub mod proxy;
 pub mod runtime;

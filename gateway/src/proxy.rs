@@ -1,14 +1,29 @@
-//! Forwards a prediction to a random healthy node, retrying once elsewhere on failure.
+//! Forwards a prediction to a random healthy node; hedges a slow attempt on another node,
+//! retries a failed one elsewhere.
+//!
+//! A request tries at most `GATEWAY_RETRIES + 1` nodes. The first attempt goes to a random
+//! node. An attempt that fails (connect error, timeout, 5xx) is retried on another node at once;
+//! one that has not answered within the hedge delay ([`crate::hedge`]) is, once per request and
+//! within the hedge budget, also sent to another node, and the first answer wins. An attempt
+//! that loses to a later one counts as a failure of its node ("slow"), so a frozen node is
+//! ejected after `GATEWAY_EJECT_AFTER` of them; the loser is cancelled (its connection closed).
+//! An attempt to a node that discovery drops from the healthy set is cancelled and retried.
+
+use std::pin::pin;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::time::Instant;
 
 use crate::discovery::Endpoint;
 use crate::error::GatewayError;
 use crate::state::AppState;
-use crate::upstream::{self, AttemptError};
+use crate::telemetry::NodeEvent;
+use crate::upstream::{self, AttemptError, UpstreamResponse};
 
 /// Returns the instances that may serve `model` (all of them when no model is asked for).
 ///
@@ -41,9 +56,27 @@ pub fn candidates<'a>(
     Err(GatewayError::UnknownModel(model.to_string()))
 }
 
-/// Sends `body` to `path_and_query` on a picked node; on a connect error, timeout or 5xx,
-/// retries on a different node up to the configured budget. A node's 2xx/4xx is returned as is.
-/// When every attempt failed: 504 if any of them timed out, else 502.
+/// How one attempt ended.
+enum Outcome {
+    /// The node answered (any status).
+    Answered(UpstreamResponse),
+    /// The exchange failed.
+    Failed(AttemptError),
+    /// Discovery dropped the node from the healthy set while the attempt was in flight.
+    Left,
+}
+
+/// Why an attempt is started.
+#[derive(Clone, Copy)]
+enum Kind {
+    First,
+    Retry,
+    Hedge,
+}
+
+/// Sends `body` to `path_and_query` on a picked node, hedging and retrying as the module doc
+/// says. A node's 2xx/4xx is returned as is. When every attempt failed: 504 if any of them
+/// timed out, else 502.
 pub async fn forward(
     state: &AppState,
     model: Option<&str>,
@@ -53,57 +86,165 @@ pub async fn forward(
 ) -> Result<Response, GatewayError> {
     let endpoints = state.discovery.endpoints();
     let candidates = candidates(&endpoints, model, &state.config.service_name)?;
-    let max_attempts = state.config.retries + 1;
-    let mut tried: Vec<&str> = Vec::with_capacity(max_attempts as usize);
-    let mut failures = Vec::with_capacity(max_attempts as usize);
-    while (tried.len() as u32) < max_attempts {
-        let Some(node) = state.balancer.pick(&candidates, &tried) else {
-            break;
-        };
-        if !tried.is_empty() {
-            metrics::counter!("gateway_upstream_retries_total", "node" => node.addr.clone())
-                .increment(1);
+    let max_attempts = state.config.retries as usize + 1;
+    state.hedging.on_request();
+    let mut tried: Vec<&str> = Vec::with_capacity(max_attempts);
+    let mut failures = Vec::with_capacity(max_attempts);
+    // Attempts in flight, with when each started (the futures themselves are in `pending`).
+    let mut running: Vec<(&Endpoint, Instant)> = Vec::with_capacity(2);
+    let mut pending = FuturesUnordered::new();
+    let mut hedge_at: Option<Instant> = None;
+    let mut hedged = false;
+    let mut due = Some(Kind::First);
+    loop {
+        // Start the attempt that is due, if a node is left to try.
+        let node = due
+            .take()
+            .filter(|_| tried.len() < max_attempts)
+            .and_then(|kind| Some((kind, state.balancer.pick(&candidates, &tried)?)));
+        if let Some((kind, node)) = node {
+            tried.push(&node.addr);
+            state.node_metrics.count(&node.addr, NodeEvent::Attempt);
+            match kind {
+                Kind::First => {}
+                Kind::Retry => state.node_metrics.count(&node.addr, NodeEvent::Retry),
+                Kind::Hedge => {
+                    hedged = true;
+                    state.node_metrics.count(&node.addr, NodeEvent::Hedge);
+                }
+            }
+            let started = Instant::now();
+            running.push((node, started));
+            // Another node is left to try: a retry (or hedge) is possible.
+            let more = tried.len() < max_attempts && tried.len() < candidates.len();
+            pending.push(attempt(
+                state,
+                node,
+                path_and_query,
+                content_type,
+                body.clone(),
+                more,
+            ));
+            let can_hedge = !hedged && more;
+            hedge_at = match state.hedging.delay() {
+                Some(delay) if can_hedge => Some(started + delay),
+                _ => None,
+            };
         }
-        tried.push(&node.addr);
-        metrics::counter!("gateway_upstream_attempts_total", "node" => node.addr.clone())
-            .increment(1);
-        let result = upstream::exchange(
-            &state.http_client,
-            Method::POST,
-            &node.addr,
-            path_and_query,
-            content_type,
-            body.clone(),
-            upstream::Limits {
-                timeout: state.config.upstream_timeout,
-                max_answer_bytes: state.config.answer_limit(),
-            },
-        )
-        .await;
-        let failure = match result {
-            Ok(resp) if !resp.status.is_server_error() => {
+        if pending.is_empty() {
+            return Err(give_up(failures, &state.config.service_name));
+        }
+        let hedge_timer = async {
+            match hedge_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (node, outcome) = tokio::select! {
+            Some(done) = pending.next() => done,
+            () = hedge_timer => {
+                hedge_at = None;
+                if state.hedging.try_hedge() {
+                    due = Some(Kind::Hedge);
+                } else {
+                    metrics::counter!("gateway_hedge_budget_exhausted_total").increment(1);
+                }
+                continue;
+            }
+        };
+        let started = running
+            .iter()
+            .position(|(n, _)| n.addr == node.addr)
+            .map(|i| running.swap_remove(i).1)
+            .unwrap_or_else(Instant::now);
+        let (reason, error) = match outcome {
+            Outcome::Answered(resp) if !resp.status.is_server_error() => {
                 state.balancer.record_success(&node.addr);
+                state.hedging.record(started.elapsed());
+                // Attempts started before this one lost the race: their nodes were slow.
+                for (slow, since) in running.iter().filter(|(_, s)| *s < started) {
+                    fail(state, slow, "slow", &AttemptError::Timeout(since.elapsed()));
+                }
                 return Ok(into_response(resp));
             }
-            Ok(resp) => (
+            Outcome::Answered(resp) => (
                 "status",
                 AttemptError::Transport(format!("answered {}", resp.status)),
             ),
-            Err(e @ AttemptError::Timeout(_)) => ("timeout", e),
-            Err(e) => ("transport", e),
+            Outcome::Failed(e @ AttemptError::Timeout(_)) => ("timeout", e),
+            Outcome::Failed(e) => ("transport", e),
+            Outcome::Left => {
+                state
+                    .node_metrics
+                    .count(&node.addr, NodeEvent::Failure("left"));
+                tracing::info!(node = %node.addr, "node left the healthy set; its attempt is cancelled");
+                failures.push(AttemptError::Transport(
+                    "the node left the healthy set".into(),
+                ));
+                due = Some(Kind::Retry);
+                continue;
+            }
         };
-        let (reason, error) = failure;
-        metrics::counter!("gateway_upstream_failures_total", "node" => node.addr.clone(), "reason" => reason)
-            .increment(1);
-        tracing::warn!(node = %node.addr, %error, "upstream attempt failed");
-        if let Some(interval) = state.balancer.record_failure(&node.addr) {
-            metrics::counter!("gateway_upstream_ejections_total", "node" => node.addr.clone())
-                .increment(1);
-            tracing::warn!(node = %node.addr, ?interval, "node ejected");
-        }
+        fail(state, node, reason, &error);
         failures.push(error);
+        due = Some(Kind::Retry);
     }
-    Err(give_up(failures, &state.config.service_name))
+}
+
+/// Counts a failed attempt of `node` and ejects the node when that makes too many in a row.
+fn fail(state: &AppState, node: &Endpoint, reason: &'static str, error: &AttemptError) {
+    state
+        .node_metrics
+        .count(&node.addr, NodeEvent::Failure(reason));
+    tracing::warn!(node = %node.addr, reason, %error, "upstream attempt failed");
+    if let Some(interval) = state.balancer.record_failure(&node.addr) {
+        state.node_metrics.count(&node.addr, NodeEvent::Ejection);
+        tracing::warn!(node = %node.addr, ?interval, "node ejected");
+    }
+}
+
+/// One exchange with `node`; when `cancel_if_left`, cancelled if discovery drops the node from
+/// the healthy set (else, with no other node to try, a draining node may still answer).
+async fn attempt<'a>(
+    state: &AppState,
+    node: &'a Endpoint,
+    path_and_query: &str,
+    content_type: Option<&HeaderValue>,
+    body: Bytes,
+    cancel_if_left: bool,
+) -> (&'a Endpoint, Outcome) {
+    let exchange = pin!(upstream::exchange(
+        &state.http_client,
+        Method::POST,
+        &node.addr,
+        path_and_query,
+        content_type,
+        body,
+        upstream::Limits {
+            timeout: state.config.upstream_timeout,
+            max_answer_bytes: state.config.answer_limit(),
+        },
+    ));
+    let mut sets = state.discovery.subscribe();
+    let left = async {
+        // An error means the set can no longer change (a fixed discovery): never.
+        if !cancel_if_left
+            || sets
+                .wait_for(|set| !set.iter().any(|e| e.addr == node.addr))
+                .await
+                .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    };
+    let outcome = tokio::select! {
+        result = exchange => match result {
+            Ok(resp) => Outcome::Answered(resp),
+            Err(e) => Outcome::Failed(e),
+        },
+        () = left => Outcome::Left,
+    };
+    (node, outcome)
 }
 
 /// The error once every attempt failed: 504 if any attempt timed out (what the client waited

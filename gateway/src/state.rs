@@ -1,7 +1,7 @@
 //! Shared application state handed to every handler.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
@@ -10,6 +10,8 @@ use crate::balance::{EjectPolicy, RandomBalancer};
 use crate::config::Config;
 use crate::discovery::{self, Discovery, consul::WatchConfig};
 use crate::error::GatewayError;
+use crate::hedge::Hedging;
+use crate::telemetry::NodeMetrics;
 use crate::upstream::{self, HttpClient};
 
 /// Cheap-to-clone handle on the gateway's state.
@@ -24,6 +26,10 @@ pub struct Inner {
     pub discovery: Discovery,
     /// Random choice among healthy nodes, with ejection of failing ones.
     pub balancer: RandomBalancer,
+    /// The hedge delay and budget.
+    pub hedging: Hedging,
+    /// The per-node upstream series of `/metrics`.
+    pub node_metrics: NodeMetrics,
     /// Pooled keep-alive client for the nodes.
     pub http_client: HttpClient,
     /// Renders `/metrics`.
@@ -62,7 +68,8 @@ impl AppState {
         Ok(AppState::with_discovery(config, discovery, background))
     }
 
-    /// Builds the state around an existing discovery; `background` stops its watcher.
+    /// Builds the state around an existing discovery; `background` stops its watcher. Inside a
+    /// Tokio runtime, also starts the task that prunes per-node records when the set changes.
     pub fn with_discovery(
         config: Config,
         discovery: Discovery,
@@ -83,7 +90,9 @@ impl AppState {
             let runtime = runtime.clone();
             handle.spawn(async move { runtime.kind().await });
         }
-        AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
+            hedging: Hedging::new(config.hedge_after, config.hedge_budget),
+            node_metrics: NodeMetrics::new(config.node_metrics_retention),
             config,
             discovery,
             balancer,
@@ -91,7 +100,34 @@ impl AppState {
             metrics: crate::telemetry::prometheus(),
             background,
             runtime,
-        }))
+        }));
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(forget_departed(Arc::downgrade(&state.0)));
+        }
+        state
+    }
+}
+
+/// Drops the balancer's records and, after their retention, the metric series of nodes that
+/// left the healthy set: at every new set, and every few seconds. Ends with the state.
+async fn forget_departed(state: Weak<Inner>) {
+    let Some((mut sets, cancel)) = state
+        .upgrade()
+        .map(|s| (s.discovery.subscribe(), s.background.clone()))
+    else {
+        return;
+    };
+    let mut open = true;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = sets.changed(), if open => open = changed.is_ok(),
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+        let Some(state) = state.upgrade() else { return };
+        let healthy = state.discovery.endpoints();
+        state.balancer.retain(&healthy);
+        state.node_metrics.retain(&healthy);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Upstream failures mapped to the documented statuses: 502 after the retry, 504 on timeout,
-//! and a 5xx from one node retried on another. The "nodes" here are deliberately broken
-//! servers (closed ports, a socket that never answers, a server that answers 500).
+//! and a 5xx from one node retried on another, a silent node hedged past, an attempt to a node
+//! that leaves the healthy set retried at once. The "nodes" here are deliberately broken servers (closed ports, a socket
+//! that never answers, a server that answers 500).
 
 mod common;
 
@@ -25,12 +26,12 @@ fn endpoint(addr: String) -> Endpoint {
 }
 
 async fn gateway_over(endpoints: Vec<Endpoint>) -> TestGateway {
+    serve_gateway(config(), Discovery::fixed(endpoints)).await
+}
+
+async fn serve_gateway(config: Config, discovery: Discovery) -> TestGateway {
     gateway::telemetry::init_for_test();
-    let state = AppState::with_discovery(
-        config(),
-        Discovery::fixed(endpoints),
-        CancellationToken::new(),
-    );
+    let state = AppState::with_discovery(config, discovery, CancellationToken::new());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -57,6 +58,19 @@ fn config() -> Config {
     .unwrap()
 }
 
+/// A node that accepts connections and never answers; returns its address.
+async fn silent_node() -> String {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
 fn closed_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
@@ -80,15 +94,7 @@ async fn unreachable_nodes_give_502_after_the_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_nodes_give_504() {
-    // Accepts connections and never answers.
-    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = silent.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            held.push(socket);
-        }
-    });
+    let addr = silent_node().await;
     let gw = gateway_over(vec![endpoint(addr.clone())]).await;
     let (status, body) = post_seed(&gw).await;
     assert_eq!(status, 504);
@@ -267,4 +273,161 @@ async fn a_node_4xx_passes_through_with_its_headers() {
         json!({"detail": "too many requests in flight"})
     );
     assert_eq!(hits.load(Ordering::Relaxed), 1, "a 4xx is not retried");
+}
+
+/// A model no node serves is named in the 404, but a 60 KB name only in part (it came back
+/// whole before): its first 64 characters and its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_unknown_model_name_is_echoed_in_part() {
+    let node = Endpoint {
+        models: Some(vec!["LinearRegression".to_string()].into()),
+        ..endpoint(closed_port())
+    };
+    let gw = gateway_over(vec![node]).await;
+    let name = format!("Huge{}", "x".repeat(60 * 1024 - 4));
+    let resp = send_seed_row(&client(), &gw, &format!("?model={name}"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let body: Value = resp.json().await.unwrap();
+    let prefix = &name[..64];
+    assert_eq!(
+        body,
+        json!({"detail": format!(
+            "model '{prefix}…(61440 bytes)' is not served by any healthy instance"
+        )})
+    );
+}
+
+/// Issue 24: an attempt in flight to a node that discovery drops from the healthy set is
+/// cancelled and retried on another node at once, instead of waiting out the upstream timeout
+/// (10 s here; hedging is off, so only the set's change can help).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_to_a_node_that_leaves_the_set_are_retried_at_once() {
+    use clap::Parser;
+    let good = Router::new().route("/predict", post(|| async { axum::Json(json!({"ok": 1})) }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let good_addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, good).await });
+    let silent = silent_node().await;
+    let (sets, rx) = tokio::sync::watch::channel(gateway::discovery::Endpoints::from(vec![
+        endpoint(silent.clone()),
+        endpoint(good_addr.clone()),
+    ]));
+    let status = Arc::new(gateway::discovery::Status::new());
+    status.mark_ok();
+    let config = Config::try_parse_from([
+        "gateway",
+        "--rng-seed",
+        "7",
+        "--upstream-timeout",
+        "10s",
+        "--hedge-budget",
+        "0",
+    ])
+    .unwrap();
+    let gw = serve_gateway(config, Discovery::new(rx, status)).await;
+
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let url = gw.url("/api/predict/gdp_growth_rate");
+            tokio::spawn(async move {
+                let resp = client()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(SEED_ROW)
+                    .send()
+                    .await
+                    .unwrap();
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let removed = std::time::Instant::now();
+    sets.send_replace(vec![endpoint(good_addr)].into());
+    for r in requests {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    let waited = removed.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(3),
+        "requests waited {waited:?} after the silent node left the set"
+    );
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "gateway_upstream_failures_total{{node=\"{silent}\",reason=\"left\"}}"
+        )),
+        "no attempt to the silent node was cancelled: {metrics}"
+    );
+}
+
+/// Issue 24: a node that never answers costs each caller the hedge delay, not the upstream
+/// timeout: the request also goes to the other node, whose answer wins; after two such
+/// attempts the silent node is ejected and sees no more requests for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_is_hedged_past_and_ejected() {
+    use clap::Parser;
+    let good = Router::new().route("/predict", post(|| async { axum::Json(json!({"ok": 1})) }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let good_addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, good).await });
+    let silent = silent_node().await;
+    let config = Config::try_parse_from([
+        "gateway",
+        "--rng-seed",
+        "7",
+        "--upstream-timeout",
+        "10s",
+        "--hedge-after",
+        "100ms",
+    ])
+    .unwrap();
+    let gw = serve_gateway(
+        config,
+        Discovery::fixed(vec![endpoint(silent.clone()), endpoint(good_addr)]),
+    )
+    .await;
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..20 {
+        let sent = std::time::Instant::now();
+        let (status, body) = post_seed(&gw).await;
+        assert_eq!((status, body), (200, json!({"ok": 1})));
+        slowest = slowest.max(sent.elapsed());
+    }
+    assert!(slowest < std::time::Duration::from_secs(1), "{slowest:?}");
+    assert!(gw.state.balancer.is_ejected(&silent));
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |needle: String| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+    };
+    let slow = value(format!(
+        "gateway_upstream_failures_total{{node=\"{silent}\",reason=\"slow\"}} "
+    ));
+    let tried = value(format!(
+        "gateway_upstream_attempts_total{{node=\"{silent}\"}} "
+    ));
+    // Ejected after 2 (for 1 s; the 20 requests take far less unless the machine stalls).
+    assert!(
+        slow.is_some_and(|n| n >= 2) && tried.is_some_and(|n| n <= 4),
+        "slow {slow:?}, attempts {tried:?}: {metrics}"
+    );
 }

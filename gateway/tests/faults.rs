@@ -1,11 +1,17 @@
-//! Balancing and fault handling with real nodes: spread, unhealthy nodes, killed nodes and a
-//! Consul outage.
+//! Balancing and fault handling with real nodes: spread, unhealthy nodes, killed nodes, a
+//! frozen node and a Consul outage.
+//!
+//! The frozen-node test runs the inference-node binary as child processes (a `SIGSTOP` needs a
+//! process of its own); it needs that binary in the same target directory (`cargo build -p
+//! inference-node`; `cargo test --workspace` builds it) and fails with that hint when missing.
 
 mod common;
 
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -384,4 +390,282 @@ async fn models_missing_from_meta_are_learned_from_the_nodes() {
         assert_eq!(resp.status().as_u16(), 200);
         assert_eq!(resp.text().await.unwrap(), "forest");
     }
+}
+
+/// An inference-node binary as a child process (real models, real ONNX Runtime), registered in
+/// Consul as `127.0.0.1:<port>`; killed when dropped (stopped or not).
+struct NodeProcess {
+    child: Child,
+    port: u16,
+}
+
+impl NodeProcess {
+    /// Starts a node whose Consul check runs every second with a 1 s timeout, so Consul marks
+    /// it critical 1-2 s after it stops answering.
+    fn start(consul: &str) -> NodeProcess {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> → target/<profile>/inference-node
+        let bin = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("target directory")
+            .join("inference-node");
+        assert!(
+            bin.is_file(),
+            "{} is missing: build it first with `cargo build -p inference-node` (same CARGO_TARGET_DIR)",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let models: PathBuf = models_dir().canonicalize().unwrap();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--models-dir")
+            .arg(models)
+            .args(["--service-discovery-url", consul])
+            .args(["--advertise-address", "127.0.0.1"])
+            .args(["--check-interval", "1s", "--check-timeout", "1s"])
+            .args(["--registration-refresh", "1s", "--shutdown-grace", "1s"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the inference-node binary");
+        NodeProcess { child, port }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child pid");
+        rustix::process::kill_process(pid, signal).expect("signal the node");
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        // SIGKILL ends a stopped process too; nothing is left frozen.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One finished request of a [`TimedLoad`]: when it ended (since the load started), how long
+/// it took, and its status (0 when no answer came).
+struct Timed {
+    ended: Duration,
+    took: Duration,
+    status: u16,
+}
+
+/// Runs `workers` clients of the prediction endpoint until `stop` is set, each sending one
+/// request at a time and at most one per `every` (a missed turn is skipped, so a stalled request
+/// shows in the count), timing every request.
+async fn timed_load(
+    url: String,
+    workers: usize,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> Vec<Timed> {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (stop, url) = (stop.clone(), url.clone());
+            tokio::spawn(async move {
+                let http = client();
+                let mut done = Vec::new();
+                let mut turns = tokio::time::interval(every);
+                turns.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                // Bounded: at most 5 000 requests per client.
+                for _ in 0..5_000 {
+                    turns.tick().await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    let status = match http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(SEED_ROW)
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    done.push(Timed {
+                        ended: start.elapsed(),
+                        took: sent.elapsed(),
+                        status,
+                    });
+                }
+                done
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// Issue 24: with one of two nodes frozen (`SIGSTOP`: it accepts connections, answers nothing)
+/// under a steady load, the gateway keeps serving from the other. Before, every client ended up waiting
+/// on the frozen node for the whole upstream timeout (10 s): zero completions until Consul
+/// dropped it. Now an attempt that has not answered within the hedge delay is sent to the other
+/// node too, and the node is ejected: no second completes fewer than half the requests of the
+/// seconds before, and no request takes more than 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_costs_callers_little() {
+    let consul = spawn_consul().await;
+    let url = consul.base_url();
+    let a = NodeProcess::start(&url);
+    let b = NodeProcess::start(&url);
+    // The default upstream timeout, as in the issue.
+    let mut config = gateway_config(&url, &[]);
+    config.upstream_timeout = Duration::from_secs(10);
+    let gw = spawn_gateway(config).await;
+    let mut want = vec![a.addr(), b.addr()];
+    want.sort();
+    eventually(
+        Duration::from_secs(30),
+        "both node processes listed",
+        || {
+            let want = want.clone();
+            let gw = &gw;
+            async move { services(gw).await == want }
+        },
+    )
+    .await;
+
+    const FREEZE_AT: u64 = 3;
+    const END_AT: u64 = 9;
+    let stop = Arc::new(AtomicBool::new(false));
+    // 8 clients at 20 requests/s each: a load one node can carry alone on a small shared
+    // machine, so that the count measures how long clients wait, not the nodes' capacity.
+    let load = tokio::spawn(timed_load(
+        gw.url("/api/predict/gdp_growth_rate"),
+        8,
+        Duration::from_millis(50),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(FREEZE_AT)).await;
+    a.signal(rustix::process::Signal::STOP);
+    tokio::time::sleep(Duration::from_secs(END_AT - FREEZE_AT)).await;
+    stop.store(true, Ordering::Relaxed);
+    let done = load.await.unwrap();
+    a.signal(rustix::process::Signal::CONT);
+
+    let failed: Vec<u16> = done
+        .iter()
+        .filter(|t| t.status != 200)
+        .map(|t| t.status)
+        .collect();
+    // Whole seconds only: the load stops around END_AT.
+    let mut per_second = vec![0u32; END_AT as usize - 1];
+    for t in &done {
+        if let Some(n) = per_second.get_mut(t.ended.as_secs() as usize) {
+            *n += 1;
+        }
+    }
+    let slowest = done.iter().map(|t| t.took).max().unwrap();
+    // Second 0 warms up; seconds 1 and 2 are the steady state before the freeze.
+    let before = f64::from(per_second[1] + per_second[2]) / 2.0;
+    let report = format!(
+        "completed per second {per_second:?} (frozen from second {FREEZE_AT}), slowest \
+         request {slowest:?}, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{report}; statuses {failed:?}");
+    for (second, &n) in per_second.iter().enumerate().skip(FREEZE_AT as usize) {
+        assert!(
+            f64::from(n) >= before / 2.0,
+            "second {second} completed {n}, under half of {before}: {report}"
+        );
+    }
+    assert!(slowest <= Duration::from_secs(1), "{report}");
+    // The frozen node's attempts were passed by hedges on the other node.
+    let metrics = metrics_text(&gw).await;
+    let needle = format!(
+        "gateway_upstream_failures_total{{node=\"{}\",reason=\"slow\"}} ",
+        a.addr()
+    );
+    assert!(metrics.contains(&needle), "no {needle:?} in {metrics}");
+    assert!(
+        series(&metrics, "gateway_upstream_hedges_total", &b.addr()).is_some_and(|n| n > 0),
+        "{metrics}"
+    );
+}
+
+/// The gateway's `/metrics` page.
+async fn metrics_text(gw: &TestGateway) -> String {
+    client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of `name{node="<node>"}` on a `/metrics` page, if it is there.
+fn series(metrics: &str, name: &str, node: &str) -> Option<u64> {
+    let needle = format!("{name}{{node=\"{node}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+/// Issue 24 (and issue 20 item 8): what the gateway keeps per node does not outlive the node.
+/// A node that dies has a failure record in the balancer and series in `/metrics`; once
+/// discovery drops it, the record goes at once, and the series once the retention (2 s here)
+/// has passed. The live node's series stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_node_is_forgotten_after_the_retention() {
+    let consul = spawn_consul().await;
+    let a = spawn_node(&consul.base_url());
+    let b = spawn_node(&consul.base_url());
+    let mut config = gateway_config(&consul.base_url(), &[]);
+    config.node_metrics_retention = Duration::from_secs(2);
+    let gw = spawn_gateway(config).await;
+    wait_for_set(&gw, &[&a, &b]).await;
+    let http = client();
+    for _ in 0..20 {
+        assert_eq!(predict(&http, &gw).await, 200);
+    }
+    let (gone, kept) = (a.addr(), b.addr());
+    a.server.kill();
+    // Connection refused on the dead node: retried on the live one, recorded as a failure.
+    for _ in 0..20 {
+        assert_eq!(predict(&http, &gw).await, 200);
+    }
+    assert_eq!(gw.state.balancer.tracked(), 1, "the dead node's failures");
+    wait_for_set(&gw, &[&b]).await;
+    eventually(
+        Duration::from_secs(2),
+        "the failure record to go",
+        || async { gw.state.balancer.tracked() == 0 },
+    )
+    .await;
+    let metrics = metrics_text(&gw).await;
+    assert!(series(&metrics, "gateway_upstream_attempts_total", &gone).is_some());
+    eventually(
+        Duration::from_secs(10),
+        "the dead node's series to go",
+        || async { !metrics_text(&gw).await.contains(&gone) },
+    )
+    .await;
+    let metrics = metrics_text(&gw).await;
+    assert!(
+        series(&metrics, "gateway_upstream_attempts_total", &kept).is_some_and(|n| n >= 20),
+        "{metrics}"
+    );
 }

@@ -20,8 +20,9 @@
 //!   closes it; the caller bounds how long that may take.
 //!
 //! [`method_label`] keeps metrics labels bounded whatever method a client sends,
-//! [`last_query_value`] reads a query parameter the way FastAPI does, and [`local_address`]
-//! says where a health probe on the same machine finds the server.
+//! [`last_query_value`] reads a query parameter the way FastAPI does, [`echo_name`] keeps a
+//! name a client sent short when an error message repeats it, and [`local_address`] says
+//! where a health probe on the same machine finds the server.
 
 #![forbid(unsafe_code)]
 
@@ -223,6 +224,19 @@ pub fn last_query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<
         .map(|(_, v)| v.as_str())
 }
 
+/// Characters of a client-supplied name that an error message repeats.
+pub const ECHOED_NAME_CHARS: usize = 64;
+
+/// A name a client sent (a model name, say), as an error message repeats it: whole up to
+/// [`ECHOED_NAME_CHARS`] characters, else its first ones and its size, `Abc…(61440 bytes)`;
+/// so a huge name cannot make a huge answer.
+pub fn echo_name(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(ECHOED_NAME_CHARS) {
+        None => name.into(),
+        Some((cut, _)) => format!("{}…({} bytes)", &name[..cut], name.len()).into(),
+    }
+}
+
 /// The `method` label of a request metric: the method's name for the standard methods,
 /// `other` for anything else (a client may send any token as a method, and every new label
 /// value would be a new series kept for the life of the process).
@@ -252,6 +266,18 @@ mod tests {
         assert_eq!(probe("[::]:8000"), "[::1]:8000");
         assert_eq!(probe("10.1.2.3:5000"), "10.1.2.3:5000");
         assert_eq!(probe("127.0.0.2:5000"), "127.0.0.2:5000");
+    }
+
+    #[test]
+    fn long_names_are_echoed_in_part() {
+        assert_eq!(echo_name("LinearRegression"), "LinearRegression");
+        let exact = "é".repeat(ECHOED_NAME_CHARS);
+        assert_eq!(echo_name(&exact), exact);
+        let long = "é".repeat(30_000);
+        assert_eq!(
+            echo_name(&long),
+            format!("{}…(60000 bytes)", "é".repeat(ECHOED_NAME_CHARS))
+        );
     }
 
     #[test]

@@ -55,8 +55,9 @@ pub enum NodeError {
     /// The body exceeds the configured limit.
     #[error("request body too large: the limit is {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    /// No model of that name is loaded.
-    #[error("model {name:?} not found; loaded models: {}", .available.join(", "))]
+    /// No model of that name is loaded (long names are echoed in part).
+    #[error("model {:?} not found; loaded models: {}", http_serve::echo_name(.name),
+        .available.iter().map(|a| http_serve::echo_name(a)).collect::<Vec<_>>().join(", "))]
     ModelNotFound {
         name: String,
         available: Vec<String>,

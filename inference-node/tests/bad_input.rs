@@ -301,6 +301,57 @@ async fn each_bad_input_gets_a_named_4xx() {
     assert_eq!(health.status(), 200);
 }
 
+/// An unknown model is named in the 404, but a 60 KB name only in part (it came back whole
+/// before): its first 64 characters and its size, on the seed API and on V2.
+#[tokio::test]
+async fn huge_unknown_model_names_are_echoed_in_part() {
+    let node = default_node().await;
+    let http = client();
+    let name = format!("Huge{}", "x".repeat(60 * 1024 - 4));
+    let echoed = format!("model \"{}…(61440 bytes)\" not found", &name[..64]);
+    // A version is named with its model: "LinearRegression version Hugexx…", 61 465 bytes.
+    let version = format!("LinearRegression version {name}");
+    let echoed_version = format!("model \"{}…(61465 bytes)\" not found", &version[..64]);
+    let row = format!("{{{GOOD}, \"gdp_growth_rate_ma\": 1}}");
+    let v2 = r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP64","data":[1,2,3,4]}]}"#;
+    for (path, body, key, want) in [
+        (
+            format!("/predict?model={name}"),
+            row.as_str(),
+            "detail",
+            &echoed,
+        ),
+        (format!("/v2/models/{name}/infer"), v2, "error", &echoed),
+        (
+            format!("/v2/models/{name}/versions/1/infer"),
+            v2,
+            "error",
+            &echoed,
+        ),
+        (
+            format!("/v2/models/LinearRegression/versions/{name}/infer"),
+            v2,
+            "error",
+            &echoed_version,
+        ),
+    ] {
+        let response = http
+            .post(node.url(&path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let what = &path[..40];
+        assert_eq!(response.status(), 404, "{what}");
+        let text = response.text().await.unwrap();
+        assert!(text.len() < 1024, "{what}: a {} byte answer", text.len());
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        let message = answer[key].as_str().unwrap();
+        assert!(message.starts_with(want.as_str()), "{what}: {message}");
+    }
+}
+
 /// Bodies built to make the 422 (and the memory to build it) far larger than themselves get a
 /// bounded answer: the first errors, then a count of the rest.
 #[tokio::test]

@@ -60,8 +60,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         0.0
     });
     state.metrics.run_upkeep();
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    state.node_metrics.retain(&state.discovery.endpoints());
+    state.node_metrics.render(&mut text);
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -81,7 +81,8 @@ pub struct ServicesResponse {
 /// Predicts the GDP growth rate on a randomly picked healthy node.
 ///
 /// The body is forwarded unchanged; a node's 4xx comes back unchanged. A connect error,
-/// timeout or 5xx is retried once on a different node.
+/// timeout or 5xx is retried once on a different node; an attempt not answered within the
+/// hedge delay is also sent to a different node, and the first answer wins.
 #[utoipa::path(
     post,
     path = "/api/predict/gdp_growth_rate",
