@@ -22,6 +22,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         });
     }
     telemetry::init(config.log_json);
+    if let Some(warning) = config.open_admin_warning() {
+        tracing::warn!("{warning}");
+    }
     let addr = config.listen_addr();
     let state = AppState::new(config).context("invalid configuration")?;
     let listener = TcpListener::bind(addr)
