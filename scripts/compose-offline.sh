@@ -9,7 +9,8 @@
 #   scripts/compose-offline.sh ps
 #   scripts/compose-offline.sh down
 #
-# Creates .env from .env.example when missing. Before commands that create containers
+# Creates .env from .env.example when missing, and sets a random CONSUL_HTTP_TOKEN (Consul's
+# ACL token, which compose requires) in it when it has none. Before commands that create containers
 # (up, build, create, run) it builds the release binaries, packs them with their shared
 # libraries into docker/prebuilt/ (docker/rootfs.sh) and builds the images; all incremental,
 # seconds when nothing changed; SKIP_BUILD=1 skips this and uses the images as they are.
@@ -48,6 +49,7 @@ prepare_prebuilt() {
 
 require_tool docker "Install Docker Engine first."
 [[ -f .env ]] || { say "creating .env from .env.example"; cp .env.example .env; }
+ensure_env_consul_token .env
 
 # The compose command is the first argument that is neither an option nor an option's value.
 command=""

@@ -26,6 +26,32 @@ python_venv() {
   sha256sum "$req" >"$stamp"
 }
 
+# random_token: a random token in the form of a UUID (the form of Consul's SecretIDs).
+random_token() {
+  local hex
+  hex="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+  ((${#hex} == 32)) || die "cannot read /dev/urandom for a token"
+  printf '%s-%s-%s-%s-%s' "${hex:0:8}" "${hex:8:4}" "${hex:12:4}" "${hex:16:4}" "${hex:20:12}"
+}
+
+# ensure_env_consul_token FILE: compose refuses to start without CONSUL_HTTP_TOKEN; when FILE
+# (.env) sets none (and the environment has none), write a random one into it and make FILE
+# readable by this user only.
+ensure_env_consul_token() {
+  local file="$1"
+  [[ -z "${CONSUL_HTTP_TOKEN:-}" ]] || return 0
+  grep -qE '^CONSUL_HTTP_TOKEN=.' "$file" && return 0
+  local token
+  token="$(random_token)"
+  if grep -q '^CONSUL_HTTP_TOKEN=' "$file"; then
+    sed -i "s/^CONSUL_HTTP_TOKEN=.*/CONSUL_HTTP_TOKEN=$token/" "$file"
+  else
+    printf 'CONSUL_HTTP_TOKEN=%s\n' "$token" >>"$file"
+  fi
+  chmod 600 "$file"
+  say "set a random CONSUL_HTTP_TOKEN (Consul's ACL token) in ${file#"$ROOT"/}"
+}
+
 # ensure_ort: make libonnxruntime.so available and export ORT_DYLIB_PATH.
 ensure_ort() {
   if [[ -z "${ORT_DYLIB_PATH:-}" ]]; then

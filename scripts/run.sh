@@ -20,6 +20,10 @@
 #   INFERENCE_NODE_SCHED_POLICY=batch the nodes' threads run under SCHED_BATCH (same reason)
 #   RUN_WAIT_SECS=60          how long to wait for each component to become healthy
 # Logs go to .run/logs/. The binaries are built into ${CARGO_TARGET_DIR:-target}/release.
+#
+# Consul runs with ACLs on (deny by default) and a fresh random token per run, which only the
+# nodes and the gateway get (CONSUL_HTTP_TOKEN, in their environment, never on a command
+# line); it is never printed, and kept in .run/consul-token (mode 0600) for the user.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -107,11 +111,21 @@ wait_for() {
 }
 
 http_ok() { curl -fsS -m 2 -o /dev/null "$1"; }
-consul_has_leader() { curl -fsS -m 2 "http://127.0.0.1:$CONSUL_PORT/v1/status/leader" | grep -q '"[^"]'; }
+# consul_get PATH: GET on Consul with the ACL token (handed to curl on a file descriptor, so
+# that `ps` does not show it).
+consul_get() {
+  curl -fsS -m 2 -H @<(printf 'X-Consul-Token: %s\n' "$CONSUL_HTTP_TOKEN") "http://127.0.0.1:$CONSUL_PORT$1"
+}
+consul_has_leader() { consul_get /v1/status/leader | grep -q '"[^"]'; }
 # passing_nodes: prints how many instances of the service pass their checks.
 passing_nodes() {
-  curl -fsS -m 2 "http://127.0.0.1:$CONSUL_PORT/v1/health/service/$SERVICE_NAME?passing" |
-    grep -o '"ServiceID"' | wc -l
+  consul_get "/v1/health/service/$SERVICE_NAME?passing" | grep -o '"ServiceID"' | wc -l
+}
+
+# write_private FILE: writes stdin to FILE, readable by this user only (0600).
+write_private() {
+  rm -f "$1"
+  (umask 077 && cat >"$1")
 }
 all_nodes_passing() { (($(passing_nodes) >= ${#NODE_PORT_LIST[@]})); }
 gateway_sees_nodes() {
@@ -229,14 +243,34 @@ fi
 mkdir -p "$LOG_DIR"
 [[ -f "$ROOT/.run/.gitignore" ]] || echo '*' >"$ROOT/.run/.gitignore"
 
+# A fresh ACL token for this run: Consul's management token, and the one the nodes and the
+# gateway present (they read CONSUL_HTTP_TOKEN; so does consul-dev).
+TOKEN_FILE="$ROOT/.run/consul-token"
+CONSUL_HTTP_TOKEN="$(random_token)"
+export CONSUL_HTTP_TOKEN
+printf '%s\n' "$CONSUL_HTTP_TOKEN" | write_private "$TOKEN_FILE"
+acl="ACLs on, default deny; token in ${TOKEN_FILE#"$ROOT"/}"
+
 if command -v consul >/dev/null 2>&1; then
   consul_kind="$(consul version 2>/dev/null | head -n1 | awk '{print "Consul " $2}'), consul agent -dev"
-  say "starting Consul on :$CONSUL_PORT ($consul_kind)"
+  say "starting Consul on :$CONSUL_PORT ($consul_kind; $acl)"
+  # The agent token is the management token too, so that the agent may update its own node.
+  write_private "$ROOT/.run/consul-acl.hcl" <<HCL
+acl {
+  enabled        = true
+  default_policy = "deny"
+  tokens {
+    initial_management = "$CONSUL_HTTP_TOKEN"
+    agent              = "$CONSUL_HTTP_TOKEN"
+  }
+}
+HCL
   start consul "$LOG_DIR/consul.log" \
-    consul agent -dev -client 127.0.0.1 -bind 127.0.0.1 -http-port "$CONSUL_PORT"
+    consul agent -dev -client 127.0.0.1 -bind 127.0.0.1 -http-port "$CONSUL_PORT" \
+    -config-file "$ROOT/.run/consul-acl.hcl"
 else
   consul_kind="consul-dev, the project's Consul stand-in; no consul on PATH"
-  say "starting Consul on :$CONSUL_PORT ($consul_kind)"
+  say "starting Consul on :$CONSUL_PORT ($consul_kind; $acl)"
   start consul "$LOG_DIR/consul.log" "$BIN/consul-dev" --bind "127.0.0.1:$CONSUL_PORT"
 fi
 wait_for consul "${PIDS[-1]}" "$LOG_DIR/consul.log" "leader" consul_has_leader
@@ -270,6 +304,7 @@ The cluster is running (ready in ${SECONDS}s). Ctrl-C stops it.
   Gateway      $G
   Swagger UI   $G/docs
   Consul UI    http://localhost:$CONSUL_PORT/ui   ($consul_kind)
+  Consul token ${TOKEN_FILE#"$ROOT"/} (ACLs on: without it Consul refuses writes, reads show nothing, the UI asks for it)
   Nodes        $(printf 'http://localhost:%s ' "${NODE_PORT_LIST[@]}" | sed 's/ $//')
   Logs         ${LOG_DIR#"$ROOT"/}/ (consul.log, gateway.log, node-<port>.log)
 
@@ -293,6 +328,8 @@ curl -X POST "$G/api/models/launch/LinearRegression"
 curl $G/api/models/instances/LinearRegression
 
 curl -X DELETE "$G/api/models/instances/<id from launch or instances>"
+
+curl -H "X-Consul-Token: \$(cat ${TOKEN_FILE#"$ROOT"/})" "http://localhost:$CONSUL_PORT/v1/health/service/$SERVICE_NAME?passing"
 
 EOF
 

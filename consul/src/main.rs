@@ -24,7 +24,9 @@ pub struct Config {
     #[arg(long, env = "CONSUL_DEV_BIND", default_value = "127.0.0.1:8500")]
     pub bind: SocketAddr,
 
-    /// ACL token every API call must present (X-Consul-Token or Authorization: Bearer).
+    /// Management token: turns ACLs on with Consul's default-deny policy. Writes need it,
+    /// reads without it come back empty (X-Consul-Token, ?token= or Authorization: Bearer).
+    /// Unset: ACLs off, anyone who reaches the port may register and deregister services.
     #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
@@ -95,7 +97,14 @@ async fn main() -> anyhow::Result<()> {
         %addr,
         "consul-dev (development stand-in; production uses real Consul) listening on {addr}"
     );
-    standin::serve(listener, config.standin(), shutdown_signal())
+    let standin = config.standin();
+    if standin.token.is_none() {
+        tracing::warn!(
+            "ACLs are off (no CONSUL_HTTP_TOKEN / --token): anyone who reaches {addr} can \
+             register services and take over their traffic"
+        );
+    }
+    standin::serve(listener, standin, shutdown_signal())
         .await
         .context("serving the Consul stand-in")?;
     tracing::info!("consul-dev stopped");

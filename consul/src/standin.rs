@@ -34,8 +34,9 @@ use catalog::{Catalog, NodeInfo};
 /// Settings of the stand-in agent.
 #[derive(Debug, Clone)]
 pub struct StandInConfig {
-    /// When set, every API call needs this ACL token (`X-Consul-Token` or
-    /// `Authorization: Bearer`); a wrong token gets 403 "ACL not found".
+    /// When set, ACLs are on with Consul's default-deny policy and this is the one
+    /// (management) token: writes need it (else 403 "Permission denied"), reads without it
+    /// come back empty, a wrong token gets 403 "ACL not found" (see `http`).
     pub token: Option<String>,
     /// How often the reaper looks for services to deregister (Consul: 30 s).
     pub reaper_interval: Duration,

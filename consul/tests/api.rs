@@ -352,6 +352,231 @@ async fn acl_token_is_enforced_like_consul() {
     assert!(body.get("a").is_some());
 }
 
+/// Every write the agent API has, as an attacker would send it: (method, path and query,
+/// body). The first five are the stand-in's write endpoints; the rest are Consul write
+/// endpoints the stand-in does not implement, which must not change anything either.
+const WRITES: &[(&str, &str, &str)] = &[
+    (
+        "PUT",
+        "/v1/agent/service/register",
+        r#"{"ID":"evil","Name":"web","Address":"127.0.0.1","Port":9}"#,
+    ),
+    ("PUT", "/v1/agent/service/deregister/a", ""),
+    ("PUT", "/v1/agent/check/pass/service:a", ""),
+    ("PUT", "/v1/agent/check/warn/service:a", ""),
+    ("PUT", "/v1/agent/check/fail/service:a", ""),
+    (
+        "PUT",
+        "/v1/agent/check/update/service:a",
+        r#"{"Status":"critical"}"#,
+    ),
+    (
+        "PUT",
+        "/v1/agent/check/register",
+        r#"{"Name":"x","TTL":"10s"}"#,
+    ),
+    ("PUT", "/v1/agent/check/deregister/service:a", ""),
+    ("PUT", "/v1/agent/service/maintenance/a?enable=true", ""),
+    ("PUT", "/v1/agent/maintenance?enable=true", ""),
+    (
+        "PUT",
+        "/v1/catalog/register",
+        r#"{"Node":"evil","Address":"127.0.0.1","Service":{"Service":"web","Port":9}}"#,
+    ),
+    (
+        "PUT",
+        "/v1/catalog/deregister",
+        r#"{"Node":"consul-dev","ServiceID":"a"}"#,
+    ),
+    ("PUT", "/v1/kv/web", "x"),
+    ("PUT", "/v1/txn", "[]"),
+    ("POST", "/v1/agent/service/register", "{}"),
+    ("DELETE", "/v1/agent/service/deregister/a", ""),
+];
+
+/// The stand-in's own write endpoints (the first entries of [`WRITES`]).
+const IMPLEMENTED_WRITES: usize = 5;
+
+async fn send_write(
+    consul: &standin::StandIn,
+    (method, path, body): (&str, &str, &str),
+    token: Option<(&str, &str)>,
+) -> (u16, String) {
+    let mut url = format!("{}{path}", consul.base_url());
+    let mut request = raw().request(method.parse().unwrap(), &url);
+    match token {
+        Some(("query", t)) => {
+            url.push(if path.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("token={t}"));
+            request = raw().request(method.parse().unwrap(), &url);
+        }
+        Some((name, t)) => request = request.header(name, t),
+        None => {}
+    }
+    let response = request.body(body.to_string()).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn every_write_needs_the_token() {
+    let consul = standin::spawn(StandInConfig {
+        token: Some("s3cret".into()),
+        ..StandInConfig::default()
+    })
+    .await;
+    let good = consul.client().unwrap();
+    good.register(&ttl_registration("a", "web")).await.unwrap();
+    let before = good.agent_services().await.unwrap();
+    let checks_before = good.agent_checks().await.unwrap();
+
+    for (i, &write) in WRITES.iter().enumerate() {
+        // No token: Consul's anonymous token, which the default-deny policy allows nothing.
+        let (status, body) = send_write(&consul, write, None).await;
+        if i < IMPLEMENTED_WRITES {
+            assert_eq!(status, 403, "{write:?}: {body}");
+            assert_eq!(
+                body,
+                "Permission denied: anonymous token lacks permission 'service:write' on \"web\". \
+                 The anonymous token is used implicitly when a request does not specify a token.",
+                "{write:?}"
+            );
+        } else {
+            assert!((400..500).contains(&status), "{write:?}: {status} {body}");
+        }
+        // A wrong token in each place Consul reads one: "ACL not found".
+        for place in ["X-Consul-Token", "Authorization", "query"] {
+            let token = if place == "Authorization" {
+                "Bearer guess"
+            } else {
+                "guess"
+            };
+            let (status, body) = send_write(&consul, write, Some((place, token))).await;
+            if i < IMPLEMENTED_WRITES {
+                assert_eq!(
+                    (status, body.as_str()),
+                    (403, "ACL not found"),
+                    "{write:?} {place}"
+                );
+            } else {
+                assert!((400..500).contains(&status), "{write:?} {place}: {status}");
+            }
+        }
+    }
+
+    // Nothing changed: the same service, the same check, still passing.
+    assert_eq!(good.agent_services().await.unwrap(), before);
+    let checks = good.agent_checks().await.unwrap();
+    assert_eq!(checks, checks_before);
+    assert_eq!(checks["service:a"].status, CheckStatus::Passing);
+    let entries = good
+        .health_service("web", false, &QueryOptions::default())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].service.id, "a");
+}
+
+#[tokio::test]
+async fn tokens_are_read_where_and_in_the_order_consul_reads_them() {
+    let consul = standin::spawn(StandInConfig {
+        token: Some("s3cret".into()),
+        ..StandInConfig::default()
+    })
+    .await;
+    let good = consul.client().unwrap();
+    good.register(&ttl_registration("a", "web")).await.unwrap();
+    let services = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    };
+    let url = format!("{}/v1/agent/services", consul.base_url());
+
+    // ?token= wins over the header, X-Consul-Token over Authorization.
+    let (status, body) = services(
+        raw()
+            .get(format!("{url}?token=guess"))
+            .header("X-Consul-Token", "s3cret"),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (403, "ACL not found"));
+    let (status, body) = services(
+        raw()
+            .get(format!("{url}?token=s3cret"))
+            .header("X-Consul-Token", "guess"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"a\""), "{body}");
+    let (status, _) = services(
+        raw()
+            .get(&url)
+            .header("X-Consul-Token", "guess")
+            .header("Authorization", "Bearer s3cret"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The Bearer scheme in any case, surrounding spaces ignored, the first word taken.
+    for value in ["bearer s3cret", "BEARER  s3cret ", "Bearer s3cret extra"] {
+        let (status, body) = services(raw().get(&url).header("Authorization", value)).await;
+        assert_eq!(status, 200, "{value:?}: {body}");
+        assert!(body.contains("\"a\""), "{value:?}: {body}");
+    }
+    // Empty values and other schemes are no token at all: the anonymous token, whose reads
+    // come back empty and, as in Consul, without X-Consul-Results-Filtered-By-ACLs (it is
+    // only set for callers who presented a token).
+    for request in [
+        raw().get(format!("{url}?token=")),
+        raw().get(&url).header("X-Consul-Token", ""),
+        raw().get(&url).header("Authorization", "Bearer "),
+        raw().get(&url).header("Authorization", "Basic czNjcmV0"),
+        raw().get(format!("{}/v1/health/service/web", consul.base_url())),
+        raw().get(format!("{}/v1/catalog/services", consul.base_url())),
+        raw().get(format!("{}/v1/agent/checks", consul.base_url())),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response
+                .headers()
+                .get("X-Consul-Results-Filtered-By-ACLs")
+                .is_none()
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body == json!({}) || body == json!([]),
+            "anonymous read shows {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404_before_permissions_as_in_consul() {
+    let consul = standin::spawn(StandInConfig {
+        token: Some("s3cret".into()),
+        ..StandInConfig::default()
+    })
+    .await;
+    for path in [
+        "/v1/agent/service/deregister/nope",
+        "/v1/agent/check/pass/nope",
+    ] {
+        let (status, body) = send_write(&consul, ("PUT", path, ""), None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.starts_with("Unknown "), "{path}: {body}");
+        // A wrong token is refused before the lookup.
+        let (status, body) = send_write(
+            &consul,
+            ("PUT", path, ""),
+            Some(("X-Consul-Token", "guess")),
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (403, "ACL not found"), "{path}");
+    }
+}
+
 #[tokio::test]
 async fn ui_lists_services_instances_and_checks() {
     let consul = standin::spawn(StandInConfig::default()).await;

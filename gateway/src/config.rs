@@ -259,6 +259,21 @@ impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
     }
+
+    /// The warning to log at startup when the lifecycle endpoints are open to the network:
+    /// no `GATEWAY_ADMIN_TOKEN` and an address beyond loopback (compose's default). Only a
+    /// warning, so that `docker compose up` keeps working with the seed's `.env`.
+    pub fn open_admin_warning(&self) -> Option<String> {
+        if self.admin_token.is_some() || self.host.is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "GATEWAY_ADMIN_TOKEN is not set and the gateway listens on {}, beyond this host's \
+             loopback: anyone who reaches it can launch and stop model instances. Set \
+             GATEWAY_ADMIN_TOKEN, or GATEWAY_HOST=127.0.0.1 to listen on loopback only",
+            self.listen_addr()
+        ))
+    }
 }
 
 fn parse_positive(s: &str) -> Result<Duration, String> {
@@ -368,6 +383,24 @@ mod tests {
                 .to_string();
             assert!(err.contains(flag) && err.contains(var), "{flag}: {err}");
         }
+    }
+
+    #[test]
+    fn open_lifecycle_endpoints_warn_beyond_loopback_only() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(["gateway"].iter().chain(args))
+                .unwrap()
+                .open_admin_warning()
+        };
+        let warning = parse(&[]).expect("0.0.0.0 without a token warns");
+        assert!(
+            warning.contains("GATEWAY_ADMIN_TOKEN") && warning.contains("0.0.0.0:8000"),
+            "{warning}"
+        );
+        assert!(parse(&["--host", "10.1.2.3"]).is_some());
+        assert!(parse(&["--host", "127.0.0.1"]).is_none());
+        assert!(parse(&["--host", "::1"]).is_none());
+        assert!(parse(&["--admin-token", "t0ken"]).is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! gateway binary: parses the configuration, starts logging, binds the listener and serves
-//! until SIGINT/SIGTERM. `--health-check` probes a running gateway instead (exit 0 or 1), for
-//! container health checks in images without a shell.
+//! gateway binary: parses the configuration, starts logging (with a warning when the
+//! lifecycle endpoints are open beyond loopback, see `Config::open_admin_warning`), binds the
+//! listener and serves until SIGINT/SIGTERM. `--health-check` probes a running gateway
+//! instead (exit 0 or 1), for container health checks in images without a shell.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,6 +23,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         });
     }
     telemetry::init(config.log_json);
+    if let Some(warning) = config.open_admin_warning() {
+        tracing::warn!("{warning}");
+    }
     let addr = config.listen_addr();
     let state = AppState::new(config).context("invalid configuration")?;
     let listener = TcpListener::bind(addr)

@@ -33,6 +33,42 @@ fn invalid_settings_fail_at_startup_naming_them() {
     }
 }
 
+#[test]
+fn open_lifecycle_endpoints_beyond_loopback_are_warned_about_at_startup() {
+    // 192.0.2.1 (TEST-NET-1) is never assigned, so the bind fails after the startup checks
+    // and nothing listens beyond loopback during the test.
+    let out = gateway()
+        .env("GATEWAY_HOST", "192.0.2.1")
+        .env("GATEWAY_PORT", "0")
+        .env("RUNTIME", "process")
+        .env_remove("GATEWAY_ADMIN_TOKEN")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warning = stdout
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("GATEWAY_ADMIN_TOKEN is not set"))
+        .unwrap_or_else(|| panic!("no warning in: {stdout}"));
+    assert!(warning.contains("192.0.2.1:0"), "{warning}");
+    // With the token set, no warning.
+    let out = gateway()
+        .env("GATEWAY_HOST", "192.0.2.1")
+        .env("GATEWAY_PORT", "0")
+        .env("RUNTIME", "process")
+        .env("GATEWAY_ADMIN_TOKEN", "t0ken")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen on 192.0.2.1:0"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("GATEWAY_ADMIN_TOKEN is not set"),
+        "{stdout}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_check_mode_probes_a_running_gateway() {
     let consul = spawn_consul().await;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of the whole cluster on this machine's Docker Engine, through the offline
 # compose path (scripts/compose-offline.sh: local images, the Consul stand-in):
-#   1. compose up: the seed's curl examples work through :8000, both replicas serve traffic
+#   1. compose up: the seed's curl examples work through :8000, both replicas serve traffic;
+#      Consul (ACLs on, port on loopback only) refuses registrations without the token
 #   2. --scale gdp-growth-model=5: 5 passing instances in Consul, all receiving traffic
 #   3. launch through the API: it registers and serves, `instances` lists it; delete: gone from
 #      Docker and Consul; no failed prediction meanwhile under a light steady load
@@ -21,6 +22,9 @@ require_tool jq "Install jq first (apt-get install jq)."
 docker info >/dev/null 2>&1 || die "no Docker daemon reachable (docker info failed)"
 
 [[ -f .env ]] || cp .env.example .env
+ensure_env_consul_token .env
+# shellcheck source=/dev/null
+CONSUL_TOKEN="${CONSUL_HTTP_TOKEN:-$(set -a; source .env; echo "${CONSUL_HTTP_TOKEN:-}")}"
 # shellcheck source=/dev/null
 PROJECT="$(set -a; source .env; echo "${COMPOSE_PROJECT_NAME:-microservices}")"
 # shellcheck source=/dev/null
@@ -67,16 +71,20 @@ node_ids() {
 cluster_containers() { docker ps -aq --filter "label=gdp-serving.cluster=$PROJECT" | wc -l; }
 project_containers() { docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" | wc -l; }
 
+# consul_curl ARGS...: curl to Consul with the ACL token (on a file descriptor, not in argv).
+consul_curl() { curl -H @<(printf 'X-Consul-Token: %s\n' "$CONSUL_TOKEN") "$@"; }
+
 # Consul addresses (host part) of the instances whose checks pass; `all` for every instance.
 consul_addresses() {
   local filter='?passing'
   [[ "${1:-}" == all ]] && filter=''
-  curl -sS -m 5 "$CONSUL/v1/health/service/$SERVICE$filter" | jq -r '.[].Service.Address' | sort
+  consul_curl -sS -m 5 "$CONSUL/v1/health/service/$SERVICE$filter" | jq -r '.[].Service.Address' | sort
 }
 passing_count_is() { [[ "$(consul_addresses | wc -l)" == "$1" ]]; }
 # Nodes register their hostname, which Docker sets to the container's short id.
 in_consul() { consul_addresses "${2:-}" | grep -qx "${1:0:12}"; }
 not_in_consul() { ! consul_addresses all | grep -qx "${1:0:12}"; }
+not_passing() { ! consul_addresses | grep -qx "${1:0:12}"; }
 container_gone() { ! docker inspect "$1" >/dev/null 2>&1; }
 
 # predictions_served ID: prediction requests the node has answered (its /metrics, read over
@@ -184,8 +192,21 @@ jq -e '(.services | length == 2) and (.models_by_service | length == 2)
 ok "available: $(jq -c .services "$TMP/body")"
 expect 200 GET /api/predict/services
 ok "services: $(jq -c '."Services:"' "$TMP/body")"
-curl -sf -m 5 "$CONSUL/ui/" >/dev/null || fail "Consul UI at $CONSUL/ui/ does not answer"
+consul_curl -sf -m 5 "$CONSUL/ui/" >/dev/null || fail "Consul UI at $CONSUL/ui/ does not answer"
 ok "Consul UI answers"
+consul_container="$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" \
+  --filter "label=com.docker.compose.service=service-discovery")"
+published="$(docker port "$consul_container" 8500/tcp)"
+[[ "$published" == 127.0.0.1:8500 ]] || fail "Consul's port is published on '$published', not the host's loopback only"
+ok "Consul's port is published on $published only"
+code="$(curl -sS -o "$TMP/body" -w '%{http_code}' -m 5 -X PUT "$CONSUL/v1/agent/service/register" \
+  -d '{"ID": "intruder", "Name": "'"$SERVICE"'", "Address": "127.0.0.1", "Port": 9}')"
+[[ "$code" == 403 ]] || fail "registration without the Consul token: want 403, got $code: $(cat "$TMP/body")"
+victim="$(consul_curl -sS -m 5 "$CONSUL/v1/health/service/$SERVICE" | jq -r '.[0].Service.ID')"
+code="$(curl -sS -o "$TMP/body" -w '%{http_code}' -m 5 -X PUT "$CONSUL/v1/agent/service/deregister/$victim")"
+[[ "$code" == 403 ]] || fail "deregistration without the Consul token: want 403, got $code: $(cat "$TMP/body")"
+passing_count_is 2 || fail "the nodes changed in Consul after refused writes"
+ok "Consul without the token: register and deregister of $victim refused (403)"
 all_serve 40
 
 # === 2. scale to 5 ===
@@ -241,7 +262,7 @@ wait_until 30 "load running" load_at_least 100
 victim="$(node_ids | head -n1)"
 docker kill "$victim" >/dev/null
 ok "killed ${victim:0:12}"
-wait_until 60 "killed node no longer passing in Consul" bash -c "! curl -sS -m 5 '$CONSUL/v1/health/service/$SERVICE?passing' | jq -r '.[].Service.Address' | grep -qx ${victim:0:12}"
+wait_until 60 "killed node no longer passing in Consul" not_passing "$victim"
 sleep 2 # the gateway's blocking query returns at once; allow for one round trip
 mark="$(load_total)"
 wait_until 120 "1000 requests in this step and 300 after the refresh" \
@@ -262,8 +283,6 @@ foreign="$(docker inspect -f '{{.Id}}' "$FOREIGN")"
 expect 404 DELETE "/api/models/instances/$foreign"
 [[ "$(docker inspect -f '{{.State.Running}}' "$foreign")" == true ]] || fail "foreign container stopped"
 ok "foreign container: 404 and still running"
-consul_container="$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" \
-  --filter "label=com.docker.compose.service=service-discovery")"
 expect 404 DELETE "/api/models/instances/$consul_container"
 [[ "$(docker inspect -f '{{.State.Running}}' "$consul_container")" == true ]] || fail "Consul container stopped"
 ok "the cluster's own Consul container (no node label): 404 and still running"

@@ -4,9 +4,14 @@
 #   2. `scripts/run.sh` from the clone, in the background, until it prints that the cluster runs
 #   3. the seed README's six curl examples, verbatim, against the gateway on :8000 (launch,
 #      list and delete go through the gateway's process runtime); JSON shapes checked
-#   4. SIGTERM to run.sh: it exits 0, no process of the run is left, ports 8000, 8500, 5001,
+#   4. an attacker without the Consul token: registering a service named like the nodes that
+#      points at a listener of the attacker's, and deregistering a real node, are both refused
+#      (403); a series of predictions through the gateway are all answered by real nodes and
+#      the listener receives nothing; the token is in .run/consul-token (0600) and in no log
+#      and no command line
+#   5. SIGTERM to run.sh: it exits 0, no process of the run is left, ports 8000, 8500, 5001,
 #      5002 and the launched node's port are free
-#   5. a second run.sh: ready without compiling anything, stops cleanly again
+#   6. a second run.sh: ready without compiling anything, stops cleanly again
 # Builds in <target>/newcomer (<target> is CARGO_TARGET_DIR, default <repo>/target), seeded
 # once from <target>/release, so only the workspace's own crates are recompiled; a separate
 # directory because a build from the clone's sources must never stand in for this checkout's
@@ -27,11 +32,13 @@ export CARGO_TARGET_DIR="$TARGET/newcomer"
 # How long the first run.sh may take to be ready (it may compile the workspace in release).
 READY_SECS="${NEWCOMER_READY_SECS:-1800}"
 PORTS=(8000 8500 5001 5002)
+PREDICT_BODY='{"gdp_per_capita": 50000, "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1, "gdp_growth_rate_ma": 2.3}'
 STARTED=$SECONDS
 TMP="$(mktemp -d)"
 CLONE="$TMP/clone"
 RUN_PID=""
 SEEN_PIDS=()
+LISTENER_PID=""
 E2E_NAME=newcomer
 source "$ROOT/tests/e2e/lib.sh"
 
@@ -123,6 +130,7 @@ cleanup() {
     alive "$RUN_PID" && kill -KILL "$RUN_PID"
   fi
   for pid in "${SEEN_PIDS[@]}"; do alive "$pid" && kill -KILL "$pid"; done
+  [[ -n "$LISTENER_PID" ]] && alive "$LISTENER_PID" && kill -TERM "$LISTENER_PID"
   rm -rf "$TMP"
   # The build dir only saves a developer's next run a rebuild; CI never has a next run, and
   # its disk is short (a copy of the release build is gigabytes).
@@ -253,12 +261,105 @@ second_port="$(new_service)"
 second_port="${second_port##*:}"
 ok "second launched instance left running on :$second_port for the shutdown check"
 
-# === 4. SIGTERM ===
+# === 4. an attacker without the Consul token ===
+
+step "an attacker without the Consul token tries to take over the traffic"
+# The attacker's server: answers anything with a fake prediction and records every request.
+python3 - "$TMP/attacker.log" "$TMP/attacker.port" <<'PY' &
+import http.server, json, sys
+log = open(sys.argv[1], "ab", buffering=0)
+fake = json.dumps({"message": "GDP growth prediction endpoint", "model": "LinearRegression",
+                   "prediction": [666.0], "status": "ok"}).encode()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        log.write(f"{self.command} {self.path} ".encode() + body + b"\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(fake)))
+        self.end_headers()
+        self.wfile.write(fake)
+    do_GET = do_POST = do_PUT = answer
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+open(sys.argv[2], "w").write(str(server.server_port))
+server.serve_forever()
+PY
+LISTENER_PID=$!
+: >"$TMP/attacker.log"
+wait_until 10 "the attacker's listener is up" test -s "$TMP/attacker.port"
+evil_port="$(cat "$TMP/attacker.port")"
+curl -fsS -m 5 "http://127.0.0.1:$evil_port/health" >/dev/null || fail "the attacker's listener does not answer"
+: >"$TMP/attacker.log"
+ok "listener on 127.0.0.1:$evil_port"
+
+# consul_put PATH [BODY]: an unauthenticated PUT on Consul; prints the status, body in $TMP/body.
+consul_put() {
+  curl -sS -m 5 -o "$TMP/body" -w '%{http_code}' -X PUT "http://127.0.0.1:8500$1" ${2:+-d "$2"}
+}
+registration='{"ID": "intruder", "Name": "gdp-growth-model", "Address": "127.0.0.1", "Port": '"$evil_port"',
+  "Check": {"HTTP": "http://127.0.0.1:'"$evil_port"'/health", "Interval": "1s"}}'
+code="$(consul_put /v1/agent/service/register "$registration")"
+[[ "$code" == 403 ]] || fail "PUT /v1/agent/service/register without a token: want 403, got $code: $(cat "$TMP/body")"
+ok "register of gdp-growth-model at :$evil_port without a token: 403 $(head -c 100 "$TMP/body")"
+code="$(curl -sS -m 5 -o "$TMP/body" -w '%{http_code}' -X PUT -H 'X-Consul-Token: guess' \
+  -d "$registration" http://127.0.0.1:8500/v1/agent/service/register)"
+[[ "$code" == 403 ]] || fail "register with a made-up token: want 403, got $code: $(cat "$TMP/body")"
+ok "register with a made-up token: 403 $(cat "$TMP/body")"
+for node in 127.0.0.1:5001 127.0.0.1:5002; do
+  code="$(consul_put "/v1/agent/service/deregister/$node")"
+  [[ "$code" == 403 ]] || fail "PUT /v1/agent/service/deregister/$node without a token: want 403, got $code: $(cat "$TMP/body")"
+done
+ok "deregister of the real nodes without a token: 403"
+out="$(curl -sS -m 5 http://127.0.0.1:8500/v1/health/service/gdp-growth-model)"
+[[ "$out" == "[]" ]] || fail "Consul shows the nodes to a caller without a token: $out"
+ok "Consul shows a caller without a token no nodes"
+
+# Had either write gone through, the gateway would have followed within a second (blocking
+# query); give it that second, then check that only real nodes answer.
+sleep 2
+real="$(curl -fsS -m 5 -X POST http://127.0.0.1:5001/predict -H 'Content-Type: application/json' \
+  -d "$PREDICT_BODY" | jq -c .prediction)" || fail "node :5001 does not predict"
+for ((i = 0; i < 40; i++)); do
+  out="$(curl -sS -m 5 -X POST http://localhost:8000/api/predict/gdp_growth_rate \
+    -H 'Content-Type: application/json' -d "$PREDICT_BODY")" || fail "prediction $i failed"
+  [[ "$(jq -c .prediction <<<"$out")" == "$real" ]] || fail "prediction $i is not a real node's ($real): $out"
+done
+ok "40 predictions through the gateway, each the real nodes' answer $real"
+out="$(curl -sS -m 5 http://localhost:8000/api/predict/services)"
+jq -e --arg evil "127.0.0.1:$evil_port" 'all(."Services:"[]; . != $evil)
+  and (."Services:" | index("127.0.0.1:5001") != null and index("127.0.0.1:5002") != null)' \
+  >/dev/null <<<"$out" || fail "the gateway's nodes changed: $out"
+[[ ! -s "$TMP/attacker.log" ]] || fail "the attacker's listener got requests: $(head -c 400 "$TMP/attacker.log")"
+ok "the attacker's listener got nothing"
+kill -TERM "$LISTENER_PID"
+wait "$LISTENER_PID" 2>/dev/null || true
+LISTENER_PID=""
+
+token_file="$CLONE/.run/consul-token"
+[[ -f "$token_file" ]] || fail "no .run/consul-token"
+[[ "$(stat -c %a "$token_file")" == 600 ]] || fail ".run/consul-token has mode $(stat -c %a "$token_file"), not 600"
+token="$(cat "$token_file")"
+((${#token} >= 32)) || fail "the Consul token is short: ${#token} characters"
+code="$(curl -sS -m 5 -o "$TMP/body" -w '%{http_code}' -H @<(printf 'X-Consul-Token: %s\n' "$token") \
+  http://127.0.0.1:8500/v1/health/service/gdp-growth-model)"
+[[ "$code" == 200 ]] && (($(jq length "$TMP/body") >= 2)) ||
+  fail "the token in .run/consul-token does not read the nodes: $code $(head -c 200 "$TMP/body")"
+! grep -rqF "$token" "$TMP/run1.log" "$CLONE/.run/logs" || fail "the Consul token appears in run.sh's output or a log"
+for pid in $(descendants "$RUN_PID"); do
+  ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$token" ||
+    fail "the Consul token is on the command line of process $pid"
+done
+ok "token in .run/consul-token (0600, ${#token} characters), in no log and no command line"
+
+# === 5. SIGTERM ===
 
 step "SIGTERM to run.sh"
 stop_run "$second_port"
 
-# === 5. a second run ===
+# === 6. a second run ===
 
 step "scripts/run.sh again: no rebuild, ready quickly, stops cleanly"
 t0=$SECONDS

@@ -1,5 +1,13 @@
 //! The stand-in's HTTP routes, ACL handling and error mapping.
 //!
+//! ACLs, when a token is configured, behave like Consul's with `default_policy = "deny"` and
+//! that token as the only (management) token: it is read from `?token=`, `X-Consul-Token` or
+//! `Authorization: Bearer`, in Consul's order, and compared in constant time. A wrong token
+//! gets 403 "ACL not found"; no token is the anonymous token, whose writes get 403
+//! "Permission denied: anonymous token lacks permission ..." and whose reads come back empty;
+//! `/v1/status/leader` needs no token. Unknown service and check IDs are 404 before any
+//! permission check, as in Consul.
+//!
 //! Errors are plain text with Consul's wording and status; successful reads are JSON with
 //! `X-Consul-Index`, `X-Consul-KnownLeader` and `X-Consul-LastContact` on the blocking ones.
 
@@ -14,14 +22,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, put};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::standin::catalog::TtlError;
 use crate::standin::{Shared, blocking, checks, registration, ui};
 use crate::types::CheckStatus;
-
-/// Accessor ID of Consul's anonymous token, quoted in permission errors.
-const ANONYMOUS_ACCESSOR: &str = "00000000-0000-0000-0000-000000000002";
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -80,22 +86,30 @@ impl IntoResponse for ApiError {
 /// Who is calling, as far as ACLs go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
-    /// ACLs are off, or the caller presented the configured token.
+    /// ACLs are off, or the caller presented the management token.
     Trusted,
-    /// ACLs are on and no token was presented: Consul's anonymous token, which may do nothing.
+    /// ACLs are on and no token was presented: Consul's anonymous token, which under the
+    /// default-deny policy may write nothing and read nothing.
     Anonymous,
 }
 
 impl Caller {
-    fn require_write(self, kind: &str, name: &str) -> Result<(), ApiError> {
+    /// Allows a write on `resource` (`service`, `node`) named `name`: Consul's
+    /// `Permission denied` for the anonymous token, in its wording.
+    fn require_write(self, resource: &str, name: &str) -> Result<(), ApiError> {
         match self {
             Caller::Trusted => Ok(()),
+            // NOTE: Consul quotes the name as `"` + name + `"`, without escaping.
             Caller::Anonymous => Err(ApiError::Forbidden(format!(
-                "Permission denied: token with AccessorID '{ANONYMOUS_ACCESSOR}' lacks permission '{kind}:write' on {name:?}"
+                "Permission denied: anonymous token lacks permission '{resource}:write' on \"{name}\". \
+                 The anonymous token is used implicitly when a request does not specify a token."
             ))),
         }
     }
 
+    /// Whether reads show anything: the anonymous token's reads come back empty, and, as in
+    /// Consul, without `X-Consul-Results-Filtered-By-ACLs` (Consul sets it only for callers
+    /// who presented a token, so as not to tell strangers that something is hidden).
     fn can_read(self) -> bool {
         self == Caller::Trusted
     }
@@ -113,32 +127,46 @@ impl FromRequestParts<Arc<Shared>> for Caller {
         };
         match presented_token(&parts.headers, &parts.uri) {
             None => Ok(Caller::Anonymous),
-            Some(token) if token == required => Ok(Caller::Trusted),
+            Some(token) if tokens_match(&token, required) => Ok(Caller::Trusted),
             Some(_) => Err(ApiError::Forbidden("ACL not found".to_string())),
         }
     }
 }
 
-/// Finds the token in `X-Consul-Token`, `Authorization: Bearer` or `?token=`.
+/// Finds the token as Consul does: the first `?token=`, else `X-Consul-Token`, else
+/// `Authorization: Bearer <token>` (scheme in any case, first word of the value). Empty
+/// values count as no token (the anonymous token).
 fn presented_token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    let query = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| pairs)
+        .unwrap_or_default();
+    if let Some((_, v)) = query.into_iter().find(|(k, _)| k == "token")
+        && !v.is_empty()
+    {
+        return Some(v);
+    }
     if let Some(v) = headers.get("X-Consul-Token").and_then(|v| v.to_str().ok())
         && !v.is_empty()
     {
         return Some(v.to_string());
     }
-    if let Some(v) = headers
+    let authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        && !v.trim().is_empty()
-    {
-        return Some(v.trim().to_string());
+        .and_then(|v| v.to_str().ok())?;
+    let (scheme, value) = authorization.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
     }
-    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
-    pairs
-        .into_iter()
-        .find(|(k, v)| k == "token" && !v.is_empty())
-        .map(|(_, v)| v)
+    let token = value.trim().split(' ').next().unwrap_or_default().trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
+/// Compares in constant time: both sides are hashed first, so neither the position of the
+/// first difference nor the token's length shows in the timing.
+fn tokens_match(given: &str, required: &str) -> bool {
+    let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+    let required: [u8; 32] = Sha256::digest(required.as_bytes()).into();
+    constant_time_eq::constant_time_eq_32(&given, &required)
 }
 
 async fn register(
@@ -166,21 +194,34 @@ async fn deregister(
     caller: Caller,
     Path(service_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // As in Consul, an unknown ID is 404 before permissions are looked at (they are
+    // permissions on the service's name, which an unknown ID does not have).
     let name = shared
         .catalog()
         .agent_services()
         .get(&service_id)
-        .map(|s| s.service.clone());
-    caller.require_write("service", name.as_deref().unwrap_or(&service_id))?;
+        .map(|s| s.service.clone())
+        .ok_or_else(|| unknown_service(&service_id))?;
+    caller.require_write("service", &name)?;
     match shared.mutate(|catalog| catalog.deregister(&service_id)) {
         Some(_) => {
             tracing::info!(%service_id, "service deregistered");
             Ok(StatusCode::OK)
         }
-        None => Err(ApiError::NotFound(format!(
-            "Unknown service ID {service_id:?}. Ensure that the service ID is passed, not the service name."
-        ))),
+        None => Err(unknown_service(&service_id)),
     }
+}
+
+fn unknown_service(service_id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "Unknown service ID {service_id:?}. Ensure that the service ID is passed, not the service name."
+    ))
+}
+
+fn unknown_check(check_id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "Unknown check ID {check_id:?}. Ensure that the check ID is passed, not the check name."
+    ))
 }
 
 async fn check_pass(
@@ -217,12 +258,19 @@ async fn update_ttl(
     Query(params): Params,
     status: CheckStatus,
 ) -> Result<StatusCode, ApiError> {
+    // As in Consul: unknown → 404 first; a service's check needs `service:write` on the
+    // service, a node check `node:write` on the node.
     let service = shared
         .catalog()
         .agent_checks()
         .get(&check_id)
-        .map(|c| c.service_name.clone());
-    caller.require_write("service", service.as_deref().unwrap_or(&check_id))?;
+        .map(|c| c.service_name.clone())
+        .ok_or_else(|| unknown_check(&check_id))?;
+    if service.is_empty() {
+        caller.require_write("node", &shared.config().node_name)?;
+    } else {
+        caller.require_write("service", &service)?;
+    }
     let note = params
         .iter()
         .find(|(k, _)| k == "note")
@@ -235,9 +283,7 @@ async fn update_ttl(
             checks::ttl_updated(&shared);
             Ok(StatusCode::OK)
         }
-        Err(TtlError::UnknownCheck(id)) => Err(ApiError::NotFound(format!(
-            "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
-        ))),
+        Err(TtlError::UnknownCheck(id)) => Err(unknown_check(&id)),
         Err(TtlError::NotTtl(id)) => Err(ApiError::BadRequest(format!(
             "CheckID {id:?} does not have associated TTL"
         ))),
@@ -263,11 +309,10 @@ async fn health_service(
         catalog.health_service(&service, passing, &tags)
     })
     .await;
-    let filtered = !caller.can_read() && !entries.is_empty();
     if !caller.can_read() {
         entries.clear();
     }
-    Ok(blocking_json(index, filtered, &entries))
+    Ok(blocking_json(index, &entries))
 }
 
 async fn catalog_services(
@@ -278,11 +323,10 @@ async fn catalog_services(
     let blocking = blocking::parse(&params).map_err(ApiError::BadRequest)?;
     let (index, mut services) =
         blocking::run(&shared, &blocking, |catalog| catalog.catalog_services()).await;
-    let filtered = !caller.can_read();
-    if filtered {
+    if !caller.can_read() {
         services.clear();
     }
-    Ok(blocking_json(index, filtered, &services))
+    Ok(blocking_json(index, &services))
 }
 
 async fn agent_services(State(shared): State<Arc<Shared>>, caller: Caller) -> Response {
@@ -291,7 +335,7 @@ async fn agent_services(State(shared): State<Arc<Shared>>, caller: Caller) -> Re
     } else {
         BTreeMap::new()
     };
-    json(StatusCode::OK, &services, !caller.can_read())
+    json(StatusCode::OK, &services)
 }
 
 async fn agent_checks(State(shared): State<Arc<Shared>>, caller: Caller) -> Response {
@@ -300,17 +344,17 @@ async fn agent_checks(State(shared): State<Arc<Shared>>, caller: Caller) -> Resp
     } else {
         BTreeMap::new()
     };
-    json(StatusCode::OK, &checks, !caller.can_read())
+    json(StatusCode::OK, &checks)
 }
 
 async fn status_leader(State(shared): State<Arc<Shared>>) -> Response {
-    json(StatusCode::OK, &shared.leader(), false)
+    json(StatusCode::OK, &shared.leader())
 }
 
 async fn ui_page(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri) -> Response {
     let token = presented_token(&headers, &uri);
     if let Some(required) = shared.config().token.as_deref()
-        && token.as_deref() != Some(required)
+        && !token.as_deref().is_some_and(|t| tokens_match(t, required))
     {
         return (
             StatusCode::FORBIDDEN,
@@ -350,8 +394,8 @@ fn bool_param(params: &[(String, String)], name: &str) -> Result<Option<bool>, A
     }
 }
 
-fn blocking_json<T: Serialize>(index: u64, filtered: bool, value: &T) -> Response {
-    let mut response = json(StatusCode::OK, value, filtered);
+fn blocking_json<T: Serialize>(index: u64, value: &T) -> Response {
+    let mut response = json(StatusCode::OK, value);
     let headers = response.headers_mut();
     headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
     headers.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
@@ -359,19 +403,9 @@ fn blocking_json<T: Serialize>(index: u64, filtered: bool, value: &T) -> Respons
     response
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T, filtered: bool) -> Response {
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
-        Ok(body) => {
-            let mut response =
-                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-            if filtered {
-                response.headers_mut().insert(
-                    "X-Consul-Results-Filtered-By-ACLs",
-                    HeaderValue::from_static("true"),
-                );
-            }
-            response
-        }
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(error) => {
             tracing::error!(%error, "cannot encode response");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
