@@ -7,50 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use clap::Parser;
 use common::*;
 use consul::standin::{self, StandInConfig};
 use consul::{Client, QueryOptions};
 
 const TOKEN: &str = "acl-test-token";
-
-/// Starts a real node registering in `consul`, with `extra` flags.
-fn spawn_node_with(consul: &str, extra: &[&str]) -> TestNode {
-    let mut args: Vec<String> = [
-        "inference-node",
-        "--models-dir",
-        models_dir().to_str().unwrap(),
-        "--service-discovery-url",
-        consul,
-        "--advertise-address",
-        "127.0.0.1",
-        "--check-interval",
-        "500ms",
-        "--check-timeout",
-        "500ms",
-        "--registration-refresh",
-        "200ms",
-        "--shutdown-grace",
-        "2s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let config = inference_node::Config::try_parse_from(args).unwrap();
-    let (state_tx, state_rx) = std::sync::mpsc::channel();
-    let server = Isolated::spawn("node", move |listener, shutdown| async move {
-        let state = inference_node::AppState::new(config).expect("node state");
-        state_tx.send(state.clone()).unwrap();
-        inference_node::serve(listener, state, shutdown)
-            .await
-            .expect("node serve");
-    });
-    let state = state_rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("node started");
-    TestNode { server, state }
-}
 
 async fn registered(consul: &Client) -> Vec<String> {
     consul
@@ -75,8 +36,8 @@ async fn nodes_and_gateway_send_the_consul_token_on_every_call() {
     let url = consul.base_url();
 
     // A node without the token is refused; one with it registers and passes its check.
-    let stranger = spawn_node_with(&url, &[]);
-    let node = spawn_node_with(&url, &["--consul-token", TOKEN]);
+    let stranger = spawn_node_with(&url, "200ms", &[]);
+    let node = spawn_node_with(&url, "200ms", &["--consul-token", TOKEN]);
     eventually(
         Duration::from_secs(15),
         "the node with the token registered",
@@ -102,7 +63,7 @@ async fn nodes_and_gateway_send_the_consul_token_on_every_call() {
 
     // A second node with the token joins the gateway's set (the gateway's blocking query is
     // woken by the change), and leaves it when it stops (its deregistration carries the token).
-    let second = spawn_node_with(&url, &["--consul-token", TOKEN]);
+    let second = spawn_node_with(&url, "200ms", &["--consul-token", TOKEN]);
     wait_for_set(&gw, &[&node, &second]).await;
     let second_addr = second.addr();
     drop(second);

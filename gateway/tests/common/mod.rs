@@ -142,7 +142,12 @@ pub fn spawn_node(consul: &str) -> TestNode {
 /// Starts a node like [`spawn_node`] that checks its registration every `refresh` (and
 /// registers again when Consul has forgotten it).
 pub fn spawn_node_refreshing(consul: &str, refresh: &str) -> TestNode {
-    let args: Vec<String> = [
+    spawn_node_with(consul, refresh, &[])
+}
+
+/// Starts a node like [`spawn_node_refreshing`] with `extra` flags (a Consul token, say).
+pub fn spawn_node_with(consul: &str, refresh: &str, extra: &[&str]) -> TestNode {
+    let mut args: Vec<String> = [
         "inference-node",
         "--models-dir",
         models_dir().to_str().unwrap(),
@@ -163,6 +168,7 @@ pub fn spawn_node_refreshing(consul: &str, refresh: &str) -> TestNode {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
     let config = inference_node::Config::try_parse_from(args).unwrap();
     let (state_tx, state_rx) = std::sync::mpsc::channel();
     let server = Isolated::spawn("node", move |listener, shutdown| async move {
