@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use node_contract::env;
 use reqwest::Url;
 
 use crate::error::NodeError;
@@ -24,35 +25,35 @@ use crate::sched_policy::SchedPolicy;
 )]
 pub struct Config {
     /// Port the HTTP API listens on.
-    #[arg(long, env = "PORT", default_value_t = 5000, global = true)]
+    #[arg(long, env = env::PORT, default_value_t = 5000, global = true)]
     pub port: u16,
 
     /// Address the HTTP API binds to.
-    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    #[arg(long, env = env::HOST, default_value = "0.0.0.0")]
     pub host: IpAddr,
 
     /// Directory whose `*.onnx` files are loaded (the file stem is the model name).
-    #[arg(long, env = "MODELS_DIR", default_value = "models/gdp_growth_rate")]
+    #[arg(long, env = env::MODELS_DIR, default_value = "models/gdp_growth_rate")]
     pub models_dir: PathBuf,
 
     /// Model used when a request names none.
-    #[arg(long, env = "GDP_MODEL_NAME", default_value = "LinearRegression")]
+    #[arg(long, env = env::MODEL_NAME, default_value = "LinearRegression")]
     pub default_model: String,
 
     /// Consul base URL; unset means the node does not register anywhere.
-    #[arg(long, env = "SERVICE_DISCOVERY_URL")]
+    #[arg(long, env = env::SERVICE_DISCOVERY_URL)]
     pub service_discovery_url: Option<Url>,
 
     /// Service name registered in Consul.
-    #[arg(long, env = "SERVICE_NAME", default_value = "gdp-growth-model")]
+    #[arg(long, env = env::SERVICE_NAME, default_value = "gdp-growth-model")]
     pub service_name: String,
 
     /// Host other services reach this node at (default: this machine's hostname).
-    #[arg(long, env = "ADVERTISE_ADDRESS")]
+    #[arg(long, env = env::ADVERTISE_ADDRESS)]
     pub advertise_address: Option<String>,
 
     /// Consul ACL token sent as `X-Consul-Token`.
-    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::CONSUL_HTTP_TOKEN, hide_env_values = true)]
     pub consul_token: Option<String>,
 
     /// Path of `libonnxruntime.so` (default: `.ort/lib`, then `/usr/local/lib`).
@@ -141,7 +142,7 @@ pub struct Config {
     /// Pid of the process whose death stops this node (SIGTERM: it deregisters and drains);
     /// the gateway's process runtime sets it to its own pid. Linux only; if that process is
     /// not the node's parent any more at startup, the node exits.
-    #[arg(long, env = "INFERENCE_NODE_EXIT_WITH_PARENT")]
+    #[arg(long, env = env::EXIT_WITH_PARENT)]
     pub exit_with_parent: Option<u32>,
 
     /// Log as JSON lines instead of text.

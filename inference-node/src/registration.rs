@@ -12,6 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use consul::{AgentServiceCheck, AgentServiceRegistration};
+use node_contract::MODELS_META_KEY;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +68,7 @@ pub fn service_definition(
 ) -> AgentServiceRegistration {
     let id = format!("{host}:{port}");
     let meta = BTreeMap::from([
-        ("models".to_string(), models.join(",")),
+        (MODELS_META_KEY.to_string(), models.join(",")),
         ("default_model".to_string(), default_model.to_string()),
         ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
     ]);

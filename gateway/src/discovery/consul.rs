@@ -16,15 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use consul::{Client, QueryOptions, ServiceEntry, host_port};
+use node_contract::MODELS_META_KEY;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Discovery, Endpoint, Endpoints, Status};
 use crate::upstream::{self, HttpClient};
-
-/// The `Meta` key under which a node lists its models (comma-separated).
-pub const MODELS_META_KEY: &str = "models";
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Consul's rule: rate-limit the loop, a return is not a promise of change.

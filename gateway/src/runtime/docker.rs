@@ -42,6 +42,7 @@ use bollard::query_parameters::{
     StopContainerOptions,
 };
 use futures::StreamExt;
+use node_contract::env;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::Config;
@@ -499,12 +500,12 @@ impl DockerRuntime {
         labels.extend(self.labels(model));
         labels.insert(LAUNCHED_LABEL.to_string(), LAUNCHED_BY_GATEWAY.to_string());
         let mut env = vec![
-            format!("GDP_MODEL_NAME={model}"),
-            format!("SERVICE_DISCOVERY_URL={}", self.discovery_url),
-            format!("SERVICE_NAME={}", self.service),
+            format!("{}={model}", env::MODEL_NAME),
+            format!("{}={}", env::SERVICE_DISCOVERY_URL, self.discovery_url),
+            format!("{}={}", env::SERVICE_NAME, self.service),
         ];
         if let Some(token) = &self.consul_token {
-            env.push(format!("CONSUL_HTTP_TOKEN={token}"));
+            env.push(format!("{}={token}", env::CONSUL_HTTP_TOKEN));
         }
         ContainerCreateBody {
             image: Some(self.image.clone()),

@@ -29,6 +29,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use node_contract::env;
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::Command;
 use tokio::sync::{OnceCell, oneshot, watch};
@@ -261,21 +262,18 @@ impl ProcessRuntime {
         let mut command = Command::new(&self.binary);
         command
             .env_remove("GATEWAY_ADMIN_TOKEN")
-            .env("PORT", port.to_string())
-            .env("HOST", "127.0.0.1")
-            .env("ADVERTISE_ADDRESS", "127.0.0.1")
-            .env("GDP_MODEL_NAME", model)
-            .env("MODELS_DIR", &self.models_dir)
-            .env("SERVICE_DISCOVERY_URL", &self.discovery_url)
-            .env("SERVICE_NAME", &self.service)
-            .env(
-                "INFERENCE_NODE_EXIT_WITH_PARENT",
-                std::process::id().to_string(),
-            )
+            .env(env::PORT, port.to_string())
+            .env(env::HOST, "127.0.0.1")
+            .env(env::ADVERTISE_ADDRESS, "127.0.0.1")
+            .env(env::MODEL_NAME, model)
+            .env(env::MODELS_DIR, &self.models_dir)
+            .env(env::SERVICE_DISCOVERY_URL, &self.discovery_url)
+            .env(env::SERVICE_NAME, &self.service)
+            .env(env::EXIT_WITH_PARENT, std::process::id().to_string())
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(token) = &self.consul_token {
-            command.env("CONSUL_HTTP_TOKEN", token);
+            command.env(env::CONSUL_HTTP_TOKEN, token);
         }
         command
     }
