@@ -6,11 +6,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{eventually, fast_config, spawn_target};
+use common::{fast_config, spawn_target};
 use consul::standin::{self, StandInConfig};
 use consul::{
     AgentServiceCheck, AgentServiceRegistration, CheckStatus, Client, HealthCheck, QueryOptions,
 };
+use test_support::eventually;
 
 fn http_registration(id: &str, url: &str) -> AgentServiceRegistration {
     AgentServiceRegistration {
@@ -34,8 +35,8 @@ async fn check(client: &Client, id: &str) -> Option<HealthCheck> {
 
 async fn wait_status(client: &Client, id: &str, status: CheckStatus) -> HealthCheck {
     eventually(
-        &format!("{id} to be {status}"),
         Duration::from_secs(5),
+        &format!("{id} to be {status}"),
         || async { check(client, id).await.filter(|c| c.status == status) },
     )
     .await
@@ -155,7 +156,7 @@ async fn first_probes_are_staggered_within_the_interval() {
     }
     let mut first_hits = Vec::new();
     for target in &targets {
-        let at = eventually("a first probe", Duration::from_secs(5), || async {
+        let at = eventually(Duration::from_secs(5), "a first probe", || async {
             (target.hits() > 0).then(|| registered.elapsed())
         })
         .await;
@@ -183,7 +184,7 @@ async fn checks_run_every_interval_and_stop_at_deregistration() {
         .register(&http_registration("w1", &target.url()))
         .await
         .unwrap();
-    eventually("several probes", Duration::from_secs(5), || async {
+    eventually(Duration::from_secs(5), "several probes", || async {
         (target.hits() >= 3).then_some(())
     })
     .await;
@@ -285,8 +286,8 @@ async fn reaper_deregisters_services_critical_for_too_long() {
     let started = std::time::Instant::now();
 
     eventually(
-        "the failing service to be reaped",
         Duration::from_secs(5),
+        "the failing service to be reaped",
         || async { (!client.agent_services().await.unwrap().contains_key("bad")).then_some(()) },
     )
     .await;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use consul::standin::{self, StandInConfig};
 use serde_json::Value;
+use test_support::{eventually, models_dir};
 
 const TOKEN: &str = "lifecycle-test-token";
 const PREDICT_BODY: &str = r#"{"gdp_per_capita": 50000, "unemployment_rate": 5.2, "gdp_growth_rate_lag": 2.1, "gdp_growth_rate_ma": 2.3}"#;
@@ -36,16 +37,6 @@ fn node_binary() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn models_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/gdp_growth_rate");
-    assert!(
-        dir.join("LinearRegression.onnx").is_file(),
-        "{}/LinearRegression.onnx is missing: run `cargo run -p tools --bin convert-models`",
-        dir.display()
-    );
-    dir.canonicalize().unwrap()
 }
 
 fn free_port() -> u16 {
@@ -230,30 +221,7 @@ fn process_exists(pid: u32) -> bool {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// Polls `check` every 100 ms until it returns `Some`; panics with `what` after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    test_support::client(Duration::from_secs(30))
 }
 
 async fn call(

@@ -4,28 +4,12 @@
 
 mod common;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{client, config, seed_example, spawn_node};
 use consul::standin::{self, StandInConfig};
 use consul::{CheckStatus, QueryOptions};
-
-/// Polls `condition` every 50 ms for at most `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not reached within {limit:?}");
-}
+use test_support::eventually;
 
 fn fast_consul_flags(url: &str) -> Vec<String> {
     [
@@ -57,7 +41,7 @@ async fn registers_passes_its_check_and_deregisters() {
     let node = spawn_node(node_config(&consul.base_url())).await;
     let id = format!("127.0.0.1:{}", node.addr.port());
 
-    eventually("the node is registered", Duration::from_secs(5), || async {
+    eventually(Duration::from_secs(5), "the node is registered", || async {
         agent.agent_services().await.unwrap().contains_key(&id)
     })
     .await;
@@ -84,8 +68,8 @@ async fn registers_passes_its_check_and_deregisters() {
     assert_eq!(check.definition.deregister_critical_service_after, "1m0s");
 
     eventually(
-        "the /health check passes",
         Duration::from_secs(5),
+        "the /health check passes",
         || async {
             let entries = agent
                 .health_service("gdp-growth-model", true, &QueryOptions::default())
@@ -132,8 +116,8 @@ async fn serves_without_consul_and_registers_when_it_appears_or_forgets() {
         .unwrap();
     let agent = consul.client().unwrap();
     eventually(
-        "registered once Consul is up",
         Duration::from_secs(15),
+        "registered once Consul is up",
         || async {
             agent
                 .agent_services()
@@ -161,8 +145,8 @@ async fn serves_without_consul_and_registers_when_it_appears_or_forgets() {
         .unwrap();
     let agent = consul.client().unwrap();
     eventually(
-        "registered again after Consul forgot it",
         Duration::from_secs(15),
+        "registered again after Consul forgot it",
         || async {
             agent
                 .agent_services()

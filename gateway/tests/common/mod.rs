@@ -4,28 +4,16 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use consul::standin::{self, StandIn, StandInConfig};
 use gateway::{AppState, Config};
 use serde_json::Value;
+pub use test_support::{eventually, models_dir};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-
-/// The shipped models directory; fails (never skips) when the ONNX files are missing.
-pub fn models_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/gdp_growth_rate");
-    let probe = dir.join("LinearRegression.onnx");
-    assert!(
-        probe.is_file(),
-        "{} is missing: run `cargo run -p tools --bin convert-models` to convert the shipped models",
-        probe.display()
-    );
-    dir
-}
 
 /// Starts a Consul stand-in. Also installs the gateway's metrics recorder first: the nodes
 /// in this process would otherwise install theirs, and the gateway's `/metrics` would be empty.
@@ -248,24 +236,7 @@ pub async fn spawn_gateway(config: Config) -> TestGateway {
 
 /// A plain HTTP client for the tests.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// Polls `check` every 50 ms until it holds; panics with `what` after `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    test_support::client(Duration::from_secs(10))
 }
 
 /// Returns the gateway's healthy set as `/api/predict/services` lists it.

@@ -3,26 +3,14 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::Parser;
 use inference_node::{AppState, Config, NodeError};
 use serde_json::Value;
+pub use test_support::models_dir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-/// The shipped models directory; fails (never skips) when the ONNX files are missing.
-pub fn models_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/gdp_growth_rate");
-    let probe = dir.join("LinearRegression.onnx");
-    assert!(
-        probe.is_file(),
-        "{} is missing: run `cargo run -p tools --bin convert-models` to convert the shipped models",
-        probe.display()
-    );
-    dir
-}
 
 /// golden.json: hold-out rows and every model's sklearn predictions.
 pub fn golden() -> Value {
@@ -112,11 +100,7 @@ pub async fn default_node() -> TestNode {
 
 /// An HTTP client with a bounded timeout.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .no_proxy()
-        .build()
-        .unwrap()
+    test_support::client(std::time::Duration::from_secs(20))
 }
 
 /// POSTs `body` as JSON to `url` and returns the answer's JSON (of any status).
