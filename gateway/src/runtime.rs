@@ -38,12 +38,6 @@ use crate::error::GatewayError;
 use docker::DockerRuntime;
 use process::ProcessRuntime;
 
-/// Pattern a model name must match (also checked by the handlers for path parameters).
-pub const MODEL_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]{0,63}$";
-
-/// Pattern an instance id (or a unique prefix of one) must match.
-pub const INSTANCE_ID_PATTERN: &str = "^[0-9a-f]{1,64}$";
-
 /// How long the automatic runtime choice waits for the Docker Engine to answer.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -212,44 +206,6 @@ impl Runtime {
     }
 }
 
-/// Checks a model name from a path; a mismatch is a 422 in FastAPI's shape.
-pub fn validate_model_name(name: &str) -> Result<(), GatewayError> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if first_ok && rest_ok && name.len() <= 64 {
-        Ok(())
-    } else {
-        Err(GatewayError::InvalidPathParam {
-            param: "model_name",
-            pattern: MODEL_NAME_PATTERN,
-            input: name.to_string(),
-        })
-    }
-}
-
-/// Checks an instance id (or prefix) from a path; a mismatch is a 422 in FastAPI's shape.
-pub fn validate_instance_id(id: &str) -> Result<(), GatewayError> {
-    let ok = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(GatewayError::InvalidPathParam {
-            param: "container_id",
-            pattern: INSTANCE_ID_PATTERN,
-            input: id.to_string(),
-        })
-    }
-}
-
-/// Returns the instance-name prefix, `<cluster>-<service>-` (compose v2's naming).
-pub fn name_prefix(config: &Config) -> String {
-    format!("{}-{}-", config.cluster_name, config.service_name)
-}
-
 /// Returns the smallest `n >= 1` such that neither `<cluster>-<service>-<n>` (our and compose
 /// v2's form) nor `<cluster>_<service>_<n>` (compose v1's form) is among `taken`.
 pub fn next_free_index<'a>(
@@ -298,27 +254,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn model_names_are_plain_identifiers() {
-        for ok in ["LinearRegression", "a", "Ridge_2", "x-y", &"a".repeat(64)] {
-            assert!(validate_model_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "1abc",
-            "bad name!",
-            "../../etc",
-            "a/b",
-            "a.onnx",
-            "_x",
-            "Linéaire",
-            &"a".repeat(65),
-        ] {
-            let err = validate_model_name(bad).unwrap_err();
-            assert_eq!(err.status().as_u16(), 422, "{bad}");
-        }
-    }
-
-    #[test]
     fn lifecycle_errors_map_to_statuses() {
         let cases = [
             (GatewayError::Unauthorized, 401),
@@ -338,15 +273,6 @@ mod tests {
         ];
         for (err, status) in cases {
             assert_eq!(err.status().as_u16(), status, "{err}");
-        }
-    }
-
-    #[test]
-    fn instance_ids_are_lowercase_hex() {
-        assert!(validate_instance_id("abc123").is_ok());
-        assert!(validate_instance_id(&"f".repeat(64)).is_ok());
-        for bad in ["", "ABC", "xyz", "../x", &"a".repeat(65)] {
-            assert!(validate_instance_id(bad).is_err(), "{bad}");
         }
     }
 

@@ -17,8 +17,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, ToSchema};
 
 use crate::error::{ErrorBody, GatewayError};
-use crate::runtime::{self, Instance};
+use crate::runtime::Instance;
 use crate::state::AppState;
+
+/// Pattern a model name must match.
+const MODEL_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]{0,63}$";
+
+/// Pattern an instance id (or a unique prefix of one) must match.
+const INSTANCE_ID_PATTERN: &str = "^[0-9a-f]{1,64}$";
 
 /// The answer to a launch, as the seed documents it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -142,7 +148,7 @@ pub async fn launch(
     model_name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LaunchResponse>, GatewayError> {
     let model = path_param(model_name)?;
-    runtime::validate_model_name(&model)?;
+    validate_model_name(&model)?;
     state
         .runtime
         .check_launchable(&model, &state.discovery)
@@ -181,7 +187,7 @@ pub async fn instances(
     model_name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<InstancesResponse>, GatewayError> {
     let model = path_param(model_name)?;
-    runtime::validate_model_name(&model)?;
+    validate_model_name(&model)?;
     let instances = state.runtime.instances(&model).await?;
     Ok(Json(InstancesResponse { model, instances }))
 }
@@ -213,7 +219,7 @@ pub async fn shutdown(
     container_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ShutdownResponse>, GatewayError> {
     let id = path_param(container_id)?;
-    runtime::validate_instance_id(&id)?;
+    validate_instance_id(&id)?;
     state.runtime.stop(&id).await?;
     Ok(Json(ShutdownResponse {
         status: "success",
@@ -228,6 +234,39 @@ fn path_param(param: Result<Path<String>, PathRejection>) -> Result<String, Gate
         .map_err(|rejection| GatewayError::BadRequest(rejection.body_text()))
 }
 
+/// Checks a model name from a path; a mismatch is a 422 in FastAPI's shape.
+fn validate_model_name(name: &str) -> Result<(), GatewayError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if first_ok && rest_ok && name.len() <= 64 {
+        Ok(())
+    } else {
+        Err(GatewayError::InvalidPathParam {
+            param: "model_name",
+            pattern: MODEL_NAME_PATTERN,
+            input: name.to_string(),
+        })
+    }
+}
+
+/// Checks an instance id (or prefix) from a path; a mismatch is a 422 in FastAPI's shape.
+fn validate_instance_id(id: &str) -> Result<(), GatewayError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(GatewayError::InvalidPathParam {
+            param: "container_id",
+            pattern: INSTANCE_ID_PATTERN,
+            input: id.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +277,35 @@ mod tests {
         assert!(!tokens_match("s3cre", "s3cret"));
         assert!(!tokens_match("", "s3cret"));
         assert!(!tokens_match("S3cret", "s3cret"));
+    }
+
+    #[test]
+    fn model_names_are_plain_identifiers() {
+        for ok in ["LinearRegression", "a", "Ridge_2", "x-y", &"a".repeat(64)] {
+            assert!(validate_model_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "bad name!",
+            "../../etc",
+            "a/b",
+            "a.onnx",
+            "_x",
+            "Linéaire",
+            &"a".repeat(65),
+        ] {
+            let err = validate_model_name(bad).unwrap_err();
+            assert_eq!(err.status().as_u16(), 422, "{bad}");
+        }
+    }
+
+    #[test]
+    fn instance_ids_are_lowercase_hex() {
+        assert!(validate_instance_id("abc123").is_ok());
+        assert!(validate_instance_id(&"f".repeat(64)).is_ok());
+        for bad in ["", "ABC", "xyz", "../x", &"a".repeat(65)] {
+            assert!(validate_instance_id(bad).is_err(), "{bad}");
+        }
     }
 }
