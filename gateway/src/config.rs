@@ -1,10 +1,20 @@
 //! Command-line and environment configuration.
+//!
+//! [`Config`] holds the HTTP server's own settings (address, limits, admin token, logs) and
+//! flattens one section per part of the gateway: [`DiscoverySettings`] (Consul),
+//! [`UpstreamSettings`] (talking to nodes), [`EjectSettings`] (the balancer's ejection) and
+//! the runtime's own [`RuntimeSettings`], which lives with the runtime. This module points
+//! at the runtime's settings; nothing in the runtime reads `Config`. Fields are declared in
+//! the order `--help` lists the flags.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Parser;
 use reqwest::Url;
+
+use crate::flags::{parse_duration, parse_positive};
+use crate::runtime::settings::{NodeRegistration, RuntimeSettings};
 
 /// Command-line and environment configuration for the gateway.
 ///
@@ -31,6 +41,115 @@ pub struct Config {
     )]
     pub port: u16,
 
+    /// Where the nodes are found: Consul and the blocking queries.
+    #[command(flatten)]
+    pub discovery: DiscoverySettings,
+
+    /// How the gateway talks to the nodes: timeouts, retries, hedging.
+    #[command(flatten)]
+    pub upstream: UpstreamSettings,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "GATEWAY_BODY_LIMIT", value_name = "GATEWAY_BODY_LIMIT", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub body_limit: u64,
+
+    /// When a failing node is taken out of balancing, and for how long.
+    #[command(flatten)]
+    pub eject: EjectSettings,
+
+    /// Time a client may take to send a whole request head (a keep-alive connection idle this
+    /// long is closed) and time its body may stall (408 past it).
+    #[arg(long, env = "GATEWAY_CLIENT_TIMEOUT", value_name = "GATEWAY_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_positive)]
+    pub client_timeout: Duration,
+
+    /// Time a request's whole body may take to arrive, counted from its head (408 past it):
+    /// a 1 MiB body at 18 KB/s, while a client trickling a body cannot hold its connection
+    /// and buffer for ever.
+    #[arg(long, env = "GATEWAY_BODY_TIMEOUT", value_name = "GATEWAY_BODY_TIMEOUT", default_value = "60s", value_parser = parse_positive)]
+    pub body_timeout: Duration,
+
+    /// Most client connections served at once; more wait in the listen backlog until one
+    /// closes. Keep it under half the open-file limit (`ulimit -n`: each request also holds
+    /// a connection to a node); the bodies being read take at most this many times
+    /// GATEWAY_BODY_LIMIT of memory.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", value_name = "GATEWAY_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Time in-flight requests get to finish after a shutdown signal.
+    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", value_name = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive)]
+    pub shutdown_grace: Duration,
+
+    /// Seed of the balancer's random generator (for reproducible tests; random by default).
+    #[arg(long, env = "GATEWAY_RNG_SEED", value_name = "GATEWAY_RNG_SEED")]
+    pub rng_seed: Option<u64>,
+
+    /// The lifecycle endpoints' runtime (launch/list/stop nodes; see `runtime`).
+    #[command(flatten)]
+    pub runtime: RuntimeSettings,
+
+    /// Bearer token the lifecycle endpoints require (unset: no token needed).
+    #[arg(
+        long,
+        env = "GATEWAY_ADMIN_TOKEN",
+        value_name = "GATEWAY_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_parser = parse_admin_token
+    )]
+    pub admin_token: Option<String>,
+
+    /// Writes logs as JSON lines.
+    #[arg(long, env = "GATEWAY_LOG_JSON")]
+    pub log_json: bool,
+
+    /// Checks `GET http://127.0.0.1:$GATEWAY_PORT/health` and exits 0 (healthy) or 1, for
+    /// container health checks in images without a shell.
+    #[arg(long)]
+    pub health_check: bool,
+}
+
+impl Config {
+    /// Checks the rules that join several settings; the error names them.
+    pub fn check(&self) -> Result<(), String> {
+        let eject = &self.eject;
+        if eject.eject_base > eject.eject_max {
+            return Err(format!(
+                "GATEWAY_EJECT_BASE ({:?}) is longer than GATEWAY_EJECT_MAX ({:?})",
+                eject.eject_base, eject.eject_max
+            ));
+        }
+        Ok(())
+    }
+
+    /// The largest answer a node may give to a prediction: 16 times the request limit (a node
+    /// echoes the request and adds one prediction per row, so its answer is about as large).
+    pub fn answer_limit(&self) -> usize {
+        usize::try_from(self.body_limit.saturating_mul(16)).unwrap_or(usize::MAX)
+    }
+
+    /// Returns the socket address the HTTP API binds to.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// The warning to log at startup when the lifecycle endpoints are open to the network:
+    /// no `GATEWAY_ADMIN_TOKEN` and an address beyond loopback (compose's default). Only a
+    /// warning, so that `docker compose up` keeps working with the seed's `.env`.
+    pub fn open_admin_warning(&self) -> Option<String> {
+        if self.admin_token.is_some() || self.host.is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "GATEWAY_ADMIN_TOKEN is not set and the gateway listens on {}, beyond this host's \
+             loopback: anyone who reaches it can launch and stop model instances. Set \
+             GATEWAY_ADMIN_TOKEN, or GATEWAY_HOST=127.0.0.1 to listen on loopback only",
+            self.listen_addr()
+        ))
+    }
+}
+
+/// Where the nodes are found: the Consul agent, the service, and the blocking queries.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiscoverySettings {
     /// Base URL of the Consul HTTP API.
     #[arg(
         long,
@@ -72,7 +191,11 @@ pub struct Config {
     /// their 15s refresh by default) and pass their first check (within its interval, 10s).
     #[arg(long, env = "GATEWAY_DISCOVERY_RECOVERY_GRACE", value_name = "GATEWAY_DISCOVERY_RECOVERY_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub discovery_recovery_grace: Duration,
+}
 
+/// How the gateway talks to the nodes: timeouts, retries, hedging, per-node metrics.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpstreamSettings {
     /// Time allowed to open a TCP connection to a node.
     #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT", value_name = "GATEWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_positive)]
     pub connect_timeout: Duration,
@@ -102,11 +225,11 @@ pub struct Config {
     /// How long the per-node metric series of a node that left the healthy set are kept.
     #[arg(long, env = "GATEWAY_NODE_METRICS_RETENTION", value_name = "GATEWAY_NODE_METRICS_RETENTION", default_value = "10m", value_parser = parse_duration)]
     pub node_metrics_retention: Duration,
+}
 
-    /// Largest request body accepted, in bytes.
-    #[arg(long, env = "GATEWAY_BODY_LIMIT", value_name = "GATEWAY_BODY_LIMIT", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
-    pub body_limit: u64,
-
+/// When a failing node is taken out of balancing, and for how long.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EjectSettings {
     /// Consecutive failures after which a node is ejected from balancing.
     #[arg(long, env = "GATEWAY_EJECT_AFTER", value_name = "GATEWAY_EJECT_AFTER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub eject_after: u32,
@@ -118,174 +241,23 @@ pub struct Config {
     /// Longest ejection interval.
     #[arg(long, env = "GATEWAY_EJECT_MAX", value_name = "GATEWAY_EJECT_MAX", default_value = "30s", value_parser = parse_positive)]
     pub eject_max: Duration,
-
-    /// Time a client may take to send a whole request head (a keep-alive connection idle this
-    /// long is closed) and time its body may stall (408 past it).
-    #[arg(long, env = "GATEWAY_CLIENT_TIMEOUT", value_name = "GATEWAY_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_positive)]
-    pub client_timeout: Duration,
-
-    /// Time a request's whole body may take to arrive, counted from its head (408 past it):
-    /// a 1 MiB body at 18 KB/s, while a client trickling a body cannot hold its connection
-    /// and buffer for ever.
-    #[arg(long, env = "GATEWAY_BODY_TIMEOUT", value_name = "GATEWAY_BODY_TIMEOUT", default_value = "60s", value_parser = parse_positive)]
-    pub body_timeout: Duration,
-
-    /// Most client connections served at once; more wait in the listen backlog until one
-    /// closes. Keep it under half the open-file limit (`ulimit -n`: each request also holds
-    /// a connection to a node); the bodies being read take at most this many times
-    /// GATEWAY_BODY_LIMIT of memory.
-    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", value_name = "GATEWAY_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
-
-    /// Time in-flight requests get to finish after a shutdown signal.
-    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", value_name = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive)]
-    pub shutdown_grace: Duration,
-
-    /// Seed of the balancer's random generator (for reproducible tests; random by default).
-    #[arg(long, env = "GATEWAY_RNG_SEED", value_name = "GATEWAY_RNG_SEED")]
-    pub rng_seed: Option<u64>,
-
-    // --- lifecycle endpoints (launch/list/stop nodes; see `runtime`) ---
-    /// Runtime of the lifecycle endpoints, `docker` or `process` (unset: Docker when its
-    /// engine answers, else processes).
-    #[arg(long, env = "RUNTIME", value_name = "RUNTIME", value_enum)]
-    pub runtime: Option<crate::runtime::RuntimeKind>,
-
-    /// Cluster name: the `gdp-serving.cluster` label of node containers and the prefix of
-    /// instance names (`<cluster>-<SERVICE_NAME>-<n>`); compose sets the project name.
-    #[arg(long, env = "CLUSTER_NAME", value_name = "CLUSTER_NAME", default_value = "microservices", value_parser = parse_cluster_name)]
-    pub cluster_name: String,
-
-    /// Image of the node containers the Docker runtime launches (never taken from a request).
-    #[arg(
-        long,
-        env = "NODE_IMAGE",
-        value_name = "NODE_IMAGE",
-        default_value = "microservices-gdp-growth-model:latest"
-    )]
-    pub node_image: String,
-
-    /// Docker Engine address (`unix://` or `tcp://`).
-    #[arg(
-        long,
-        env = "DOCKER_HOST",
-        value_name = "DOCKER_HOST",
-        default_value = "unix:///var/run/docker.sock"
-    )]
-    pub docker_host: String,
-
-    /// Docker network of launched nodes (default: the network of the gateway's own container).
-    #[arg(long, env = "DOCKER_NETWORK", value_name = "DOCKER_NETWORK")]
-    pub docker_network: Option<String>,
-
-    /// Memory limit of a launched node container, in MiB.
-    #[arg(long, env = "GATEWAY_NODE_MEMORY_MB", value_name = "GATEWAY_NODE_MEMORY_MB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=65536))]
-    pub node_memory_mb: u32,
-
-    /// Most processes/threads in a launched node container.
-    #[arg(long, env = "GATEWAY_NODE_PIDS_LIMIT", value_name = "GATEWAY_NODE_PIDS_LIMIT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=65536))]
-    pub node_pids_limit: u32,
-
-    /// Time a stopped node gets between SIGTERM (it deregisters from Consul) and SIGKILL.
-    #[arg(long, env = "GATEWAY_NODE_STOP_TIMEOUT", value_name = "GATEWAY_NODE_STOP_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
-    pub node_stop_timeout: Duration,
-
-    /// Most instances the lifecycle API keeps launched at once (running or starting; per
-    /// runtime: this gateway's node processes, or this cluster's containers the gateway
-    /// launched; compose replicas do not count). A launch beyond it is a 429.
-    #[arg(long, env = "GATEWAY_MAX_INSTANCES", value_name = "GATEWAY_MAX_INSTANCES", default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1024))]
-    pub max_instances: u32,
-
-    /// Time a launched node gets to start: its process to answer `/health`, or its container
-    /// to run and pass its health check. Past it, the launch fails (502) and the node is
-    /// stopped.
-    #[arg(long, env = "GATEWAY_NODE_START_TIMEOUT", value_name = "GATEWAY_NODE_START_TIMEOUT", default_value = "60s", value_parser = parse_positive)]
-    pub node_start_timeout: Duration,
-
-    /// inference-node binary of the process runtime (default: `inference-node` next to the
-    /// gateway executable).
-    #[arg(long, env = "NODE_BINARY", value_name = "NODE_BINARY")]
-    pub node_binary: Option<std::path::PathBuf>,
-
-    /// Directory of the `*.onnx` models for the process runtime: a launch needs
-    /// `<model>.onnx` there, and launched nodes load it.
-    #[arg(
-        long,
-        env = "MODELS_DIR",
-        value_name = "MODELS_DIR",
-        default_value = "models/gdp_growth_rate"
-    )]
-    pub models_dir: std::path::PathBuf,
-
-    /// Bearer token the lifecycle endpoints require (unset: no token needed).
-    #[arg(
-        long,
-        env = "GATEWAY_ADMIN_TOKEN",
-        value_name = "GATEWAY_ADMIN_TOKEN",
-        hide_env_values = true,
-        value_parser = parse_admin_token
-    )]
-    pub admin_token: Option<String>,
-
-    /// Writes logs as JSON lines.
-    #[arg(long, env = "GATEWAY_LOG_JSON")]
-    pub log_json: bool,
-
-    /// Checks `GET http://127.0.0.1:$GATEWAY_PORT/health` and exits 0 (healthy) or 1, for
-    /// container health checks in images without a shell.
-    #[arg(long)]
-    pub health_check: bool,
 }
 
-impl Config {
-    /// Checks the rules that join several settings; the error names them.
-    pub fn check(&self) -> Result<(), String> {
-        if self.eject_base > self.eject_max {
-            return Err(format!(
-                "GATEWAY_EJECT_BASE ({:?}) is longer than GATEWAY_EJECT_MAX ({:?})",
-                self.eject_base, self.eject_max
-            ));
+// === impl DiscoverySettings ===
+
+impl DiscoverySettings {
+    /// How launched nodes register in Consul: where the gateway looks for them.
+    pub fn node_registration(&self) -> NodeRegistration {
+        NodeRegistration {
+            consul_url: self
+                .service_discovery_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
+            service: self.service_name.clone(),
+            consul_token: self.consul_token.clone(),
         }
-        Ok(())
     }
-
-    /// The largest answer a node may give to a prediction: 16 times the request limit (a node
-    /// echoes the request and adds one prediction per row, so its answer is about as large).
-    pub fn answer_limit(&self) -> usize {
-        usize::try_from(self.body_limit.saturating_mul(16)).unwrap_or(usize::MAX)
-    }
-
-    /// Returns the socket address the HTTP API binds to.
-    pub fn listen_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.host, self.port)
-    }
-
-    /// The warning to log at startup when the lifecycle endpoints are open to the network:
-    /// no `GATEWAY_ADMIN_TOKEN` and an address beyond loopback (compose's default). Only a
-    /// warning, so that `docker compose up` keeps working with the seed's `.env`.
-    pub fn open_admin_warning(&self) -> Option<String> {
-        if self.admin_token.is_some() || self.host.is_loopback() {
-            return None;
-        }
-        Some(format!(
-            "GATEWAY_ADMIN_TOKEN is not set and the gateway listens on {}, beyond this host's \
-             loopback: anyone who reaches it can launch and stop model instances. Set \
-             GATEWAY_ADMIN_TOKEN, or GATEWAY_HOST=127.0.0.1 to listen on loopback only",
-            self.listen_addr()
-        ))
-    }
-}
-
-fn parse_positive(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 2s, 1m)"))?;
-    if d.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(d)
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 0s, 500ms, 2s, 1m)"))
 }
 
 /// A Consul service name: not empty (the rule the nodes apply; the client escapes it in URLs).
@@ -317,19 +289,6 @@ fn parse_wait(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// A cluster name is a compose project name: lowercase letters, digits, `-`, `_`.
-fn parse_cluster_name(s: &str) -> Result<String, String> {
-    let ok = s.len() <= 63
-        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err("use lowercase letters, digits, '-' and '_' (a compose project name)".into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,8 +303,8 @@ mod tests {
     fn defaults_match_the_seed() {
         let c = Config::try_parse_from(["gateway"]).unwrap();
         assert_eq!(c.port, 8000);
-        assert_eq!(c.service_name, "gdp-growth-model");
-        assert_eq!(c.retries, 1);
+        assert_eq!(c.discovery.service_name, "gdp-growth-model");
+        assert_eq!(c.upstream.retries, 1);
         assert_eq!(c.listen_addr().to_string(), "0.0.0.0:8000");
     }
 

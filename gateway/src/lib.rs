@@ -23,6 +23,7 @@ pub mod balance;
 pub mod config;
 pub mod discovery;
 pub mod error;
+mod flags;
 pub mod hedge;
 pub mod http;
 pub mod proxy;

@@ -85,8 +85,8 @@ pub async fn forward(
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let endpoints = state.discovery.endpoints();
-    let candidates = candidates(&endpoints, model, &state.config.service_name)?;
-    let max_attempts = state.config.retries as usize + 1;
+    let candidates = candidates(&endpoints, model, &state.config.discovery.service_name)?;
+    let max_attempts = state.config.upstream.retries as usize + 1;
     state.hedging.on_request();
     let mut tried: Vec<&str> = Vec::with_capacity(max_attempts);
     let mut failures = Vec::with_capacity(max_attempts);
@@ -132,7 +132,7 @@ pub async fn forward(
             };
         }
         if pending.is_empty() {
-            return Err(give_up(failures, &state.config.service_name));
+            return Err(give_up(failures, &state.config.discovery.service_name));
         }
         let hedge_timer = async {
             match hedge_at {
@@ -221,7 +221,7 @@ async fn attempt<'a>(
         content_type,
         body,
         upstream::Limits {
-            timeout: state.config.upstream_timeout,
+            timeout: state.config.upstream.upstream_timeout,
             max_answer_bytes: state.config.answer_limit(),
         },
     ));

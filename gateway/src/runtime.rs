@@ -23,6 +23,7 @@
 
 pub mod docker;
 pub mod process;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,12 +32,12 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
-use crate::config::Config;
 use crate::discovery::Discovery;
 use crate::error::GatewayError;
 
 use docker::DockerRuntime;
 use process::ProcessRuntime;
+use settings::{NodeRegistration, RuntimeSettings};
 
 /// How long the automatic runtime choice waits for the Docker Engine to answer.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -88,13 +89,14 @@ enum Backend {
 // === impl Runtime ===
 
 impl Runtime {
-    /// Builds both runtimes from the configuration; nothing is contacted yet.
-    pub fn new(config: &Config) -> Runtime {
+    /// Builds both runtimes from their settings and the registration their nodes get;
+    /// nothing is contacted yet.
+    pub fn new(settings: &RuntimeSettings, registration: &NodeRegistration) -> Runtime {
         Runtime {
-            requested: config.runtime,
+            requested: settings.runtime,
             backend: OnceCell::new(),
-            docker: Arc::new(DockerRuntime::new(config)),
-            process: Arc::new(ProcessRuntime::new(config)),
+            docker: Arc::new(DockerRuntime::new(settings, registration)),
+            process: Arc::new(ProcessRuntime::new(settings, registration)),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::discovery::{self, Discovery, consul::WatchConfig};
 use crate::error::GatewayError;
 use crate::hedge::Hedging;
+use crate::runtime::Runtime;
 use crate::telemetry::NodeMetrics;
 use crate::upstream::{self, HttpClient};
 
@@ -37,7 +38,7 @@ pub struct Inner {
     /// Cancelled on shutdown (or when the state is dropped): stops background tasks.
     pub background: CancellationToken,
     /// Launches, lists and stops nodes for the lifecycle endpoints (Docker or processes).
-    pub runtime: Arc<crate::runtime::Runtime>,
+    pub runtime: Arc<Runtime>,
 }
 
 // === impl AppState ===
@@ -48,20 +49,20 @@ impl AppState {
     pub fn new(config: Config) -> Result<AppState, GatewayError> {
         config.check().map_err(GatewayError::InvalidConfig)?;
         let consul = consul::Client::new(
-            config.service_discovery_url.as_str(),
-            config.consul_token.clone(),
+            config.discovery.service_discovery_url.as_str(),
+            config.discovery.consul_token.clone(),
         )
         .map_err(|e| GatewayError::InvalidConfig(format!("SERVICE_DISCOVERY_URL: {e}")))?;
         let background = CancellationToken::new();
         let discovery = discovery::consul::spawn(
             consul,
-            upstream::client(config.connect_timeout),
+            upstream::client(config.upstream.connect_timeout),
             WatchConfig {
-                service: config.service_name.clone(),
-                wait: config.discovery_wait,
-                backoff_max: config.discovery_backoff_max,
-                models_timeout: config.models_timeout,
-                recovery_grace: config.discovery_recovery_grace,
+                service: config.discovery.service_name.clone(),
+                wait: config.discovery.discovery_wait,
+                backoff_max: config.discovery.discovery_backoff_max,
+                models_timeout: config.upstream.models_timeout,
+                recovery_grace: config.discovery.discovery_recovery_grace,
             },
             background.clone(),
         );
@@ -77,22 +78,25 @@ impl AppState {
     ) -> AppState {
         let balancer = RandomBalancer::new(
             EjectPolicy {
-                after: config.eject_after,
-                base: config.eject_base,
-                max: config.eject_max,
+                after: config.eject.eject_after,
+                base: config.eject.eject_base,
+                max: config.eject.eject_max,
             },
             config.rng_seed,
         );
-        let http_client = upstream::client(config.connect_timeout);
-        let runtime = Arc::new(crate::runtime::Runtime::new(&config));
+        let http_client = upstream::client(config.upstream.connect_timeout);
+        let runtime = Arc::new(Runtime::new(
+            &config.runtime,
+            &config.discovery.node_registration(),
+        ));
         // Choose (and log) the runtime at startup rather than at the first lifecycle request.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let runtime = runtime.clone();
             handle.spawn(async move { runtime.kind().await });
         }
         let state = AppState(Arc::new(Inner {
-            hedging: Hedging::new(config.hedge_after, config.hedge_budget),
-            node_metrics: NodeMetrics::new(config.node_metrics_retention),
+            hedging: Hedging::new(config.upstream.hedge_after, config.upstream.hedge_budget),
+            node_metrics: NodeMetrics::new(config.upstream.node_metrics_retention),
             config,
             discovery,
             balancer,

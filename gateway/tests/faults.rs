@@ -136,8 +136,8 @@ async fn recovery_cluster(grace: Duration) -> RecoveryCluster {
     let a = spawn_node_refreshing(&url, "1s");
     let b = spawn_node_refreshing(&url, "1s");
     let mut config = gateway_config(&url, &[]);
-    config.discovery_wait = Duration::from_secs(30);
-    config.discovery_recovery_grace = grace;
+    config.discovery.discovery_wait = Duration::from_secs(30);
+    config.discovery.discovery_recovery_grace = grace;
     let gw = spawn_gateway(config).await;
     wait_for_set(&gw, &[&a, &b]).await;
     RecoveryCluster { consul, gw, a, b }
@@ -529,7 +529,7 @@ async fn a_frozen_node_costs_callers_little() {
     let b = NodeProcess::start(&url);
     // The default upstream timeout, as in the issue.
     let mut config = gateway_config(&url, &[]);
-    config.upstream_timeout = Duration::from_secs(10);
+    config.upstream.upstream_timeout = Duration::from_secs(10);
     let gw = spawn_gateway(config).await;
     let mut want = vec![a.addr(), b.addr()];
     want.sort();
@@ -634,7 +634,7 @@ async fn a_departed_node_is_forgotten_after_the_retention() {
     let a = spawn_node(&consul.base_url());
     let b = spawn_node(&consul.base_url());
     let mut config = gateway_config(&consul.base_url(), &[]);
-    config.node_metrics_retention = Duration::from_secs(2);
+    config.upstream.node_metrics_retention = Duration::from_secs(2);
     let gw = spawn_gateway(config).await;
     wait_for_set(&gw, &[&a, &b]).await;
     let http = client();

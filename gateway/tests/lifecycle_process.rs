@@ -766,7 +766,10 @@ async fn nodes_outlive_the_thread_that_launched_them() {
         "5s",
     ])
     .unwrap();
-    let runtime = Arc::new(ProcessRuntime::new(&config));
+    let runtime = Arc::new(ProcessRuntime::new(
+        &config.runtime,
+        &config.discovery.node_registration(),
+    ));
     let handle = tokio::runtime::Handle::current();
     let launcher = runtime.clone();
     let launched = std::thread::spawn(move || handle.block_on(launcher.launch("LinearRegression")))

@@ -40,9 +40,12 @@ pub async fn available(State(state): State<AppState>) -> Json<AvailableModels> {
     let answers = join_all(endpoints.iter().map(|e| {
         let state = &state;
         async move {
-            let result =
-                upstream::fetch_models(&state.http_client, &e.addr, state.config.models_timeout)
-                    .await;
+            let result = upstream::fetch_models(
+                &state.http_client,
+                &e.addr,
+                state.config.upstream.models_timeout,
+            )
+            .await;
             (e.addr.clone(), result)
         }
     }))

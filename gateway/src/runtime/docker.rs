@@ -45,8 +45,8 @@ use futures::StreamExt;
 use node_contract::env;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::config::Config;
 use crate::error::GatewayError;
+use crate::runtime::settings::{NodeRegistration, RuntimeSettings};
 use crate::runtime::{Instance, Launched, next_free_index, resolve_prefix};
 
 /// Label naming the cluster a node container belongs to.
@@ -103,25 +103,22 @@ pub struct DockerRuntime {
 // === impl DockerRuntime ===
 
 impl DockerRuntime {
-    /// Takes the settings from `config`; the engine is contacted on first use.
-    pub fn new(config: &Config) -> DockerRuntime {
+    /// Takes its settings and the registration its nodes get; the engine is contacted on
+    /// first use.
+    pub fn new(settings: &RuntimeSettings, registration: &NodeRegistration) -> DockerRuntime {
         DockerRuntime {
-            host: config.docker_host.clone(),
-            image: config.node_image.clone(),
-            cluster: config.cluster_name.clone(),
-            service: config.service_name.clone(),
-            network: config.docker_network.clone(),
-            discovery_url: config
-                .service_discovery_url
-                .as_str()
-                .trim_end_matches('/')
-                .to_string(),
-            consul_token: config.consul_token.clone(),
-            memory_bytes: i64::from(config.node_memory_mb) * 1024 * 1024,
-            pids_limit: i64::from(config.node_pids_limit),
-            stop_timeout: config.node_stop_timeout,
-            start_timeout: config.node_start_timeout,
-            max_instances: config.max_instances,
+            host: settings.docker_host.clone(),
+            image: settings.node_image.clone(),
+            cluster: settings.cluster_name.clone(),
+            service: registration.service.clone(),
+            network: settings.docker_network.clone(),
+            discovery_url: registration.consul_url.clone(),
+            consul_token: registration.consul_token.clone(),
+            memory_bytes: i64::from(settings.node_memory_mb) * 1024 * 1024,
+            pids_limit: i64::from(settings.node_pids_limit),
+            stop_timeout: settings.node_stop_timeout,
+            start_timeout: settings.node_start_timeout,
+            max_instances: settings.max_instances,
             launching: Mutex::new(()),
             client: OnceCell::new(),
             found_network: OnceCell::new(),
@@ -634,10 +631,22 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    /// The runtime's flags alone, parsed as the gateway parses them.
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        settings: RuntimeSettings,
+    }
+
     fn runtime(args: &[&str]) -> DockerRuntime {
         let mut all = vec!["gateway"];
         all.extend_from_slice(args);
-        DockerRuntime::new(&Config::try_parse_from(all).unwrap())
+        let registration = NodeRegistration {
+            consul_url: "http://127.0.0.1:8500".to_string(),
+            service: "gdp-growth-model".to_string(),
+            consul_token: None,
+        };
+        DockerRuntime::new(&Flags::try_parse_from(all).unwrap().settings, &registration)
     }
 
     #[test]

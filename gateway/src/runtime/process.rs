@@ -34,8 +34,8 @@ use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::Command;
 use tokio::sync::{OnceCell, oneshot, watch};
 
-use crate::config::Config;
 use crate::error::GatewayError;
+use crate::runtime::settings::{NodeRegistration, RuntimeSettings};
 use crate::runtime::{Instance, Launched, next_free_index, resolve_prefix};
 
 /// Time a killed process gets to disappear before the stop is reported as failed.
@@ -101,24 +101,20 @@ struct Spawner {
 // === impl ProcessRuntime ===
 
 impl ProcessRuntime {
-    /// Takes the settings from `config`; nothing is started yet.
-    pub fn new(config: &Config) -> ProcessRuntime {
-        let binary = config.node_binary.clone().unwrap_or_else(default_binary);
+    /// Takes its settings and the registration its nodes get; nothing is started yet.
+    pub fn new(settings: &RuntimeSettings, registration: &NodeRegistration) -> ProcessRuntime {
+        let binary = settings.node_binary.clone().unwrap_or_else(default_binary);
         ProcessRuntime {
             binary,
-            models_dir: std::path::absolute(&config.models_dir)
-                .unwrap_or_else(|_| config.models_dir.clone()),
-            cluster: config.cluster_name.clone(),
-            service: config.service_name.clone(),
-            discovery_url: config
-                .service_discovery_url
-                .as_str()
-                .trim_end_matches('/')
-                .to_string(),
-            consul_token: config.consul_token.clone(),
-            stop_timeout: config.node_stop_timeout,
-            start_timeout: config.node_start_timeout,
-            max_instances: config.max_instances,
+            models_dir: std::path::absolute(&settings.models_dir)
+                .unwrap_or_else(|_| settings.models_dir.clone()),
+            cluster: settings.cluster_name.clone(),
+            service: registration.service.clone(),
+            discovery_url: registration.consul_url.clone(),
+            consul_token: registration.consul_token.clone(),
+            stop_timeout: settings.node_stop_timeout,
+            start_timeout: settings.node_start_timeout,
+            max_instances: settings.max_instances,
             children: Arc::default(),
             spawner: OnceCell::new(),
             http: reqwest::Client::builder()
