@@ -3,19 +3,33 @@
 //! node picked uniformly at random, retrying once elsewhere when a node fails or is slow.
 //!
 //! # Layout
-//! - [`config`]: [`Config`], clap flags with environment fallbacks.
-//! - [`state`]: [`AppState`], what the handlers share.
+//! - [`config`]: [`Config`], clap flags with environment fallbacks, in sections
+//!   (discovery, upstream, eject, and the runtime's own [`runtime::settings`]).
+//! - [`state`]: [`AppState`], what the handlers share; builds every part from its section.
 //! - [`error`]: [`GatewayError`] and its one status table; bodies are `{"detail": ...}`.
 //! - [`http`]: the route table, request metrics and the OpenAPI document; handlers in
-//!   `http/predict.rs`, `http/models.rs`, `http/health.rs`.
+//!   `http/predict.rs`, `http/models.rs`, `http/health.rs`, `http/lifecycle.rs` (which also
+//!   checks the lifecycle path parameters and the admin token).
 //! - [`discovery`]: the healthy set in a `watch`; [`discovery::consul`] keeps it fresh.
 //! - [`balance`]: [`balance::RandomBalancer`], seedable random choice with ejection.
 //! - [`proxy`]: pick, forward, hedge or retry on another node.
 //! - [`hedge`]: when a slow attempt is hedged on another node: adaptive delay, budget.
 //! - [`runtime`]: launch, list and stop nodes (Docker containers or local processes) for the
-//!   lifecycle endpoints in `http/lifecycle.rs`.
+//!   lifecycle endpoints.
 //! - [`upstream`]: the pooled node client and one exchange.
 //! - [`telemetry`], [`shutdown`]: logs, the Prometheus recorder, signals.
+//!
+//! Which way each layer points (`a → b`: `a` uses `b`; nothing points back, so no module
+//! imports another that imports it):
+//! - `http` → `proxy` (predictions), `runtime` (lifecycle), `state`, `upstream`, `error`.
+//! - `proxy` → `state`, `telemetry`, `discovery`, `upstream`, `error`.
+//! - `state` → `config`, `runtime`, `balance`, `hedge`, `telemetry`, `discovery`, `upstream`:
+//!   it builds each part from its section of the configuration; no part uses `state`.
+//! - `config` → `runtime::settings` (the runtime owns its flags; `runtime` never uses
+//!   `config`), and both → `flags` (the private duration parsers).
+//! - `runtime` → `discovery`, `error`.
+//! - `balance`, `telemetry` → `discovery` → `upstream`.
+//! - `error`, `hedge`, `upstream`, `shutdown` and `flags` use no other module.
 
 #![forbid(unsafe_code)]
 

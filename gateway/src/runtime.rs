@@ -5,7 +5,7 @@
 //! and [`process`] (child processes of the gateway, for clusters started without Docker).
 //! `RUNTIME=docker|process` picks one; unset, the gateway uses Docker when the engine answers
 //! and processes otherwise, and logs its choice. Both act only on their own instances: Docker
-//! containers labelled with this cluster (see [`docker::labels`]), or processes this gateway
+//! containers labelled with this cluster (see [`docker::DockerRuntime::labels`]), or processes this gateway
 //! started.
 //!
 //! A launch answers success only for a node that has started (process: answers `/health`;
@@ -20,6 +20,11 @@
 //! process runtime needs `MODELS_DIR/<model>.onnx` (the file the new node will load); the
 //! Docker runtime needs a healthy node that lists the model (nodes run the same image, so the
 //! image has the model), because the gateway's own container has no models directory.
+//!
+//! The runtimes are built from their own flags, [`settings::RuntimeSettings`], and the Consul
+//! registration their nodes get, [`settings::NodeRegistration`]; the gateway's `Config`
+//! flattens the former and builds the latter, and nothing here reads `Config`. The HTTP side
+//! (path checks, admin token) stays in `http/lifecycle.rs`.
 
 pub mod docker;
 pub mod process;
@@ -37,19 +42,10 @@ use crate::error::GatewayError;
 
 use docker::DockerRuntime;
 use process::ProcessRuntime;
-use settings::{NodeRegistration, RuntimeSettings};
+use settings::{NodeRegistration, RuntimeKind, RuntimeSettings};
 
 /// How long the automatic runtime choice waits for the Docker Engine to answer.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Which runtime runs the inference nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RuntimeKind {
-    /// Containers through the Docker Engine API.
-    Docker,
-    /// Child processes of the gateway (the inference-node binary).
-    Process,
-}
 
 /// An instance as `GET /api/models/instances/{model}` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::flags::parse_positive;
-use crate::runtime::RuntimeKind;
 
 /// The lifecycle endpoints' flags: which runtime, what it launches, its limits.
 #[derive(Debug, Clone, clap::Args)]
@@ -81,6 +80,15 @@ pub struct RuntimeSettings {
         default_value = "models/gdp_growth_rate"
     )]
     pub models_dir: PathBuf,
+}
+
+/// Which runtime runs the inference nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// Containers through the Docker Engine API.
+    Docker,
+    /// Child processes of the gateway (the inference-node binary).
+    Process,
 }
 
 /// How a launched node registers in Consul, as the gateway finds nodes there: the Consul
