@@ -6,7 +6,7 @@
 //! stream goes through the same machine, allow-list and limits as the outer one.
 
 use super::PickleError;
-use super::machine::{Machine, type_name};
+use super::machine::Machine;
 use super::numpy;
 use super::value::{NdArray, NodeId, Value};
 
@@ -28,7 +28,7 @@ pub fn read_inline(m: &mut Machine<'_>, state: NodeId) -> Result<NdArray, Pickle
         other => {
             return Err(m.malformed(format!(
                 "NumpyArrayWrapper subclass is a {}, only numpy.ndarray is allowed",
-                type_name(other)
+                other.kind()
             )));
         }
     }

@@ -656,7 +656,7 @@ impl<'a> Machine<'a> {
             },
             other => Err(self.malformed(format!(
                 "{opcode} on a {} instead of an allow-listed global",
-                type_name(other)
+                other.kind()
             ))),
         }
     }
@@ -671,7 +671,7 @@ impl<'a> Machine<'a> {
             Value::Tuple(items) => Ok(items.clone()),
             other => Err(self.malformed(format!(
                 "{what} arguments are a {}, not a tuple",
-                type_name(other)
+                other.kind()
             ))),
         }
     }
@@ -724,7 +724,7 @@ impl<'a> Machine<'a> {
                 return numpy::dtype_build(self, target, state);
             }
             other => {
-                return Err(self.malformed(format!("BUILD on a {}", type_name(other))));
+                return Err(self.malformed(format!("BUILD on a {}", other.kind())));
             }
         };
         match allowlist::lookup(&class.module, &class.name) {
@@ -780,26 +780,6 @@ fn long_from_le(bytes: &[u8]) -> i128 {
         *dst = *src;
     }
     i128::from_le_bytes(buf)
-}
-
-/// A short name for a value's type, for errors.
-pub(super) fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::None => "None",
-        Value::Bool(_) => "bool",
-        Value::Int(_) => "int",
-        Value::Float(_) => "float",
-        Value::Str(_) => "str",
-        Value::Bytes(_) => "bytes",
-        Value::Tuple(_) => "tuple",
-        Value::List(_) => "list",
-        Value::Dict(_) => "dict",
-        Value::Set(_) => "set",
-        Value::Global(_) => "global",
-        Value::Object { .. } => "object",
-        Value::Dtype(_) => "dtype",
-        Value::NdArray(_) => "ndarray",
-    }
 }
 
 /// The pickletools name of an opcode, for errors.

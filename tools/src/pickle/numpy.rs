@@ -5,7 +5,7 @@
 //! little-endian bytes in C order (or `prod(shape)` object ids).
 
 use super::PickleError;
-use super::machine::{Machine, type_name};
+use super::machine::Machine;
 use super::value::{Dtype, Field, Global, NdArray, NodeId, Value};
 
 /// Largest itemsize accepted in a dtype string (tree nodes are 64 bytes).
@@ -23,7 +23,7 @@ fn int_arg(m: &Machine<'_>, id: NodeId, what: &str) -> Result<i128, PickleError>
     match m.node(id)? {
         Value::Int(v) => Ok(*v),
         Value::Bool(b) => Ok(i128::from(*b)),
-        other => Err(m.malformed(format!("{what} is a {}, not an int", type_name(other)))),
+        other => Err(m.malformed(format!("{what} is a {}, not an int", other.kind()))),
     }
 }
 
@@ -36,7 +36,7 @@ fn dtype_at(m: &mut Machine<'_>, id: NodeId, what: &str) -> Result<Dtype, Pickle
     m.charge(fields.saturating_mul(std::mem::size_of::<Field>()))?;
     match m.node(id)? {
         Value::Dtype(d) => Ok(d.clone()),
-        other => Err(m.malformed(format!("{what} is a {}, not a dtype", type_name(other)))),
+        other => Err(m.malformed(format!("{what} is a {}, not a dtype", other.kind()))),
     }
 }
 
@@ -198,7 +198,7 @@ pub fn reconstruct(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, Pickle
             return Err(m.malformed(format!("_reconstruct of {g}: only numpy.ndarray")));
         }
         other => {
-            return Err(m.malformed(format!("_reconstruct of a {}", type_name(other))));
+            return Err(m.malformed(format!("_reconstruct of a {}", other.kind())));
         }
     }
     Ok(Value::Object {
@@ -240,7 +240,7 @@ pub fn reconstruct_build(m: &mut Machine<'_>, state: NodeId) -> Result<NdArray, 
     let bytes = match m.node(data)? {
         Value::Bytes(b) => b,
         other => {
-            return Err(m.malformed(format!("ndarray data is a {}", type_name(other))));
+            return Err(m.malformed(format!("ndarray data is a {}", other.kind())));
         }
     };
     let big_endian = m.big_endian.contains(&dtype_id);
