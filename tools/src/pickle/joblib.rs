@@ -5,7 +5,7 @@
 //! otherwise an optional alignment padding and `prod(shape) * itemsize` raw bytes. The nested
 //! stream goes through the same machine, allow-list and limits as the outer one.
 
-use super::PickleError;
+use super::error::PickleError;
 use super::machine::Machine;
 use super::numpy;
 use super::value::{NdArray, NodeId, Value};

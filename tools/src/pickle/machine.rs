@@ -7,8 +7,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::allowlist::{self, Role};
+use super::error::PickleError;
+use super::limits::Limits;
 use super::value::{Global, Graph, NodeId, Value};
-use super::{Limits, PickleError, joblib, numpy};
+use super::{joblib, numpy};
 
 /// Longest module or class name accepted by GLOBAL (Python has no such limit, real ones are
 /// under 60 bytes).

@@ -4,7 +4,7 @@
 //! little-endian and reordered to C order, so an [`NdArray`] is always `prod(shape) * itemsize`
 //! little-endian bytes in C order (or `prod(shape)` object ids).
 
-use super::PickleError;
+use super::error::PickleError;
 use super::machine::Machine;
 use super::value::{Dtype, Field, Global, NdArray, NodeId, Value};
 
