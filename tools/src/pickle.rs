@@ -11,7 +11,7 @@ pub mod allowlist;
 mod check;
 mod container;
 mod error;
-mod joblib;
+mod heap;
 mod limits;
 mod machine;
 mod numpy;
@@ -51,8 +51,7 @@ pub fn read_bytes(bytes: &[u8], source: &str, limits: &Limits) -> Result<Graph, 
         Some(method) => format!("{source} ({method}-decompressed)"),
         None => source.to_owned(),
     };
-    let mut graph = Graph::default();
-    let root = machine::run_top(&stream.data, &file, limits, &mut graph)?;
+    let (mut graph, root) = machine::run_top(&stream.data, &file, limits)?;
     let offset = stream.data.len() as u64;
     check::acyclic_and_shallow(&graph, root, limits.max_depth).map_err(|e| match e {
         check::ShapeError::Cycle => PickleError::Malformed {
