@@ -1,11 +1,22 @@
 //! Safe pickle and joblib reading: an opcode interpreter that never imports or runs anything.
 //!
 //! A file is detected by its magic bytes ([`container`]), decompressed under a size cap, and
-//! interpreted opcode by opcode ([`machine`]). Only the exact `(module, name)` globals of
-//! [`allowlist`] may be referenced; numpy arrays and dtypes are rebuilt into inert values
-//! ([`numpy`]) and joblib's inline arrays are read where joblib writes them ([`joblib`]). The
-//! result is a [`Graph`] of [`Value`]s whose shape was checked for cycles and depth ([`check`]).
-//! Every input-derived size is bounded by [`Limits`].
+//! interpreted opcode by opcode ([`machine`]), which also reads joblib's inline arrays where
+//! joblib writes them. Only the exact `(module, name)` globals of [`allowlist`] may be
+//! referenced; numpy arrays and dtypes are rebuilt into inert values ([`numpy`]) in the
+//! machine's `heap`. The result is a [`Graph`] of [`Value`]s whose shape was checked for
+//! cycles and depth ([`check`]). Every input-derived size is bounded by [`Limits`].
+//!
+//! Layout, each layer importing only the ones below it (no module imports this root):
+//!
+//! - this root: [`read_file`] and [`read_bytes`], joining `container`, `machine` and `check`;
+//! - `machine`: the opcode table and loop, the input, each stream's stack and memo, joblib's
+//!   inline arrays; it owns a `Heap` and calls `allowlist` and `numpy`;
+//! - `numpy`: dtype/array/scalar reconstructors, working on a `&mut Heap` only;
+//! - `heap`: the value arena, the byte budget, and the file and offset errors name;
+//! - `container` (magic bytes, decompression; uses `limits`, `error`) and `check` (graph
+//!   shape; uses `value`): beside the machine, used only by this root;
+//! - at the bottom, importing nothing here: `value`, `limits`, `error`, `allowlist`.
 
 pub mod allowlist;
 mod check;

@@ -27,7 +27,7 @@ pub enum PickleError {
         opcode: String,
         reason: &'static str,
     },
-    /// A [`Limits`](super::Limits) cap was reached (the message names the cap and its value).
+    /// A [`Limits`](super::limits::Limits) cap was reached (the message names the cap and its value).
     #[error("limit exceeded at byte {offset} of {file}: {what}")]
     Limit {
         file: String,
