@@ -147,3 +147,35 @@ fn malformed(file: &str, offset: usize, reason: String) -> PickleError {
         reason,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_and_errors_name_the_file_and_current_offset() {
+        let limits = Limits {
+            max_nodes: 1,
+            max_bytes: 10,
+            ..Limits::default()
+        };
+        let mut heap = Heap::new("h.pkl", &limits);
+        heap.at(7);
+        let id = heap.alloc(Value::None).unwrap();
+        let err = heap.alloc(Value::None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "limit exceeded at byte 7 of h.pkl: more than 1 values in the object graph"
+        );
+        heap.charge(10).unwrap();
+        assert!(heap.charge(1).is_err());
+        heap.at(9);
+        let err = heap.node_mut(NodeId(5)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "malformed pickle at byte 9 of h.pkl: dangling value reference"
+        );
+        heap.replace(id, Value::Bool(true)).unwrap();
+        assert_eq!(heap.into_graph().nodes, vec![Value::Bool(true)]);
+    }
+}

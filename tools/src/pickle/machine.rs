@@ -907,6 +907,19 @@ mod tests {
     }
 
     #[test]
+    fn each_opcode_is_listed_once_and_found_by_its_byte() {
+        let mut names: Vec<&str> = OPCODES.iter().map(|op| op.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), OPCODES.len());
+        for op in OPCODES {
+            assert_eq!(Opcode::of(op.code).map(|found| found.name), Some(op.name));
+        }
+        assert!(Opcode::of(0x99).is_none());
+        assert!(Opcode::of(b'x').is_none());
+    }
+
+    #[test]
     fn long1_sign_extends() {
         assert_eq!(long_from_le(&[0xff]), -1);
         assert_eq!(long_from_le(&[0x00, 0x80]), -32768);
