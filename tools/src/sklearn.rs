@@ -44,7 +44,9 @@ pub fn extract(graph: &Graph) -> Result<Model, ExtractError> {
     let object = match Obj::new(graph, root, "model") {
         Ok(object) => object,
         Err(_) => {
-            let kind = value(graph, root, "model").map(describe).unwrap_or("value");
+            let kind = value(graph, root, "model")
+                .map(Value::kind)
+                .unwrap_or("value");
             return Err(ExtractError::Unsupported(format!(
                 "the pickle holds a {kind}, not a scikit-learn estimator"
             )));
@@ -107,26 +109,6 @@ pub(crate) fn value<'g>(
     })
 }
 
-/// A short description of a value, for errors.
-pub(crate) fn describe(value: &Value) -> &'static str {
-    match value {
-        Value::None => "None",
-        Value::Bool(_) => "bool",
-        Value::Int(_) => "int",
-        Value::Float(_) => "float",
-        Value::Str(_) => "str",
-        Value::Bytes(_) => "bytes",
-        Value::Tuple(_) => "tuple",
-        Value::List(_) => "list",
-        Value::Dict(_) => "dict",
-        Value::Set(_) => "set",
-        Value::Global(_) => "class reference",
-        Value::Object { .. } => "object",
-        Value::Dtype(_) => "dtype",
-        Value::NdArray(_) => "ndarray",
-    }
-}
-
 /// An estimator instance in the graph: its class and its `__dict__`, with a path for errors.
 pub(crate) struct Obj<'g> {
     pub graph: &'g Graph,
@@ -143,7 +125,7 @@ impl<'g> Obj<'g> {
             reason,
         };
         let Value::Object { class, state, .. } = value(graph, id, path)? else {
-            let kind = describe(value(graph, id, path)?);
+            let kind = value(graph, id, path)?.kind();
             return Err(invalid(format!("expected an estimator, found a {kind}")));
         };
         let mut entries = Vec::new();
@@ -202,7 +184,7 @@ impl<'g> Obj<'g> {
             Value::NdArray(a) => Ok(a),
             other => Err(self.invalid(
                 name,
-                format!("expected an ndarray, found a {}", describe(other)),
+                format!("expected an ndarray, found a {}", other.kind()),
             )),
         }
     }
@@ -210,9 +192,8 @@ impl<'g> Obj<'g> {
     /// A float attribute: Python float/int or a numpy scalar.
     pub fn float(&self, name: &str) -> Result<f64, ExtractError> {
         let v = self.require(name)?;
-        as_f64(v).ok_or_else(|| {
-            self.invalid(name, format!("expected a number, found a {}", describe(v)))
-        })
+        as_f64(v)
+            .ok_or_else(|| self.invalid(name, format!("expected a number, found a {}", v.kind())))
     }
 
     /// A non-negative integer attribute: Python int or a numpy integer scalar.
@@ -285,7 +266,7 @@ impl<'g> Obj<'g> {
             Some(other) => {
                 return Err(self.invalid(
                     "feature_names_in_",
-                    format!("expected an ndarray, found a {}", describe(other)),
+                    format!("expected an ndarray, found a {}", other.kind()),
                 ));
             }
         };

@@ -4,7 +4,8 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use super::{Limits, PickleError};
+use super::error::PickleError;
+use super::limits::Limits;
 
 /// A compressor joblib can wrap a pickle stream in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

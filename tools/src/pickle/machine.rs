@@ -1,48 +1,198 @@
 //! The opcode loop: a pickle virtual machine that builds inert values instead of calling code.
 //!
-//! The stack and memo hold [`NodeId`]s into the shared [`Graph`], so memo reuse (BINGET) shares
-//! a value instead of copying it, and BUILD/SETITEMS/APPENDS mutate the shared node. Callables
-//! are only ever allow-listed globals, interpreted by their [`Role`].
+//! The machine reads the input, keeps each stream's stack and memo, and owns the [`Heap`] its
+//! values go to. The stack and memo hold [`NodeId`]s into the heap, so memo reuse (BINGET)
+//! shares a value instead of copying it, and BUILD/SETITEMS/APPENDS mutate the shared node.
+//! Callables are only ever allow-listed globals, interpreted by their [`Role`]; numpy's are
+//! handed to the [`numpy`] reconstructors. Every opcode is listed once, in [`OPCODES`], with
+//! its name and what it does. joblib's inline arrays are read here too, since joblib writes
+//! them into the stream between opcodes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::allowlist::{self, Role};
-use super::value::{Global, Graph, NodeId, Value};
-use super::{Limits, PickleError, joblib, numpy};
+use super::error::PickleError;
+use super::heap::Heap;
+use super::limits::Limits;
+use super::numpy;
+use super::value::{Global, Graph, NdArray, NodeId, Value};
 
 /// Longest module or class name accepted by GLOBAL (Python has no such limit, real ones are
 /// under 60 bytes).
 const MAX_NAME: usize = 256;
 /// Most bytes LONG1 may use for an integer (sklearn ints fit in 8; `Value::Int` is 128 bits).
 const MAX_LONG_BYTES: usize = 16;
+/// Largest alignment padding joblib writes before an inline array (it aligns to 16 bytes).
+const MAX_PADDING: u8 = 16;
 
-/// Runs the top-level pickle stream in `data` and returns its root value.
-pub fn run_top(
-    data: &[u8],
-    file: &str,
-    limits: &Limits,
-    graph: &mut Graph,
-) -> Result<NodeId, PickleError> {
+// === the opcode table ===
+
+/// What an opcode does: run a handler (given the opcode's name for its errors), end the
+/// stream, or refuse the file with a reason.
+#[derive(Clone, Copy)]
+enum Action {
+    Run(fn(&mut Machine<'_>, &'static str) -> Result<(), PickleError>),
+    Stop,
+    Refuse(&'static str),
+}
+
+/// One pickle opcode: its byte, its pickletools name, and its action.
+struct Opcode {
+    code: u8,
+    name: &'static str,
+    action: Action,
+}
+
+const fn run(
+    code: u8,
+    name: &'static str,
+    handler: fn(&mut Machine<'_>, &'static str) -> Result<(), PickleError>,
+) -> Opcode {
+    Opcode {
+        code,
+        name,
+        action: Action::Run(handler),
+    }
+}
+
+const fn refuse(code: u8, name: &'static str, reason: &'static str) -> Opcode {
+    Opcode {
+        code,
+        name,
+        action: Action::Refuse(reason),
+    }
+}
+
+const BUILDS_ANYTHING: &str = "builds arbitrary objects (not allowed)";
+const PERSISTENT_ID: &str = "persistent ids are not allowed";
+const EXTENSION: &str = "extension registry codes are not allowed";
+const OUT_OF_BAND: &str = "out-of-band buffers are not allowed";
+const TEXT_PROTOCOL: &str = "protocol 0/1 and Python 2 opcodes are not supported";
+
+/// Every opcode of pickle protocols 0-5. A byte not listed here is refused as unknown.
+const OPCODES: &[Opcode] = &[
+    // Protocol and framing.
+    run(0x80, "PROTO", |m, _| m.protocol()),
+    run(0x95, "FRAME", |m, name| m.frame(name)),
+    Opcode {
+        code: b'.',
+        name: "STOP",
+        action: Action::Stop,
+    },
+    // Stack.
+    run(b'(', "MARK", |m, _| m.mark()),
+    run(b'0', "POP", |m, _| m.pop().map(drop)),
+    run(b'1', "POP_MARK", |m, _| m.pop_mark().map(drop)),
+    run(b'2', "DUP", |m, _| m.dup()),
+    // Scalars.
+    run(b'N', "NONE", |m, _| m.push(Value::None)),
+    run(0x88, "NEWTRUE", |m, _| m.push(Value::Bool(true))),
+    run(0x89, "NEWFALSE", |m, _| m.push(Value::Bool(false))),
+    run(b'K', "BININT1", |m, name| m.unsigned(1, name)),
+    run(b'M', "BININT2", |m, name| m.unsigned(2, name)),
+    run(b'J', "BININT", |m, name| m.binint(name)),
+    run(0x8a, "LONG1", |m, name| m.long1(name)),
+    run(b'G', "BINFLOAT", |m, name| m.binfloat(name)),
+    // Strings and bytes: a little-endian length of 1, 4 or 8 bytes, then the payload.
+    run(0x8c, "SHORT_BINUNICODE", |m, name| m.unicode(1, name)),
+    run(b'X', "BINUNICODE", |m, name| m.unicode(4, name)),
+    run(0x8d, "BINUNICODE8", |m, name| m.unicode(8, name)),
+    run(b'C', "SHORT_BINBYTES", |m, name| m.bytes(1, name)),
+    run(b'B', "BINBYTES", |m, name| m.bytes(4, name)),
+    run(0x8e, "BINBYTES8", |m, name| m.bytes(8, name)),
+    run(0x96, "BYTEARRAY8", |m, name| m.bytes(8, name)),
+    // Containers.
+    run(b')', "EMPTY_TUPLE", |m, _| m.push(Value::Tuple(Vec::new()))),
+    run(b't', "TUPLE", |m, _| m.tuple()),
+    run(0x85, "TUPLE1", |m, _| m.small_tuple(1)),
+    run(0x86, "TUPLE2", |m, _| m.small_tuple(2)),
+    run(0x87, "TUPLE3", |m, _| m.small_tuple(3)),
+    run(b']', "EMPTY_LIST", |m, _| m.push(Value::List(Vec::new()))),
+    run(b'a', "APPEND", |m, _| m.append()),
+    run(b'e', "APPENDS", |m, _| m.appends()),
+    run(b'}', "EMPTY_DICT", |m, _| m.push(Value::Dict(Vec::new()))),
+    run(b's', "SETITEM", |m, _| m.setitem()),
+    run(b'u', "SETITEMS", |m, _| m.setitems()),
+    run(0x8f, "EMPTY_SET", |m, _| m.push(Value::Set(Vec::new()))),
+    run(0x90, "ADDITEMS", |m, _| m.additems()),
+    run(0x91, "FROZENSET", |m, _| m.frozenset()),
+    // Memo: an index of 1 or 4 bytes, or the next free one (MEMOIZE).
+    run(0x94, "MEMOIZE", |m, _| m.memoize()),
+    run(b'q', "BINPUT", |m, name| m.put(1, name)),
+    run(b'r', "LONG_BINPUT", |m, name| m.put(4, name)),
+    run(b'h', "BINGET", |m, name| m.get(1, name)),
+    run(b'j', "LONG_BINGET", |m, name| m.get(4, name)),
+    // Globals and object construction.
+    run(b'c', "GLOBAL", |m, _| m.global()),
+    run(0x93, "STACK_GLOBAL", |m, _| m.stack_global()),
+    run(b'R', "REDUCE", |m, name| m.reduce(name)),
+    run(0x81, "NEWOBJ", |m, name| m.newobj(name)),
+    run(0x92, "NEWOBJ_EX", |m, name| m.newobj_ex(name)),
+    run(b'b', "BUILD", |m, _| m.build()),
+    // Refused outright.
+    refuse(b'i', "INST", BUILDS_ANYTHING),
+    refuse(b'o', "OBJ", BUILDS_ANYTHING),
+    refuse(b'P', "PERSID", PERSISTENT_ID),
+    refuse(b'Q', "BINPERSID", PERSISTENT_ID),
+    refuse(0x82, "EXT1", EXTENSION),
+    refuse(0x83, "EXT2", EXTENSION),
+    refuse(0x84, "EXT4", EXTENSION),
+    refuse(0x97, "NEXT_BUFFER", OUT_OF_BAND),
+    refuse(0x98, "READONLY_BUFFER", OUT_OF_BAND),
+    refuse(0x8b, "LONG4", "integers that large are not allowed"),
+    refuse(b'I', "INT", TEXT_PROTOCOL),
+    refuse(b'L', "LONG", TEXT_PROTOCOL),
+    refuse(b'F', "FLOAT", TEXT_PROTOCOL),
+    refuse(b'S', "STRING", TEXT_PROTOCOL),
+    refuse(b'V', "UNICODE", TEXT_PROTOCOL),
+    refuse(b'g', "GET", TEXT_PROTOCOL),
+    refuse(b'p', "PUT", TEXT_PROTOCOL),
+    refuse(b'd', "DICT", TEXT_PROTOCOL),
+    refuse(b'l', "LIST", TEXT_PROTOCOL),
+    refuse(b'T', "BINSTRING", TEXT_PROTOCOL),
+    refuse(b'U', "SHORT_BINSTRING", TEXT_PROTOCOL),
+];
+
+/// For each byte, its position in [`OPCODES`] (`u8::MAX` for none). Built at compile time,
+/// which also rejects a byte listed twice.
+const INDEX: [u8; 256] = {
+    assert!(OPCODES.len() < u8::MAX as usize);
+    let mut index = [u8::MAX; 256];
+    let mut i = 0;
+    while i < OPCODES.len() {
+        let code = OPCODES[i].code as usize;
+        assert!(index[code] == u8::MAX, "an opcode byte is listed twice");
+        index[code] = i as u8;
+        i += 1;
+    }
+    index
+};
+
+impl Opcode {
+    fn of(code: u8) -> Option<&'static Opcode> {
+        OPCODES.get(usize::from(INDEX[usize::from(code)]))
+    }
+}
+
+// === the machine ===
+
+/// Runs the top-level pickle stream in `data` and returns the decoded values and the root.
+pub fn run_top(data: &[u8], file: &str, limits: &Limits) -> Result<(Graph, NodeId), PickleError> {
     let mut machine = Machine {
         data,
         pos: 0,
-        op_start: 0,
-        file,
-        limits,
-        graph,
-        big_endian: HashSet::new(),
+        heap: Heap::new(file, limits),
         stream: StreamState::default(),
         nested: false,
-        materialized: 0,
     };
     let root = machine.run_stream()?;
     if machine.pos != data.len() {
-        return Err(machine.malformed(format!(
+        return Err(machine.heap.malformed(format!(
             "{} bytes of trailing data after STOP",
             data.len() - machine.pos
         )));
     }
-    Ok(root)
+    Ok((machine.heap.into_graph(), root))
 }
 
 /// Per-stream state: each pickle stream (and each nested joblib object-array stream) has its
@@ -56,53 +206,68 @@ struct StreamState {
     dict_keys: HashMap<NodeId, HashMap<String, usize>>,
 }
 
-pub(super) struct Machine<'a> {
+struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
-    /// Offset of the opcode being executed, for errors.
-    op_start: usize,
-    file: &'a str,
-    pub(super) limits: &'a Limits,
-    pub(super) graph: &'a mut Graph,
-    /// dtype nodes whose byte order is big-endian (`>`).
-    pub(super) big_endian: HashSet<NodeId>,
+    heap: Heap<'a>,
     stream: StreamState,
     /// Whether this is a nested joblib object-array stream (no inline arrays inside those).
     nested: bool,
-    /// Bytes copied out of the input into arrays and argument lists so far; memo reuse can
-    /// make these copies repeat, so they count against `Limits::max_bytes`.
-    materialized: u64,
 }
 
-// === impl Machine ===
-
 impl<'a> Machine<'a> {
-    // --- errors -------------------------------------------------------------------------
+    // --- the loop -----------------------------------------------------------------------
 
-    pub(super) fn malformed(&self, reason: impl Into<String>) -> PickleError {
-        PickleError::Malformed {
-            file: self.file.to_owned(),
-            offset: self.op_start as u64,
-            reason: reason.into(),
+    /// Runs one pickle stream from `self.pos` to its STOP with a fresh stack and memo.
+    fn run_stream(&mut self) -> Result<NodeId, PickleError> {
+        self.heap.at(self.pos);
+        let [code] = self.take_array::<1>("PROTO")?;
+        if code != 0x80 {
+            return Err(self
+                .heap
+                .malformed("the stream does not start with PROTO (protocol 0/1)"));
+        }
+        self.protocol()?;
+        loop {
+            self.heap.at(self.pos);
+            let Ok([code]) = self.take_array::<1>("opcode") else {
+                return Err(self
+                    .heap
+                    .malformed("unexpected end of data: no STOP opcode"));
+            };
+            let Some(opcode) = Opcode::of(code) else {
+                return Err(self.refused(format!("0x{code:02x}"), "unknown opcode"));
+            };
+            match opcode.action {
+                Action::Run(handler) => handler(self, opcode.name)?,
+                Action::Stop => return self.stop(),
+                Action::Refuse(reason) => {
+                    return Err(self.refused(format!("{} (0x{code:02x})", opcode.name), reason));
+                }
+            }
         }
     }
 
-    pub(super) fn limit(&self, what: impl Into<String>) -> PickleError {
-        PickleError::Limit {
-            file: self.file.to_owned(),
-            offset: self.op_start as u64,
-            what: what.into(),
+    /// Runs a complete nested pickle stream at the current position (joblib object arrays)
+    /// with its own stack and memo, sharing the heap; returns its root.
+    fn run_nested(&mut self) -> Result<NodeId, PickleError> {
+        if self.nested {
+            return Err(self
+                .heap
+                .malformed("nested object-array stream inside another one"));
         }
+        let outer = std::mem::take(&mut self.stream);
+        self.nested = true;
+        let result = self.run_stream();
+        self.nested = false;
+        self.stream = outer;
+        result
     }
 
-    fn refused_opcode(&self, code: u8, reason: &'static str) -> PickleError {
-        let opcode = match opcode_name(code) {
-            Some(name) => format!("{name} (0x{code:02x})"),
-            None => format!("0x{code:02x}"),
-        };
+    fn refused(&self, opcode: String, reason: &'static str) -> PickleError {
         PickleError::RefusedOpcode {
-            file: self.file.to_owned(),
-            offset: self.op_start as u64,
+            file: self.heap.file().to_owned(),
+            offset: self.heap.offset(),
             opcode,
             reason,
         }
@@ -115,13 +280,13 @@ impl<'a> Machine<'a> {
     }
 
     /// Takes the next `n` bytes, or fails naming `what` if they are not there.
-    pub(super) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], PickleError> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], PickleError> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|&end| end <= self.data.len());
         let Some(end) = end else {
-            return Err(self.malformed(format!(
+            return Err(self.heap.malformed(format!(
                 "unexpected end of data: {what} needs {n} bytes, {} left",
                 self.remaining()
             )));
@@ -138,16 +303,26 @@ impl<'a> Machine<'a> {
         Ok(out)
     }
 
+    /// Takes a little-endian unsigned integer of `width` (at most 8) bytes.
+    fn take_uint(&mut self, width: usize, what: &str) -> Result<u64, PickleError> {
+        let bytes = self.take(width, what)?;
+        Ok(bytes
+            .iter()
+            .rev()
+            .fold(0, |acc, &byte| acc << 8 | u64::from(byte)))
+    }
+
     /// Takes a payload whose length was declared in the input, checking it against the
     /// single-length limit before touching it.
-    pub(super) fn take_declared(&mut self, len: u64, what: &str) -> Result<&'a [u8], PickleError> {
-        if len > self.limits.max_length {
-            return Err(self.limit(format!(
-                "{what} length {len} exceeds the limit of {} bytes",
-                self.limits.max_length
+    fn take_declared(&mut self, len: u64, what: &str) -> Result<&'a [u8], PickleError> {
+        let max_length = self.heap.limits().max_length;
+        if len > max_length {
+            return Err(self.heap.limit(format!(
+                "{what} length {len} exceeds the limit of {max_length} bytes"
             )));
         }
-        let len = usize::try_from(len).map_err(|_| self.limit(format!("{what} length {len}")))?;
+        let len =
+            usize::try_from(len).map_err(|_| self.heap.limit(format!("{what} length {len}")))?;
         self.take(len, what)
     }
 
@@ -155,56 +330,33 @@ impl<'a> Machine<'a> {
         let rest = self.data.get(self.pos..).unwrap_or_default();
         let window = rest.get(..MAX_NAME.min(rest.len())).unwrap_or_default();
         let Some(end) = window.iter().position(|&b| b == b'\n') else {
-            return Err(self.malformed(format!(
+            return Err(self.heap.malformed(format!(
                 "{what} is not a newline-terminated name of at most {MAX_NAME} bytes"
             )));
         };
         let bytes = self.take(end + 1, what)?;
         let text = bytes.get(..end).unwrap_or_default();
-        String::from_utf8(text.to_vec()).map_err(|_| self.malformed(format!("{what} is not UTF-8")))
+        String::from_utf8(text.to_vec())
+            .map_err(|_| self.heap.malformed(format!("{what} is not UTF-8")))
     }
 
-    // --- graph and stack ----------------------------------------------------------------
-
-    /// Adds a value to the graph without pushing it.
-    pub(super) fn alloc(&mut self, value: Value) -> Result<NodeId, PickleError> {
-        if self.graph.nodes.len() >= self.limits.max_nodes {
-            return Err(self.limit(format!(
-                "more than {} values in the object graph",
-                self.limits.max_nodes
-            )));
-        }
-        self.graph.nodes.push(value);
-        Ok(NodeId(self.graph.nodes.len() - 1))
-    }
-
-    /// Counts `bytes` about to be copied out of existing values against the total budget.
-    pub(super) fn charge(&mut self, bytes: usize) -> Result<(), PickleError> {
-        self.materialized = self.materialized.saturating_add(bytes as u64);
-        if self.materialized > self.limits.max_bytes {
-            return Err(self.limit(format!(
-                "decoded arrays and argument lists exceed {} bytes in total",
-                self.limits.max_bytes
-            )));
-        }
-        Ok(())
-    }
+    // --- stack and memo -----------------------------------------------------------------
 
     fn push_id(&mut self, id: NodeId) -> Result<(), PickleError> {
-        if self.stream.stack.len() >= self.limits.max_stack {
-            return Err(self.limit(format!(
-                "stack deeper than {} entries",
-                self.limits.max_stack
-            )));
+        let max_stack = self.heap.limits().max_stack;
+        if self.stream.stack.len() >= max_stack {
+            return Err(self
+                .heap
+                .limit(format!("stack deeper than {max_stack} entries")));
         }
         self.stream.stack.push(id);
         Ok(())
     }
 
-    fn push(&mut self, value: Value) -> Result<NodeId, PickleError> {
-        let id = self.alloc(value)?;
-        self.push_id(id)?;
-        Ok(id)
+    /// Adds a value to the heap and pushes it.
+    fn push(&mut self, value: Value) -> Result<(), PickleError> {
+        let id = self.heap.alloc(value)?;
+        self.push_id(id)
     }
 
     fn mark_base(&self) -> usize {
@@ -213,408 +365,223 @@ impl<'a> Machine<'a> {
 
     fn pop(&mut self) -> Result<NodeId, PickleError> {
         if self.stream.stack.len() <= self.mark_base() {
-            return Err(self.malformed("stack underflow"));
+            return Err(self.heap.malformed("stack underflow"));
         }
         self.stream
             .stack
             .pop()
-            .ok_or_else(|| self.malformed("stack underflow"))
+            .ok_or_else(|| self.heap.malformed("stack underflow"))
     }
 
     fn top(&self) -> Result<NodeId, PickleError> {
         if self.stream.stack.len() <= self.mark_base() {
-            return Err(self.malformed("stack underflow"));
+            return Err(self.heap.malformed("stack underflow"));
         }
         self.stream
             .stack
             .last()
             .copied()
-            .ok_or_else(|| self.malformed("stack underflow"))
+            .ok_or_else(|| self.heap.malformed("stack underflow"))
     }
 
     fn pop_mark(&mut self) -> Result<Vec<NodeId>, PickleError> {
         let Some(mark) = self.stream.marks.pop() else {
-            return Err(self.malformed("no MARK on the stack"));
+            return Err(self.heap.malformed("no MARK on the stack"));
         };
         if mark > self.stream.stack.len() {
-            return Err(self.malformed("MARK above the stack top"));
+            return Err(self.heap.malformed("MARK above the stack top"));
         }
         Ok(self.stream.stack.split_off(mark))
     }
 
-    pub(super) fn node(&self, id: NodeId) -> Result<&Value, PickleError> {
-        self.graph
-            .nodes
-            .get(id.0)
-            .ok_or_else(|| self.malformed("dangling value reference"))
-    }
-
-    fn node_mut(&mut self, id: NodeId) -> Result<&mut Value, PickleError> {
-        if id.0 >= self.graph.nodes.len() {
-            return Err(self.malformed("dangling value reference"));
-        }
-        self.graph
-            .nodes
-            .get_mut(id.0)
-            .ok_or_else(|| PickleError::Malformed {
-                file: String::new(),
-                offset: 0,
-                reason: "dangling value reference".into(),
-            })
-    }
-
-    pub(super) fn replace(&mut self, id: NodeId, value: Value) -> Result<(), PickleError> {
-        *self.node_mut(id)? = value;
-        Ok(())
-    }
-
     fn memo_put(&mut self, index: u32) -> Result<(), PickleError> {
         let top = self.top()?;
-        if self.stream.memo.len() >= self.limits.max_memo && !self.stream.memo.contains_key(&index)
-        {
-            return Err(self.limit(format!("more than {} memo entries", self.limits.max_memo)));
+        let max_memo = self.heap.limits().max_memo;
+        if self.stream.memo.len() >= max_memo && !self.stream.memo.contains_key(&index) {
+            return Err(self
+                .heap
+                .limit(format!("more than {max_memo} memo entries")));
         }
         self.stream.memo.insert(index, top);
         Ok(())
     }
 
-    fn memo_get(&mut self, index: u32) -> Result<(), PickleError> {
-        let Some(&id) = self.stream.memo.get(&index) else {
-            return Err(self.malformed(format!("memo index {index} was never stored")));
-        };
-        self.push_id(id)
-    }
-
-    // --- the loop -----------------------------------------------------------------------
-
-    /// Runs one pickle stream from `self.pos` to its STOP with a fresh stack and memo.
-    fn run_stream(&mut self) -> Result<NodeId, PickleError> {
-        self.op_start = self.pos;
-        let [code] = self.take_array::<1>("PROTO")?;
-        if code != 0x80 {
-            return Err(self.malformed("the stream does not start with PROTO (protocol 0/1)"));
-        }
-        self.protocol()?;
-        loop {
-            self.op_start = self.pos;
-            let Ok([code]) = self.take_array::<1>("opcode") else {
-                return Err(self.malformed("unexpected end of data: no STOP opcode"));
-            };
-            if code == b'.' {
-                let root = self.pop()?;
-                if !self.stream.stack.is_empty() || !self.stream.marks.is_empty() {
-                    return Err(self.malformed("values left on the stack at STOP"));
-                }
-                return Ok(root);
-            }
-            self.step(code)?;
-        }
-    }
+    // --- opcode handlers: protocol, framing, stack -------------------------------------
 
     fn protocol(&mut self) -> Result<(), PickleError> {
         let [version] = self.take_array::<1>("PROTO")?;
         if !(2..=5).contains(&version) {
             return Err(PickleError::Unsupported {
-                file: self.file.to_owned(),
+                file: self.heap.file().to_owned(),
                 reason: format!("pickle protocol {version} (only 2 to 5 are supported)"),
             });
         }
         Ok(())
     }
 
-    fn step(&mut self, code: u8) -> Result<(), PickleError> {
-        match code {
-            0x80 => self.protocol()?,
-            0x95 => {
-                // FRAME: a length prefix for the opcodes that follow; nothing to allocate.
-                let len = u64::from_le_bytes(self.take_array::<8>("FRAME")?);
-                if len > self.limits.max_length {
-                    return Err(self.limit(format!(
-                        "FRAME length {len} exceeds the limit of {} bytes",
-                        self.limits.max_length
-                    )));
-                }
-                if len > self.remaining() as u64 {
-                    return Err(self.malformed(format!(
-                        "FRAME length {len} exceeds the {} bytes left",
-                        self.remaining()
-                    )));
-                }
-            }
-            b'(' => {
-                if self.stream.marks.len() >= self.limits.max_stack {
-                    return Err(
-                        self.limit(format!("more than {} open MARKs", self.limits.max_stack))
-                    );
-                }
-                self.stream.marks.push(self.stream.stack.len());
-            }
-            b'0' => {
-                self.pop()?;
-            }
-            b'1' => {
-                self.pop_mark()?;
-            }
-            b'2' => {
-                let top = self.top()?;
-                self.push_id(top)?;
-            }
-            // Scalars.
-            b'N' => {
-                self.push(Value::None)?;
-            }
-            0x88 => {
-                self.push(Value::Bool(true))?;
-            }
-            0x89 => {
-                self.push(Value::Bool(false))?;
-            }
-            b'K' => {
-                let [v] = self.take_array::<1>("BININT1")?;
-                self.push(Value::Int(v.into()))?;
-            }
-            b'M' => {
-                let v = u16::from_le_bytes(self.take_array::<2>("BININT2")?);
-                self.push(Value::Int(v.into()))?;
-            }
-            b'J' => {
-                let v = i32::from_le_bytes(self.take_array::<4>("BININT")?);
-                self.push(Value::Int(v.into()))?;
-            }
-            0x8a => {
-                let [n] = self.take_array::<1>("LONG1")?;
-                let n = usize::from(n);
-                if n > MAX_LONG_BYTES {
-                    return Err(self.limit(format!(
-                        "LONG1 integer of {n} bytes exceeds the limit of {MAX_LONG_BYTES}"
-                    )));
-                }
-                let bytes = self.take(n, "LONG1")?;
-                self.push(Value::Int(long_from_le(bytes)))?;
-            }
-            b'G' => {
-                let v = f64::from_be_bytes(self.take_array::<8>("BINFLOAT")?);
-                self.push(Value::Float(v))?;
-            }
-            // Strings and bytes.
-            0x8c => {
-                let [n] = self.take_array::<1>("SHORT_BINUNICODE")?;
-                self.push_str(n.into(), "SHORT_BINUNICODE")?;
-            }
-            b'X' => {
-                let n = u32::from_le_bytes(self.take_array::<4>("BINUNICODE")?);
-                self.push_str(n.into(), "BINUNICODE")?;
-            }
-            0x8d => {
-                let n = u64::from_le_bytes(self.take_array::<8>("BINUNICODE8")?);
-                self.push_str(n, "BINUNICODE8")?;
-            }
-            b'C' => {
-                let [n] = self.take_array::<1>("SHORT_BINBYTES")?;
-                self.push_bytes(n.into(), "SHORT_BINBYTES")?;
-            }
-            b'B' => {
-                let n = u32::from_le_bytes(self.take_array::<4>("BINBYTES")?);
-                self.push_bytes(n.into(), "BINBYTES")?;
-            }
-            0x8e => {
-                let n = u64::from_le_bytes(self.take_array::<8>("BINBYTES8")?);
-                self.push_bytes(n, "BINBYTES8")?;
-            }
-            0x96 => {
-                let n = u64::from_le_bytes(self.take_array::<8>("BYTEARRAY8")?);
-                self.push_bytes(n, "BYTEARRAY8")?;
-            }
-            // Containers.
-            b')' => {
-                self.push(Value::Tuple(Vec::new()))?;
-            }
-            b't' => {
-                let items = self.pop_mark()?;
-                self.push(Value::Tuple(items))?;
-            }
-            0x85..=0x87 => {
-                let n = usize::from(code - 0x84);
-                let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    items.push(self.pop()?);
-                }
-                items.reverse();
-                self.push(Value::Tuple(items))?;
-            }
-            b']' => {
-                self.push(Value::List(Vec::new()))?;
-            }
-            b'a' => {
-                let item = self.pop()?;
-                self.extend_list(vec![item])?;
-            }
-            b'e' => {
-                let items = self.pop_mark()?;
-                self.extend_list(items)?;
-            }
-            b'}' => {
-                self.push(Value::Dict(Vec::new()))?;
-            }
-            b's' => {
-                let value = self.pop()?;
-                let key = self.pop()?;
-                self.set_items(vec![key, value])?;
-            }
-            b'u' => {
-                let items = self.pop_mark()?;
-                self.set_items(items)?;
-            }
-            0x8f => {
-                self.push(Value::Set(Vec::new()))?;
-            }
-            0x90 => {
-                let items = self.pop_mark()?;
-                let set = self.top()?;
-                match self.node_mut(set)? {
-                    Value::Set(existing) => existing.extend(items),
-                    _ => return Err(self.malformed("ADDITEMS on a value that is not a set")),
-                }
-            }
-            0x91 => {
-                let items = self.pop_mark()?;
-                self.push(Value::Set(items))?;
-            }
-            // Memo.
-            0x94 => {
-                let index = u32::try_from(self.stream.memo.len())
-                    .map_err(|_| self.limit("memo index overflow"))?;
-                self.memo_put(index)?;
-            }
-            b'q' => {
-                let [i] = self.take_array::<1>("BINPUT")?;
-                self.memo_put(i.into())?;
-            }
-            b'r' => {
-                let i = u32::from_le_bytes(self.take_array::<4>("LONG_BINPUT")?);
-                self.memo_put(i)?;
-            }
-            b'h' => {
-                let [i] = self.take_array::<1>("BINGET")?;
-                self.memo_get(i.into())?;
-            }
-            b'j' => {
-                let i = u32::from_le_bytes(self.take_array::<4>("LONG_BINGET")?);
-                self.memo_get(i)?;
-            }
-            // Globals and object construction.
-            b'c' => {
-                let module = self.line("GLOBAL module")?;
-                let name = self.line("GLOBAL name")?;
-                self.push_global(module, name)?;
-            }
-            0x93 => {
-                let name = self.pop()?;
-                let module = self.pop()?;
-                let (Value::Str(module), Value::Str(name)) = (self.node(module)?, self.node(name)?)
-                else {
-                    return Err(self.malformed("STACK_GLOBAL needs two strings"));
-                };
-                let (module, name) = (module.clone(), name.clone());
-                self.push_global(module, name)?;
-            }
-            b'R' => {
-                let args = self.pop()?;
-                let callable = self.pop()?;
-                self.reduce(callable, args)?;
-            }
-            0x81 => {
-                let args = self.pop()?;
-                let class = self.pop()?;
-                self.new_object(class, args, "NEWOBJ")?;
-            }
-            0x92 => {
-                let kwargs = self.pop()?;
-                let args = self.pop()?;
-                let class = self.pop()?;
-                if !matches!(self.node(kwargs)?, Value::Dict(items) if items.is_empty()) {
-                    return Err(self.malformed("NEWOBJ_EX with keyword arguments"));
-                }
-                self.new_object(class, args, "NEWOBJ_EX")?;
-            }
-            b'b' => {
-                let state = self.pop()?;
-                let target = self.top()?;
-                self.build(target, state)?;
-            }
-            // Refused outright.
-            b'i' | b'o' => {
-                return Err(self.refused_opcode(code, "builds arbitrary objects (not allowed)"));
-            }
-            b'P' | b'Q' => {
-                return Err(self.refused_opcode(code, "persistent ids are not allowed"));
-            }
-            0x82..=0x84 => {
-                return Err(self.refused_opcode(code, "extension registry codes are not allowed"));
-            }
-            0x97 | 0x98 => {
-                return Err(self.refused_opcode(code, "out-of-band buffers are not allowed"));
-            }
-            0x8b => {
-                return Err(self.refused_opcode(code, "integers that large are not allowed"));
-            }
-            b'I' | b'L' | b'F' | b'S' | b'V' | b'g' | b'p' | b'd' | b'l' | b'T' | b'U' => {
-                return Err(self
-                    .refused_opcode(code, "protocol 0/1 and Python 2 opcodes are not supported"));
-            }
-            _ => return Err(self.refused_opcode(code, "unknown opcode")),
+    /// FRAME: a length prefix for the opcodes that follow; nothing to allocate.
+    fn frame(&mut self, name: &str) -> Result<(), PickleError> {
+        let len = self.take_uint(8, name)?;
+        let max_length = self.heap.limits().max_length;
+        if len > max_length {
+            return Err(self.heap.limit(format!(
+                "FRAME length {len} exceeds the limit of {max_length} bytes"
+            )));
+        }
+        if len > self.remaining() as u64 {
+            return Err(self.heap.malformed(format!(
+                "FRAME length {len} exceeds the {} bytes left",
+                self.remaining()
+            )));
         }
         Ok(())
     }
 
-    fn push_str(&mut self, len: u64, what: &str) -> Result<(), PickleError> {
-        let bytes = self.take_declared(len, what)?;
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| self.malformed(format!("{what} is not valid UTF-8")))?;
-        self.push(Value::Str(text.to_owned()))?;
+    fn stop(&mut self) -> Result<NodeId, PickleError> {
+        let root = self.pop()?;
+        if !self.stream.stack.is_empty() || !self.stream.marks.is_empty() {
+            return Err(self.heap.malformed("values left on the stack at STOP"));
+        }
+        Ok(root)
+    }
+
+    fn mark(&mut self) -> Result<(), PickleError> {
+        let max_stack = self.heap.limits().max_stack;
+        if self.stream.marks.len() >= max_stack {
+            return Err(self.heap.limit(format!("more than {max_stack} open MARKs")));
+        }
+        self.stream.marks.push(self.stream.stack.len());
         Ok(())
     }
 
-    fn push_bytes(&mut self, len: u64, what: &str) -> Result<(), PickleError> {
-        let bytes = self.take_declared(len, what)?;
-        self.push(Value::Bytes(bytes.to_vec()))?;
-        Ok(())
+    fn dup(&mut self) -> Result<(), PickleError> {
+        let top = self.top()?;
+        self.push_id(top)
+    }
+
+    // --- opcode handlers: scalars, strings, bytes ---------------------------------------
+
+    fn unsigned(&mut self, width: usize, name: &str) -> Result<(), PickleError> {
+        let v = self.take_uint(width, name)?;
+        self.push(Value::Int(v.into()))
+    }
+
+    fn binint(&mut self, name: &str) -> Result<(), PickleError> {
+        let v = i32::from_le_bytes(self.take_array::<4>(name)?);
+        self.push(Value::Int(v.into()))
+    }
+
+    fn long1(&mut self, name: &str) -> Result<(), PickleError> {
+        let [n] = self.take_array::<1>(name)?;
+        let n = usize::from(n);
+        if n > MAX_LONG_BYTES {
+            return Err(self.heap.limit(format!(
+                "LONG1 integer of {n} bytes exceeds the limit of {MAX_LONG_BYTES}"
+            )));
+        }
+        let bytes = self.take(n, name)?;
+        self.push(Value::Int(long_from_le(bytes)))
+    }
+
+    fn binfloat(&mut self, name: &str) -> Result<(), PickleError> {
+        let v = f64::from_be_bytes(self.take_array::<8>(name)?);
+        self.push(Value::Float(v))
+    }
+
+    /// A UTF-8 string after a length of `width` bytes.
+    fn unicode(&mut self, width: usize, name: &str) -> Result<(), PickleError> {
+        let len = self.take_uint(width, name)?;
+        let bytes = self.take_declared(len, name)?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| self.heap.malformed(format!("{name} is not valid UTF-8")))?;
+        self.push(Value::Str(text.to_owned()))
+    }
+
+    /// Bytes after a length of `width` bytes.
+    fn bytes(&mut self, width: usize, name: &str) -> Result<(), PickleError> {
+        let len = self.take_uint(width, name)?;
+        let bytes = self.take_declared(len, name)?;
+        self.push(Value::Bytes(bytes.to_vec()))
+    }
+
+    // --- opcode handlers: containers ----------------------------------------------------
+
+    fn tuple(&mut self) -> Result<(), PickleError> {
+        let items = self.pop_mark()?;
+        self.push(Value::Tuple(items))
+    }
+
+    /// TUPLE1-3: a tuple of the top `n` values.
+    fn small_tuple(&mut self, n: usize) -> Result<(), PickleError> {
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(self.pop()?);
+        }
+        items.reverse();
+        self.push(Value::Tuple(items))
+    }
+
+    fn append(&mut self) -> Result<(), PickleError> {
+        let item = self.pop()?;
+        self.extend_list(vec![item])
+    }
+
+    fn appends(&mut self) -> Result<(), PickleError> {
+        let items = self.pop_mark()?;
+        self.extend_list(items)
     }
 
     fn extend_list(&mut self, items: Vec<NodeId>) -> Result<(), PickleError> {
         let list = self.top()?;
-        match self.node_mut(list)? {
+        match self.heap.node_mut(list)? {
             Value::List(existing) => {
                 existing.extend(items);
                 Ok(())
             }
-            _ => Err(self.malformed("APPEND(S) on a value that is not a list")),
+            _ => Err(self
+                .heap
+                .malformed("APPEND(S) on a value that is not a list")),
         }
+    }
+
+    fn setitem(&mut self) -> Result<(), PickleError> {
+        let value = self.pop()?;
+        let key = self.pop()?;
+        self.set_items(vec![key, value])
+    }
+
+    fn setitems(&mut self) -> Result<(), PickleError> {
+        let items = self.pop_mark()?;
+        self.set_items(items)
     }
 
     fn set_items(&mut self, items: Vec<NodeId>) -> Result<(), PickleError> {
         if !items.len().is_multiple_of(2) {
-            return Err(self.malformed("SETITEMS with an odd number of values"));
+            return Err(self.heap.malformed("SETITEMS with an odd number of values"));
         }
         let dict = self.top()?;
-        if !matches!(self.node(dict)?, Value::Dict(_)) {
-            return Err(self.malformed("SETITEM(S) on a value that is not a dict"));
+        if !matches!(self.heap.node(dict)?, Value::Dict(_)) {
+            return Err(self
+                .heap
+                .malformed("SETITEM(S) on a value that is not a dict"));
         }
         for pair in items.chunks_exact(2) {
             let (key, value) = match pair {
                 [key, value] => (*key, *value),
                 _ => continue,
             };
-            let key_text = match self.node(key)? {
+            let key_text = match self.heap.node(key)? {
                 Value::Str(s) => Some(s.clone()),
                 Value::Int(_) | Value::None | Value::Bool(_) | Value::Tuple(_) => None,
                 Value::Float(_) | Value::Bytes(_) => None,
-                _ => return Err(self.malformed("dict key of an unhashable type")),
+                _ => return Err(self.heap.malformed("dict key of an unhashable type")),
             };
             let index = self.stream.dict_keys.entry(dict).or_default();
             let existing = key_text.as_ref().and_then(|k| index.get(k).copied());
-            let Value::Dict(entries) = self.node_mut(dict)? else {
-                return Err(self.malformed("SETITEM(S) on a value that is not a dict"));
+            let Value::Dict(entries) = self.heap.node_mut(dict)? else {
+                return Err(self
+                    .heap
+                    .malformed("SETITEM(S) on a value that is not a dict"));
             };
             match existing.and_then(|i| entries.get_mut(i)) {
                 // A repeated key replaces the value, as in Python.
@@ -635,114 +602,201 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
+    fn additems(&mut self) -> Result<(), PickleError> {
+        let items = self.pop_mark()?;
+        let set = self.top()?;
+        match self.heap.node_mut(set)? {
+            Value::Set(existing) => {
+                existing.extend(items);
+                Ok(())
+            }
+            _ => Err(self.heap.malformed("ADDITEMS on a value that is not a set")),
+        }
+    }
+
+    fn frozenset(&mut self) -> Result<(), PickleError> {
+        let items = self.pop_mark()?;
+        self.push(Value::Set(items))
+    }
+
+    // --- opcode handlers: memo ----------------------------------------------------------
+
+    fn memoize(&mut self) -> Result<(), PickleError> {
+        let index = u32::try_from(self.stream.memo.len())
+            .map_err(|_| self.heap.limit("memo index overflow"))?;
+        self.memo_put(index)
+    }
+
+    /// BINPUT, LONG_BINPUT: store the top under an index of `width` bytes.
+    fn put(&mut self, width: usize, name: &str) -> Result<(), PickleError> {
+        let index = self.take_uint(width, name)?;
+        self.memo_put(index as u32)
+    }
+
+    /// BINGET, LONG_BINGET: push the value stored under an index of `width` bytes.
+    fn get(&mut self, width: usize, name: &str) -> Result<(), PickleError> {
+        let index = self.take_uint(width, name)? as u32;
+        let Some(&id) = self.stream.memo.get(&index) else {
+            return Err(self
+                .heap
+                .malformed(format!("memo index {index} was never stored")));
+        };
+        self.push_id(id)
+    }
+
+    // --- opcode handlers: globals and objects -------------------------------------------
+
+    fn global(&mut self) -> Result<(), PickleError> {
+        let module = self.line("GLOBAL module")?;
+        let name = self.line("GLOBAL name")?;
+        self.push_global(module, name)
+    }
+
+    fn stack_global(&mut self) -> Result<(), PickleError> {
+        let name = self.pop()?;
+        let module = self.pop()?;
+        let (Value::Str(module), Value::Str(name)) =
+            (self.heap.node(module)?, self.heap.node(name)?)
+        else {
+            return Err(self.heap.malformed("STACK_GLOBAL needs two strings"));
+        };
+        let (module, name) = (module.clone(), name.clone());
+        self.push_global(module, name)
+    }
+
     fn push_global(&mut self, module: String, name: String) -> Result<(), PickleError> {
         if allowlist::lookup(&module, &name).is_none() {
             return Err(PickleError::RefusedGlobal {
-                file: self.file.to_owned(),
-                offset: self.op_start as u64,
+                file: self.heap.file().to_owned(),
+                offset: self.heap.offset(),
                 global: format!("{}.{}", module.escape_debug(), name.escape_debug()),
             });
         }
-        self.push(Value::Global(Global { module, name }))?;
-        Ok(())
+        self.push(Value::Global(Global { module, name }))
     }
 
     /// The allow-listed global at `id` and its role.
     fn callable(&self, id: NodeId, opcode: &str) -> Result<(Global, Role), PickleError> {
-        match self.node(id)? {
+        match self.heap.node(id)? {
             Value::Global(g) => match allowlist::lookup(&g.module, &g.name) {
                 Some(role) => Ok((g.clone(), role)),
-                None => Err(self.malformed(format!("{opcode} on a global that is not allowed"))),
+                None => Err(self
+                    .heap
+                    .malformed(format!("{opcode} on a global that is not allowed"))),
             },
-            other => Err(self.malformed(format!(
+            other => Err(self.heap.malformed(format!(
                 "{opcode} on a {} instead of an allow-listed global",
-                type_name(other)
+                other.kind()
             ))),
         }
     }
 
     fn tuple_items(&mut self, id: NodeId, what: &str) -> Result<Vec<NodeId>, PickleError> {
-        let len = match self.node(id)? {
+        let len = match self.heap.node(id)? {
             Value::Tuple(items) => items.len(),
             _ => 0,
         };
-        self.charge(len.saturating_mul(std::mem::size_of::<NodeId>()))?;
-        match self.node(id)? {
+        self.heap
+            .charge(len.saturating_mul(std::mem::size_of::<NodeId>()))?;
+        match self.heap.node(id)? {
             Value::Tuple(items) => Ok(items.clone()),
-            other => Err(self.malformed(format!(
+            other => Err(self.heap.malformed(format!(
                 "{what} arguments are a {}, not a tuple",
-                type_name(other)
+                other.kind()
             ))),
         }
     }
 
-    fn reduce(&mut self, callable: NodeId, args: NodeId) -> Result<(), PickleError> {
-        let (global, role) = self.callable(callable, "REDUCE")?;
+    fn reduce(&mut self, name: &str) -> Result<(), PickleError> {
+        let args = self.pop()?;
+        let callable = self.pop()?;
+        let (global, role) = self.callable(callable, name)?;
         let args = self.tuple_items(args, &global.to_string())?;
+        let heap = &mut self.heap;
         let value = match role {
-            Role::Reconstruct => numpy::reconstruct(self, &args)?,
-            Role::Dtype => numpy::dtype_new(self, &args)?,
-            Role::Scalar => numpy::scalar(self, &args)?,
-            Role::Frombuffer => numpy::frombuffer(self, &args)?,
-            Role::CodecsEncode => numpy::codecs_encode(self, &args)?,
+            Role::Reconstruct => numpy::reconstruct(heap, &args)?,
+            Role::Dtype => numpy::dtype_new(heap, &args)?,
+            Role::Scalar => numpy::scalar(heap, &args)?,
+            Role::Frombuffer => numpy::frombuffer(heap, &args)?,
+            Role::CodecsEncode => numpy::codecs_encode(heap, &args)?,
             Role::Estimator | Role::Opaque => Value::Object {
                 class: global,
                 args,
                 state: None,
             },
             Role::NdarrayType | Role::ArrayWrapper => {
-                return Err(self.malformed(format!("REDUCE on {global} is not allowed")));
+                return Err(heap.malformed(format!("REDUCE on {global} is not allowed")));
             }
         };
-        self.push(value)?;
-        Ok(())
+        self.push(value)
+    }
+
+    fn newobj(&mut self, name: &str) -> Result<(), PickleError> {
+        let args = self.pop()?;
+        let class = self.pop()?;
+        self.new_object(class, args, name)
+    }
+
+    fn newobj_ex(&mut self, name: &str) -> Result<(), PickleError> {
+        let kwargs = self.pop()?;
+        let args = self.pop()?;
+        let class = self.pop()?;
+        if !matches!(self.heap.node(kwargs)?, Value::Dict(items) if items.is_empty()) {
+            return Err(self.heap.malformed("NEWOBJ_EX with keyword arguments"));
+        }
+        self.new_object(class, args, name)
     }
 
     fn new_object(&mut self, class: NodeId, args: NodeId, opcode: &str) -> Result<(), PickleError> {
         let (global, role) = self.callable(class, opcode)?;
         if !matches!(role, Role::Estimator | Role::Opaque | Role::ArrayWrapper) {
-            return Err(self.malformed(format!("{opcode} on {global} is not allowed")));
+            return Err(self
+                .heap
+                .malformed(format!("{opcode} on {global} is not allowed")));
         }
         let args = self.tuple_items(args, opcode)?;
         self.push(Value::Object {
             class: global,
             args,
             state: None,
-        })?;
-        Ok(())
+        })
     }
 
-    fn build(&mut self, target: NodeId, state: NodeId) -> Result<(), PickleError> {
-        let class = match self.node(target)? {
+    fn build(&mut self) -> Result<(), PickleError> {
+        let state = self.pop()?;
+        let target = self.top()?;
+        let class = match self.heap.node(target)? {
             Value::Object {
                 class, state: None, ..
             } => class.clone(),
             Value::Object { .. } => {
-                return Err(self.malformed("BUILD applied twice to the same object"));
+                return Err(self
+                    .heap
+                    .malformed("BUILD applied twice to the same object"));
             }
             Value::Dtype(_) => {
-                return numpy::dtype_build(self, target, state);
+                return numpy::dtype_build(&mut self.heap, target, state);
             }
             other => {
-                return Err(self.malformed(format!("BUILD on a {}", type_name(other))));
+                return Err(self.heap.malformed(format!("BUILD on a {}", other.kind())));
             }
         };
         match allowlist::lookup(&class.module, &class.name) {
             Some(Role::NdarrayType) => {
-                let array = numpy::reconstruct_build(self, state)?;
-                self.replace(target, Value::NdArray(array))
+                let array = numpy::reconstruct_build(&mut self.heap, state)?;
+                self.heap.replace(target, Value::NdArray(array))
             }
             Some(Role::ArrayWrapper) => {
                 if self.nested {
-                    return Err(self.malformed(
+                    return Err(self.heap.malformed(
                         "a joblib NumpyArrayWrapper inside a nested object-array stream",
                     ));
                 }
-                let array = joblib::read_inline(self, state)?;
-                self.replace(target, Value::NdArray(array))
+                let array = self.read_wrapped_array(state)?;
+                self.heap.replace(target, Value::NdArray(array))
             }
             _ => {
-                if let Ok(Value::Object { state: slot, .. }) = self.node_mut(target) {
+                if let Ok(Value::Object { state: slot, .. }) = self.heap.node_mut(target) {
                     *slot = Some(state);
                 }
                 Ok(())
@@ -750,22 +804,40 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// Runs a complete nested pickle stream at the current position (joblib object arrays)
-    /// with its own stack and memo, sharing the graph and its limits; returns its root.
-    pub(super) fn run_nested(&mut self) -> Result<NodeId, PickleError> {
-        if self.nested {
-            return Err(self.malformed("nested object-array stream inside another one"));
-        }
-        let outer = std::mem::take(&mut self.stream);
-        self.nested = true;
-        let result = self.run_stream();
-        self.nested = false;
-        self.stream = outer;
-        result
-    }
+    // --- joblib's inline arrays ---------------------------------------------------------
 
-    pub(super) fn set_op_start(&mut self) {
-        self.op_start = self.pos;
+    /// Reads the array joblib writes right after a `NumpyArrayWrapper` whose BUILD state is
+    /// `state`, outside any opcode: a complete nested pickle stream for object arrays
+    /// (through the same machine, allow-list and limits), otherwise an optional alignment
+    /// padding and `prod(shape) * itemsize` raw bytes.
+    fn read_wrapped_array(&mut self, state: NodeId) -> Result<NdArray, PickleError> {
+        let wrapped = numpy::array_wrapper(&self.heap, state)?;
+        if wrapped.dtype.kind == 'O' {
+            // A whole pickle stream of the array itself, with its own memo and stack.
+            let root = self.run_nested()?;
+            self.heap.at(self.pos);
+            return numpy::wrapped_object_array(&mut self.heap, root, &wrapped.shape);
+        }
+        let size = numpy::byte_size(&self.heap, &wrapped.dtype, &wrapped.shape)?;
+        if wrapped.aligned {
+            let [padding] = self.take_array::<1>("joblib array padding length")?;
+            if padding > MAX_PADDING {
+                return Err(self
+                    .heap
+                    .malformed(format!("joblib array padding of {padding} bytes")));
+            }
+            self.take(padding.into(), "joblib array padding")?;
+        }
+        self.heap.charge(size)?;
+        let bytes = self.take_declared(size as u64, "joblib inline array")?;
+        numpy::make_array(
+            &self.heap,
+            wrapped.dtype,
+            wrapped.shape,
+            bytes,
+            wrapped.fortran,
+            wrapped.big_endian,
+        )
     }
 }
 
@@ -782,109 +854,12 @@ fn long_from_le(bytes: &[u8]) -> i128 {
     i128::from_le_bytes(buf)
 }
 
-/// A short name for a value's type, for errors.
-pub(super) fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::None => "None",
-        Value::Bool(_) => "bool",
-        Value::Int(_) => "int",
-        Value::Float(_) => "float",
-        Value::Str(_) => "str",
-        Value::Bytes(_) => "bytes",
-        Value::Tuple(_) => "tuple",
-        Value::List(_) => "list",
-        Value::Dict(_) => "dict",
-        Value::Set(_) => "set",
-        Value::Global(_) => "global",
-        Value::Object { .. } => "object",
-        Value::Dtype(_) => "dtype",
-        Value::NdArray(_) => "ndarray",
-    }
-}
-
-/// The pickletools name of an opcode, for errors.
-pub fn opcode_name(code: u8) -> Option<&'static str> {
-    Some(match code {
-        b'(' => "MARK",
-        b'.' => "STOP",
-        b'0' => "POP",
-        b'1' => "POP_MARK",
-        b'2' => "DUP",
-        b'F' => "FLOAT",
-        b'I' => "INT",
-        b'J' => "BININT",
-        b'K' => "BININT1",
-        b'L' => "LONG",
-        b'M' => "BININT2",
-        b'N' => "NONE",
-        b'P' => "PERSID",
-        b'Q' => "BINPERSID",
-        b'R' => "REDUCE",
-        b'S' => "STRING",
-        b'T' => "BINSTRING",
-        b'U' => "SHORT_BINSTRING",
-        b'V' => "UNICODE",
-        b'X' => "BINUNICODE",
-        b'a' => "APPEND",
-        b'b' => "BUILD",
-        b'c' => "GLOBAL",
-        b'd' => "DICT",
-        b'}' => "EMPTY_DICT",
-        b'e' => "APPENDS",
-        b'g' => "GET",
-        b'h' => "BINGET",
-        b'i' => "INST",
-        b'j' => "LONG_BINGET",
-        b'l' => "LIST",
-        b']' => "EMPTY_LIST",
-        b'o' => "OBJ",
-        b'p' => "PUT",
-        b'q' => "BINPUT",
-        b'r' => "LONG_BINPUT",
-        b's' => "SETITEM",
-        b't' => "TUPLE",
-        b')' => "EMPTY_TUPLE",
-        b'u' => "SETITEMS",
-        b'G' => "BINFLOAT",
-        b'B' => "BINBYTES",
-        b'C' => "SHORT_BINBYTES",
-        0x80 => "PROTO",
-        0x81 => "NEWOBJ",
-        0x82 => "EXT1",
-        0x83 => "EXT2",
-        0x84 => "EXT4",
-        0x85 => "TUPLE1",
-        0x86 => "TUPLE2",
-        0x87 => "TUPLE3",
-        0x88 => "NEWTRUE",
-        0x89 => "NEWFALSE",
-        0x8a => "LONG1",
-        0x8b => "LONG4",
-        0x8c => "SHORT_BINUNICODE",
-        0x8d => "BINUNICODE8",
-        0x8e => "BINBYTES8",
-        0x8f => "EMPTY_SET",
-        0x90 => "ADDITEMS",
-        0x91 => "FROZENSET",
-        0x92 => "NEWOBJ_EX",
-        0x93 => "STACK_GLOBAL",
-        0x94 => "MEMOIZE",
-        0x95 => "FRAME",
-        0x96 => "BYTEARRAY8",
-        0x97 => "NEXT_BUFFER",
-        0x98 => "READONLY_BUFFER",
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn run(bytes: &[u8]) -> Result<(Graph, NodeId), PickleError> {
-        let mut graph = Graph::default();
-        let root = run_top(bytes, "t.pkl", &Limits::default(), &mut graph)?;
-        Ok((graph, root))
+        run_top(bytes, "t.pkl", &Limits::default())
     }
 
     #[test]
@@ -929,6 +904,19 @@ mod tests {
             g.dict_get(root, "a").map(|id| g.get(id)),
             Some(&Value::Int(2))
         );
+    }
+
+    #[test]
+    fn each_opcode_is_listed_once_and_found_by_its_byte() {
+        let mut names: Vec<&str> = OPCODES.iter().map(|op| op.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), OPCODES.len());
+        for op in OPCODES {
+            assert_eq!(Opcode::of(op.code).map(|found| found.name), Some(op.name));
+        }
+        assert!(Opcode::of(0x99).is_none());
+        assert!(Opcode::of(b'x').is_none());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! little-endian and reordered to C order, so an [`NdArray`] is always `prod(shape) * itemsize`
 //! little-endian bytes in C order (or `prod(shape)` object ids).
 
-use super::PickleError;
-use super::machine::{Machine, type_name};
+use super::error::PickleError;
+use super::heap::Heap;
 use super::value::{Dtype, Field, Global, NdArray, NodeId, Value};
 
 /// Largest itemsize accepted in a dtype string (tree nodes are 64 bytes).
@@ -13,46 +13,46 @@ const MAX_ITEMSIZE: usize = 1 << 16;
 /// Most fields in a record dtype (tree nodes have 8).
 const MAX_FIELDS: usize = 256;
 
-fn arg(m: &Machine<'_>, args: &[NodeId], index: usize, what: &str) -> Result<NodeId, PickleError> {
+fn arg(heap: &Heap<'_>, args: &[NodeId], index: usize, what: &str) -> Result<NodeId, PickleError> {
     args.get(index)
         .copied()
-        .ok_or_else(|| m.malformed(format!("{what}: missing argument {index}")))
+        .ok_or_else(|| heap.malformed(format!("{what}: missing argument {index}")))
 }
 
-fn int_arg(m: &Machine<'_>, id: NodeId, what: &str) -> Result<i128, PickleError> {
-    match m.node(id)? {
+fn int_arg(heap: &Heap<'_>, id: NodeId, what: &str) -> Result<i128, PickleError> {
+    match heap.node(id)? {
         Value::Int(v) => Ok(*v),
         Value::Bool(b) => Ok(i128::from(*b)),
-        other => Err(m.malformed(format!("{what} is a {}, not an int", type_name(other)))),
+        other => Err(heap.malformed(format!("{what} is a {}, not an int", other.kind()))),
     }
 }
 
 /// The Dtype stored at `id` (a BUILT `numpy.dtype`).
-fn dtype_at(m: &mut Machine<'_>, id: NodeId, what: &str) -> Result<Dtype, PickleError> {
-    let fields = match m.node(id)? {
+fn dtype_at(heap: &mut Heap<'_>, id: NodeId, what: &str) -> Result<Dtype, PickleError> {
+    let fields = match heap.node(id)? {
         Value::Dtype(d) => d.fields.len(),
         _ => 0,
     };
-    m.charge(fields.saturating_mul(std::mem::size_of::<Field>()))?;
-    match m.node(id)? {
+    heap.charge(fields.saturating_mul(std::mem::size_of::<Field>()))?;
+    match heap.node(id)? {
         Value::Dtype(d) => Ok(d.clone()),
-        other => Err(m.malformed(format!("{what} is a {}, not a dtype", type_name(other)))),
+        other => Err(heap.malformed(format!("{what} is a {}, not a dtype", other.kind()))),
     }
 }
 
 /// A tuple of non-negative ints, as an array shape.
-pub fn shape_at(m: &Machine<'_>, id: NodeId) -> Result<Vec<usize>, PickleError> {
-    let Value::Tuple(items) = m.node(id)? else {
-        return Err(m.malformed("array shape is not a tuple"));
+fn shape_at(heap: &Heap<'_>, id: NodeId) -> Result<Vec<usize>, PickleError> {
+    let Value::Tuple(items) = heap.node(id)? else {
+        return Err(heap.malformed("array shape is not a tuple"));
     };
     if items.len() > 32 {
-        return Err(m.malformed(format!("array with {} dimensions", items.len())));
+        return Err(heap.malformed(format!("array with {} dimensions", items.len())));
     }
     items
         .iter()
         .map(|&d| {
-            let v = int_arg(m, d, "array dimension")?;
-            usize::try_from(v).map_err(|_| m.malformed(format!("array dimension {v}")))
+            let v = int_arg(heap, d, "array dimension")?;
+            usize::try_from(v).map_err(|_| heap.malformed(format!("array dimension {v}")))
         })
         .collect()
 }
@@ -88,98 +88,93 @@ pub fn parse_typestr(text: &str) -> Result<Dtype, String> {
 }
 
 /// `numpy.dtype(typestr, align, copy)`.
-pub fn dtype_new(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
-    let id = arg(m, args, 0, "numpy.dtype")?;
-    let Value::Str(text) = m.node(id)? else {
-        return Err(m.malformed("numpy.dtype argument is not a string"));
+pub fn dtype_new(heap: &mut Heap<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
+    let id = arg(heap, args, 0, "numpy.dtype")?;
+    let Value::Str(text) = heap.node(id)? else {
+        return Err(heap.malformed("numpy.dtype argument is not a string"));
     };
-    let dtype = parse_typestr(text).map_err(|e| m.malformed(e))?;
+    let dtype = parse_typestr(text).map_err(|e| heap.malformed(e))?;
     Ok(Value::Dtype(dtype))
 }
 
 /// BUILD on a dtype: `(version, byteorder, subarray, names, fields, elsize, alignment, flags
 /// [, metadata])`.
-pub fn dtype_build(m: &mut Machine<'_>, target: NodeId, state: NodeId) -> Result<(), PickleError> {
-    let Value::Tuple(items) = m.node(state)? else {
-        return Err(m.malformed("dtype state is not a tuple"));
+pub fn dtype_build(heap: &mut Heap<'_>, target: NodeId, state: NodeId) -> Result<(), PickleError> {
+    let Value::Tuple(items) = heap.node(state)? else {
+        return Err(heap.malformed("dtype state is not a tuple"));
     };
     let items = items.clone();
     let [_version, order, subarray, names, fields, elsize, ..] = items.as_slice() else {
-        return Err(m.malformed(format!("dtype state has {} items", items.len())));
+        return Err(heap.malformed(format!("dtype state has {} items", items.len())));
     };
-    let Value::Dtype(mut dtype) = m.node(target)?.clone() else {
-        return Err(m.malformed("BUILD target is not a dtype"));
+    let Value::Dtype(mut dtype) = heap.node(target)?.clone() else {
+        return Err(heap.malformed("BUILD target is not a dtype"));
     };
-    let big_endian = match m.node(*order)? {
+    let big_endian = match heap.node(*order)? {
         Value::Str(s) if s == ">" => true,
         Value::Str(s) if matches!(s.as_str(), "<" | "|" | "=") => false,
-        _ => return Err(m.malformed("dtype byte order is not one of < > | =")),
+        _ => return Err(heap.malformed("dtype byte order is not one of < > | =")),
     };
-    if !matches!(m.node(*subarray)?, Value::None) {
-        return Err(m.malformed("sub-array dtypes are not supported"));
+    if !matches!(heap.node(*subarray)?, Value::None) {
+        return Err(heap.malformed("sub-array dtypes are not supported"));
     }
-    let elsize = int_arg(m, *elsize, "dtype elsize")?;
+    let elsize = int_arg(heap, *elsize, "dtype elsize")?;
     if elsize > 0 && matches!(dtype.kind, 'V' | 'U' | 'S') {
         dtype.itemsize = usize::try_from(elsize)
             .ok()
             .filter(|&s| s <= MAX_ITEMSIZE)
-            .ok_or_else(|| m.malformed(format!("dtype elsize {elsize}")))?;
+            .ok_or_else(|| heap.malformed(format!("dtype elsize {elsize}")))?;
     }
-    if let Value::Tuple(names) = m.node(*names)? {
+    if let Value::Tuple(names) = heap.node(*names)? {
         let names = names.clone();
-        dtype.fields = record_fields(m, &names, *fields, dtype.itemsize)?;
+        dtype.fields = record_fields(heap, &names, *fields, dtype.itemsize)?;
     }
     if big_endian && !dtype.fields.is_empty() {
-        return Err(m.malformed("big-endian record dtypes are not supported"));
+        return Err(heap.malformed("big-endian record dtypes are not supported"));
     }
-    if big_endian {
-        m.big_endian.insert(target);
-    } else {
-        m.big_endian.remove(&target);
-    }
-    m.replace(target, Value::Dtype(dtype))
+    heap.set_big_endian(target, big_endian);
+    heap.replace(target, Value::Dtype(dtype))
 }
 
 fn record_fields(
-    m: &mut Machine<'_>,
+    heap: &mut Heap<'_>,
     names: &[NodeId],
     fields: NodeId,
     itemsize: usize,
 ) -> Result<Vec<Field>, PickleError> {
     if names.len() > MAX_FIELDS {
-        return Err(m.malformed(format!("record dtype with {} fields", names.len())));
+        return Err(heap.malformed(format!("record dtype with {} fields", names.len())));
     }
     let mut out = Vec::with_capacity(names.len());
     for &name in names {
-        let Value::Str(name) = m.node(name)? else {
-            return Err(m.malformed("record field name is not a string"));
+        let Value::Str(name) = heap.node(name)? else {
+            return Err(heap.malformed("record field name is not a string"));
         };
         let name = name.clone();
-        let entry = m
-            .graph
+        let entry = heap
             .dict_get(fields, &name)
-            .ok_or_else(|| m.malformed(format!("record field {name:?} has no entry")))?;
-        let Value::Tuple(parts) = m.node(entry)? else {
-            return Err(m.malformed(format!("record field {name:?} is not a tuple")));
+            .ok_or_else(|| heap.malformed(format!("record field {name:?} has no entry")))?;
+        let Value::Tuple(parts) = heap.node(entry)? else {
+            return Err(heap.malformed(format!("record field {name:?} is not a tuple")));
         };
         let (Some(&dtype_id), Some(&offset_id)) = (parts.first(), parts.get(1)) else {
-            return Err(m.malformed(format!("record field {name:?} lacks dtype/offset")));
+            return Err(heap.malformed(format!("record field {name:?} lacks dtype/offset")));
         };
-        let dtype = dtype_at(m, dtype_id, "record field dtype")?;
-        if m.big_endian.contains(&dtype_id) {
-            return Err(m.malformed("big-endian record fields are not supported"));
+        let dtype = dtype_at(heap, dtype_id, "record field dtype")?;
+        if heap.is_big_endian(dtype_id) {
+            return Err(heap.malformed("big-endian record fields are not supported"));
         }
         if !matches!(dtype.kind, 'f' | 'i' | 'u' | 'b') || !dtype.fields.is_empty() {
-            return Err(m.malformed(format!("record field {name:?} is not numeric")));
+            return Err(heap.malformed(format!("record field {name:?} is not numeric")));
         }
-        let offset = int_arg(m, offset_id, "record field offset")?;
+        let offset = int_arg(heap, offset_id, "record field offset")?;
         let offset = usize::try_from(offset)
             .ok()
             .filter(|&o| {
                 o.checked_add(dtype.itemsize)
                     .is_some_and(|end| end <= itemsize)
             })
-            .ok_or_else(|| m.malformed(format!("record field {name:?} offset {offset}")))?;
+            .ok_or_else(|| heap.malformed(format!("record field {name:?} offset {offset}")))?;
         out.push(Field {
             name,
             dtype,
@@ -190,15 +185,15 @@ fn record_fields(
 }
 
 /// `_reconstruct(numpy.ndarray, (0,), b'b')`: an empty array that BUILD fills.
-pub fn reconstruct(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
-    let subtype = arg(m, args, 0, "_reconstruct")?;
-    match m.node(subtype)? {
+pub fn reconstruct(heap: &mut Heap<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
+    let subtype = arg(heap, args, 0, "_reconstruct")?;
+    match heap.node(subtype)? {
         Value::Global(g) if g.module == "numpy" && g.name == "ndarray" => {}
         Value::Global(g) => {
-            return Err(m.malformed(format!("_reconstruct of {g}: only numpy.ndarray")));
+            return Err(heap.malformed(format!("_reconstruct of {g}: only numpy.ndarray")));
         }
         other => {
-            return Err(m.malformed(format!("_reconstruct of a {}", type_name(other))));
+            return Err(heap.malformed(format!("_reconstruct of a {}", other.kind())));
         }
     }
     Ok(Value::Object {
@@ -212,53 +207,53 @@ pub fn reconstruct(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, Pickle
 }
 
 /// BUILD on a `_reconstruct`ed array: `(version, shape, dtype, is_fortran, data)`.
-pub fn reconstruct_build(m: &mut Machine<'_>, state: NodeId) -> Result<NdArray, PickleError> {
-    let Value::Tuple(items) = m.node(state)? else {
-        return Err(m.malformed("ndarray state is not a tuple"));
+pub fn reconstruct_build(heap: &mut Heap<'_>, state: NodeId) -> Result<NdArray, PickleError> {
+    let Value::Tuple(items) = heap.node(state)? else {
+        return Err(heap.malformed("ndarray state is not a tuple"));
     };
     let (shape, dtype_id, fortran, data) = match items.as_slice() {
         [_version, shape, dtype, fortran, data] => (*shape, *dtype, *fortran, *data),
         [shape, dtype, fortran, data] => (*shape, *dtype, *fortran, *data),
-        other => return Err(m.malformed(format!("ndarray state has {} items", other.len()))),
+        other => return Err(heap.malformed(format!("ndarray state has {} items", other.len()))),
     };
-    let shape = shape_at(m, shape)?;
-    let dtype = dtype_at(m, dtype_id, "ndarray dtype")?;
-    let fortran = int_arg(m, fortran, "ndarray is_fortran")? != 0;
+    let shape = shape_at(heap, shape)?;
+    let dtype = dtype_at(heap, dtype_id, "ndarray dtype")?;
+    let fortran = int_arg(heap, fortran, "ndarray is_fortran")? != 0;
     if dtype.kind == 'O' {
-        let len = match m.node(data)? {
+        let len = match heap.node(data)? {
             Value::List(objects) => objects.len(),
-            _ => return Err(m.malformed("object array data is not a list")),
+            _ => return Err(heap.malformed("object array data is not a list")),
         };
-        m.charge(len.saturating_mul(std::mem::size_of::<NodeId>()))?;
-        let Value::List(objects) = m.node(data)? else {
-            return Err(m.malformed("object array data is not a list"));
+        heap.charge(len.saturating_mul(std::mem::size_of::<NodeId>()))?;
+        let Value::List(objects) = heap.node(data)? else {
+            return Err(heap.malformed("object array data is not a list"));
         };
         let objects = objects.clone();
-        return object_array(m, dtype, shape, objects, fortran);
+        return object_array(heap, dtype, shape, objects, fortran);
     }
-    m.charge(byte_size(m, &dtype, &shape)?)?;
-    let bytes = match m.node(data)? {
+    heap.charge(byte_size(heap, &dtype, &shape)?)?;
+    let bytes = match heap.node(data)? {
         Value::Bytes(b) => b,
         other => {
-            return Err(m.malformed(format!("ndarray data is a {}", type_name(other))));
+            return Err(heap.malformed(format!("ndarray data is a {}", other.kind())));
         }
     };
-    let big_endian = m.big_endian.contains(&dtype_id);
-    make_array(m, dtype, shape, bytes, fortran, big_endian)
+    let big_endian = heap.is_big_endian(dtype_id);
+    make_array(heap, dtype, shape, bytes, fortran, big_endian)
 }
 
 /// An object array from its elements listed in memory order.
-pub fn object_array(
-    m: &mut Machine<'_>,
+fn object_array(
+    heap: &mut Heap<'_>,
     dtype: Dtype,
     shape: Vec<usize>,
     objects: Vec<NodeId>,
     fortran: bool,
 ) -> Result<NdArray, PickleError> {
-    let count = element_count(m, &shape)?;
-    m.charge(count.saturating_mul(std::mem::size_of::<NodeId>()))?;
+    let count = element_count(heap, &shape)?;
+    heap.charge(count.saturating_mul(std::mem::size_of::<NodeId>()))?;
     if objects.len() != count {
-        return Err(m.malformed(format!(
+        return Err(heap.malformed(format!(
             "object array has {} elements, shape {shape:?} needs {count}",
             objects.len()
         )));
@@ -277,36 +272,37 @@ pub fn object_array(
 }
 
 /// `prod(shape)`, refusing overflow and element counts beyond the length limit.
-pub fn element_count(m: &Machine<'_>, shape: &[usize]) -> Result<usize, PickleError> {
+fn element_count(heap: &Heap<'_>, shape: &[usize]) -> Result<usize, PickleError> {
     let count = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&c| c as u64 <= m.limits.max_length);
+        .filter(|&c| c as u64 <= heap.limits().max_length);
     count.ok_or_else(|| {
-        m.limit(format!(
+        heap.limit(format!(
             "array shape {shape:?} has more than {} elements",
-            m.limits.max_length
+            heap.limits().max_length
         ))
     })
 }
 
 /// Bytes an array of `shape` and `dtype` occupies, with checked arithmetic.
-pub fn byte_size(m: &Machine<'_>, dtype: &Dtype, shape: &[usize]) -> Result<usize, PickleError> {
-    let count = element_count(m, shape)?;
+pub fn byte_size(heap: &Heap<'_>, dtype: &Dtype, shape: &[usize]) -> Result<usize, PickleError> {
+    let count = element_count(heap, shape)?;
     count
         .checked_mul(dtype.itemsize)
-        .filter(|&n| n as u64 <= m.limits.max_length)
+        .filter(|&n| n as u64 <= heap.limits().max_length)
         .ok_or_else(|| {
-            m.limit(format!(
+            heap.limit(format!(
                 "array of shape {shape:?} and itemsize {} exceeds the limit of {} bytes",
-                dtype.itemsize, m.limits.max_length
+                dtype.itemsize,
+                heap.limits().max_length
             ))
         })
 }
 
 /// A numeric array from raw bytes in the given order and byte order.
 pub fn make_array(
-    m: &Machine<'_>,
+    heap: &Heap<'_>,
     dtype: Dtype,
     shape: Vec<usize>,
     bytes: &[u8],
@@ -314,11 +310,11 @@ pub fn make_array(
     big_endian: bool,
 ) -> Result<NdArray, PickleError> {
     if dtype.kind == 'O' {
-        return Err(m.malformed("object array given as raw bytes"));
+        return Err(heap.malformed("object array given as raw bytes"));
     }
-    let size = byte_size(m, &dtype, &shape)?;
+    let size = byte_size(heap, &dtype, &shape)?;
     if bytes.len() != size {
-        return Err(m.malformed(format!(
+        return Err(heap.malformed(format!(
             "array data has {} bytes, shape {shape:?} x {} needs {size}",
             bytes.len(),
             dtype.itemsize
@@ -372,26 +368,26 @@ fn to_c_order<T: Clone>(items: &[T], shape: &[usize]) -> Vec<T> {
 }
 
 /// `scalar(dtype, bytes)` (or `scalar(object_dtype, obj)`): a 0-d array.
-pub fn scalar(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
-    let dtype_id = arg(m, args, 0, "numpy scalar")?;
-    let data = arg(m, args, 1, "numpy scalar")?;
-    let dtype = dtype_at(m, dtype_id, "numpy scalar dtype")?;
+pub fn scalar(heap: &mut Heap<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
+    let dtype_id = arg(heap, args, 0, "numpy scalar")?;
+    let data = arg(heap, args, 1, "numpy scalar")?;
+    let dtype = dtype_at(heap, dtype_id, "numpy scalar dtype")?;
     if dtype.kind == 'O' {
         return Ok(Value::NdArray(object_array(
-            m,
+            heap,
             dtype,
             Vec::new(),
             vec![data],
             false,
         )?));
     }
-    m.charge(dtype.itemsize)?;
-    let Value::Bytes(bytes) = m.node(data)? else {
-        return Err(m.malformed("numpy scalar data is not bytes"));
+    heap.charge(dtype.itemsize)?;
+    let Value::Bytes(bytes) = heap.node(data)? else {
+        return Err(heap.malformed("numpy scalar data is not bytes"));
     };
-    let big_endian = m.big_endian.contains(&dtype_id);
+    let big_endian = heap.is_big_endian(dtype_id);
     Ok(Value::NdArray(make_array(
-        m,
+        heap,
         dtype,
         Vec::new(),
         bytes,
@@ -401,46 +397,123 @@ pub fn scalar(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, PickleError
 }
 
 /// `_frombuffer(buffer, dtype, shape, order)` (protocol 5 contiguous arrays).
-pub fn frombuffer(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
-    let buffer = arg(m, args, 0, "_frombuffer")?;
-    let dtype_id = arg(m, args, 1, "_frombuffer")?;
-    let shape = shape_at(m, arg(m, args, 2, "_frombuffer")?)?;
-    let order = arg(m, args, 3, "_frombuffer")?;
-    let fortran = match m.node(order)? {
+pub fn frombuffer(heap: &mut Heap<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
+    let buffer = arg(heap, args, 0, "_frombuffer")?;
+    let dtype_id = arg(heap, args, 1, "_frombuffer")?;
+    let shape = shape_at(heap, arg(heap, args, 2, "_frombuffer")?)?;
+    let order = arg(heap, args, 3, "_frombuffer")?;
+    let fortran = match heap.node(order)? {
         Value::Str(s) if s == "C" => false,
         Value::Str(s) if s == "F" => true,
-        _ => return Err(m.malformed("_frombuffer order is not 'C' or 'F'")),
+        _ => return Err(heap.malformed("_frombuffer order is not 'C' or 'F'")),
     };
-    let dtype = dtype_at(m, dtype_id, "_frombuffer dtype")?;
-    m.charge(byte_size(m, &dtype, &shape)?)?;
-    let Value::Bytes(bytes) = m.node(buffer)? else {
-        return Err(m.malformed("_frombuffer buffer is not bytes"));
+    let dtype = dtype_at(heap, dtype_id, "_frombuffer dtype")?;
+    heap.charge(byte_size(heap, &dtype, &shape)?)?;
+    let Value::Bytes(bytes) = heap.node(buffer)? else {
+        return Err(heap.malformed("_frombuffer buffer is not bytes"));
     };
-    let big_endian = m.big_endian.contains(&dtype_id);
+    let big_endian = heap.is_big_endian(dtype_id);
     Ok(Value::NdArray(make_array(
-        m, dtype, shape, bytes, fortran, big_endian,
+        heap, dtype, shape, bytes, fortran, big_endian,
     )?))
 }
 
 /// `_codecs.encode(text, 'latin1')`: how protocol 2 spells `bytes`.
-pub fn codecs_encode(m: &mut Machine<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
-    let text = arg(m, args, 0, "_codecs.encode")?;
-    let encoding = arg(m, args, 1, "_codecs.encode")?;
-    match m.node(encoding)? {
+pub fn codecs_encode(heap: &mut Heap<'_>, args: &[NodeId]) -> Result<Value, PickleError> {
+    let text = arg(heap, args, 0, "_codecs.encode")?;
+    let encoding = arg(heap, args, 1, "_codecs.encode")?;
+    match heap.node(encoding)? {
         Value::Str(e) if matches!(e.as_str(), "latin1" | "latin-1") => {}
-        _ => return Err(m.malformed("_codecs.encode with an encoding other than latin1")),
+        _ => return Err(heap.malformed("_codecs.encode with an encoding other than latin1")),
     }
-    let len = match m.node(text)? {
+    let len = match heap.node(text)? {
         Value::Str(t) => t.len(),
         _ => 0,
     };
-    m.charge(len)?;
-    let Value::Str(text) = m.node(text)? else {
-        return Err(m.malformed("_codecs.encode of a value that is not a string"));
+    heap.charge(len)?;
+    let Value::Str(text) = heap.node(text)? else {
+        return Err(heap.malformed("_codecs.encode of a value that is not a string"));
     };
     let bytes: Option<Vec<u8>> = text.chars().map(|c| u8::try_from(c).ok()).collect();
-    let bytes = bytes.ok_or_else(|| m.malformed("_codecs.encode: character above U+00FF"))?;
+    let bytes = bytes.ok_or_else(|| heap.malformed("_codecs.encode: character above U+00FF"))?;
     Ok(Value::Bytes(bytes))
+}
+
+/// What a joblib `NumpyArrayWrapper`'s BUILD state says about the array joblib writes right
+/// after it (the machine reads that array from the stream).
+pub struct WrappedArray {
+    pub dtype: Dtype,
+    pub big_endian: bool,
+    pub shape: Vec<usize>,
+    pub fortran: bool,
+    /// Whether a padding length byte and that much padding precede the data.
+    pub aligned: bool,
+}
+
+/// Reads a `NumpyArrayWrapper` BUILD state: `{subclass, dtype, shape, order, ...}`.
+pub fn array_wrapper(heap: &Heap<'_>, state: NodeId) -> Result<WrappedArray, PickleError> {
+    if !matches!(heap.node(state)?, Value::Dict(_)) {
+        return Err(heap.malformed("NumpyArrayWrapper state is not a dict"));
+    }
+    let key = |name: &str| {
+        heap.dict_get(state, name)
+            .ok_or_else(|| heap.malformed(format!("NumpyArrayWrapper state lacks {name:?}")))
+    };
+    match heap.node(key("subclass")?)? {
+        Value::Global(g) if g.module == "numpy" && g.name == "ndarray" => {}
+        other => {
+            return Err(heap.malformed(format!(
+                "NumpyArrayWrapper subclass is a {}, only numpy.ndarray is allowed",
+                other.kind()
+            )));
+        }
+    }
+    let dtype_id = key("dtype")?;
+    let Value::Dtype(dtype) = heap.node(dtype_id)?.clone() else {
+        return Err(heap.malformed("NumpyArrayWrapper dtype is not a dtype"));
+    };
+    let shape = shape_at(heap, key("shape")?)?;
+    let fortran = match heap.node(key("order")?)? {
+        Value::Str(s) if s == "C" => false,
+        Value::Str(s) if s == "F" => true,
+        _ => return Err(heap.malformed("NumpyArrayWrapper order is not 'C' or 'F'")),
+    };
+    let aligned = heap
+        .dict_get(state, "numpy_array_alignment_bytes")
+        .is_some_and(|id| !matches!(heap.node(id), Ok(Value::None)));
+    Ok(WrappedArray {
+        dtype,
+        big_endian: heap.is_big_endian(dtype_id),
+        shape,
+        fortran,
+        aligned,
+    })
+}
+
+/// The object array a wrapper's nested pickle stream yielded at `root`, which must have the
+/// wrapper's `shape`.
+pub fn wrapped_object_array(
+    heap: &mut Heap<'_>,
+    root: NodeId,
+    shape: &[usize],
+) -> Result<NdArray, PickleError> {
+    let Value::NdArray(array) = heap.node(root)? else {
+        return Err(heap.malformed("nested object-array stream did not yield an ndarray"));
+    };
+    if array.shape != shape {
+        return Err(heap.malformed(format!(
+            "nested object array has shape {:?}, wrapper says {shape:?}",
+            array.shape
+        )));
+    }
+    let array = array.clone();
+    heap.charge(
+        array
+            .objects
+            .len()
+            .saturating_mul(std::mem::size_of::<NodeId>()),
+    )?;
+    Ok(array)
 }
 
 #[cfg(test)]

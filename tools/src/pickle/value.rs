@@ -53,6 +53,28 @@ pub enum Value {
     NdArray(NdArray),
 }
 
+impl Value {
+    /// A short name for the value's type, for errors ("int", "dict", "ndarray", ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::None => "None",
+            Self::Bool(_) => "bool",
+            Self::Int(_) => "int",
+            Self::Float(_) => "float",
+            Self::Str(_) => "str",
+            Self::Bytes(_) => "bytes",
+            Self::Tuple(_) => "tuple",
+            Self::List(_) => "list",
+            Self::Dict(_) => "dict",
+            Self::Set(_) => "set",
+            Self::Global(_) => "global",
+            Self::Object { .. } => "object",
+            Self::Dtype(_) => "dtype",
+            Self::NdArray(_) => "ndarray",
+        }
+    }
+}
+
 /// A numpy dtype, as far as the reader needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dtype {

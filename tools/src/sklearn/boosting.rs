@@ -1,7 +1,7 @@
 //! GradientBoostingRegressor: `init_` constant plus `learning_rate` times each stage's tree.
 
 use super::trees::decode_tree;
-use super::{ExtractError, Fitted, MAX_TREE_NODES, Obj, describe, f64_values};
+use super::{ExtractError, Fitted, MAX_TREE_NODES, Obj, f64_values};
 use crate::estimator::{Aggregate, Estimator, TreeEnsemble};
 use crate::pickle::Value;
 
@@ -46,7 +46,7 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
                 "init_",
                 format!(
                     "expected 'zero' or a DummyRegressor, found a {}",
-                    describe(other)
+                    other.kind()
                 ),
             ));
         }

@@ -1,6 +1,6 @@
 //! LinearRegression, Ridge, Lasso, ElasticNet: `coef_` and `intercept_`.
 
-use super::{ExtractError, Fitted, Obj, as_f64, describe, f64_values};
+use super::{ExtractError, Fitted, Obj, as_f64, f64_values};
 use crate::estimator::{Estimator, Linear};
 use crate::pickle::Value;
 
@@ -35,7 +35,7 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
             let v = as_f64(scalar).ok_or_else(|| {
                 object.invalid(
                     "intercept_",
-                    format!("expected a number or array, found a {}", describe(scalar)),
+                    format!("expected a number or array, found a {}", scalar.kind()),
                 )
             })?;
             vec![v; n_targets]

@@ -1,6 +1,6 @@
 //! Pipeline: an optional StandardScaler followed by one supported final estimator.
 
-use super::{ExtractError, Obj, describe, f64_values, final_estimator};
+use super::{ExtractError, Obj, f64_values, final_estimator};
 use crate::estimator::{Model, StandardScaler};
 use crate::pickle::Value;
 
@@ -49,7 +49,7 @@ pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
             Some(other) => {
                 return Err(ExtractError::Unsupported(format!(
                     "Pipeline step {name:?} is a {}",
-                    describe(other)
+                    other.kind()
                 )));
             }
             None => {

@@ -3,7 +3,7 @@
 //! Nodes are decoded by field name and offset from the pickled record dtype, so both the
 //! 56-byte (sklearn 1.2) and the 64-byte (>= 1.3, with `missing_go_to_left`) layouts work.
 
-use super::{ExtractError, Fitted, MAX_TREE_NODES, Obj, describe, f64_values};
+use super::{ExtractError, Fitted, MAX_TREE_NODES, Obj, f64_values};
 use crate::estimator::{Aggregate, Estimator, Tree, TreeEnsemble};
 use crate::pickle::Value;
 
@@ -151,7 +151,7 @@ pub fn forest(object: &Obj<'_>, member: &str) -> Result<Fitted, ExtractError> {
         other => {
             return Err(object.invalid(
                 "estimators_",
-                format!("expected a list, found a {}", describe(other)),
+                format!("expected a list, found a {}", other.kind()),
             ));
         }
     };
