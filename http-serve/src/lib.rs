@@ -19,7 +19,19 @@
 //! - after an accept error that would repeat at once (out of file descriptors, say) pauses
 //!   before the next accept, 1 ms doubling up to 1 s while the errors last;
 //! - on shutdown stops accepting, lets every open connection finish its request in flight and
-//!   closes it; the caller bounds how long that may take.
+//!   closes it; [`serve_with_grace`] bounds how long that may take.
+//!
+//! The rest of what both servers' `main` and `serve` do the same way:
+//! - [`shutdown`]: the SIGINT/SIGTERM future that starts the shutdown;
+//! - [`telemetry`]: the log subscriber (`RUST_LOG`, text or JSON lines), and the tests' one;
+//! - [`metrics_upkeep`]: the task that keeps a Prometheus recorder's memory flat.
+//!
+//! # Layout
+//! `lib.rs` holds the accept loop ([`serve`], [`serve_with_grace`]) and the small request
+//! helpers below; it uses [`body`] (request bodies), `conn` (the connection's socket as
+//! hyper sees it) and `accept` (connection limit, accept-error pause). [`shutdown`],
+//! [`telemetry`] and [`metrics_upkeep`] stand alone: no module of the crate uses them, and
+//! they use none.
 //!
 //! [`method_label`] keeps metrics labels bounded whatever method a client sends,
 //! [`last_query_value`] reads a query parameter the way FastAPI does, [`echo_name`] keeps a
@@ -31,6 +43,9 @@
 mod accept;
 pub mod body;
 mod conn;
+pub mod metrics_upkeep;
+pub mod shutdown;
+pub mod telemetry;
 
 use std::future::Future;
 use std::io;
@@ -146,6 +161,35 @@ pub async fn serve(
     drop(listener);
     connections.shutdown().await;
     Ok(())
+}
+
+/// Serves `app` like [`serve`] until `shutdown` completes, then gives the open connections
+/// `grace` to finish their requests in flight: returns when they have, or when `grace` is over
+/// (logged), abandoning those still open (they end with the runtime).
+pub async fn serve_with_grace(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> io::Result<()> {
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = serve(listener, app, limits, async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    });
+    let grace_over = async move {
+        // An error means `serve` has returned, which ends the race first.
+        let _ = on_signal.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = grace_over => {
+            tracing::warn!(?grace, "grace period over; abandoning the requests still in flight");
+            Ok(())
+        }
+    }
 }
 
 /// Where a process on this machine reaches a server listening on `listen`: that address, or
