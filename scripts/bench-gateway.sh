@@ -32,7 +32,7 @@ bench_prepare
 
 say "building release binaries"
 cargo build --release --locked -p gateway --bin gateway -p inference-node --bin inference-node \
-  --example http_ceiling -p consul --bin consul-dev >&2
+  --example http_ceiling -p consul --bin consul-dev --features consul/standin >&2
 GATEWAY_BIN="$TARGET_DIR/release/gateway"
 NODE_BIN="$TARGET_DIR/release/inference-node"
 CONSUL_BIN="$TARGET_DIR/release/consul-dev"

@@ -35,7 +35,8 @@ prepare_prebuilt() {
   require_tool cargo "Install Rust (rustup) first."
   ensure_ort
   say "building release binaries (gateway, inference-node, consul-dev)"
-  cargo build --release --locked --bin gateway --bin inference-node --bin consul-dev
+  cargo build --release --locked --bin gateway --bin inference-node --bin consul-dev \
+    --features consul/standin
   local bin ort_lib
   bin="${CARGO_TARGET_DIR:-$ROOT/target}/release"
   ort_lib="$(readlink -f "$ORT_DYLIB_PATH")"

@@ -219,7 +219,8 @@ else
   say "building release binaries for the first time: several minutes, progress below"
 fi
 # In the background and its own process group, so that a signal can stop it (see cleanup).
-setsid cargo build --release --locked --workspace --bins &
+# `consul/standin`: consul-dev, the stand-in, is built only with it.
+setsid cargo build --release --locked --workspace --bins --features consul/standin &
 BUILD_PID=$!
 wait "$BUILD_PID" || die "the build failed (see cargo's messages above)"
 BUILD_PID=""

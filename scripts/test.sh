@@ -49,7 +49,9 @@ mkdir -p "$ROOT/target" && : >"$TEST_SKIP_LOG"
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # The binaries first: some integration tests (and the Python clients) run other crates' binaries.
-stage "cargo build (binaries)" cargo build --workspace --bins --locked
+# `consul/standin`: consul-dev, the stand-in, is built only with it (cargo test turns it on
+# too, through the tests' dev-dependencies, so both builds compile the same consul).
+stage "cargo build (binaries)" cargo build --workspace --bins --locked --features consul/standin
 # The gateway's real-engine test needs a local image; with a Docker daemon it runs after the
 # Docker end-to-end test has built the images (nothing can be pulled here).
 DOCKER_TEST=launch_list_delete_and_guardrails_on_the_real_engine
@@ -65,7 +67,8 @@ if compgen -G "tests/python/test_*.py" >/dev/null; then
 fi
 # One release build for both end-to-end tests: the newcomer test seeds its build from it and
 # the Docker test packs its binaries.
-stage "cargo build --release (for the end-to-end tests)" cargo build --release --workspace --bins --locked
+stage "cargo build --release (for the end-to-end tests)" \
+  cargo build --release --workspace --bins --locked --features consul/standin
 if [[ -x tests/e2e/newcomer.sh ]]; then
   busy=""
   for port in 8000 8500; do

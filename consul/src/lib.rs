@@ -1,6 +1,7 @@
 //! Consul for this project: the wire types, a thin HTTP client that the inference nodes and
-//! the gateway use, and `consul-dev`, a Consul-compatible stand-in for development and tests
-//! (production runs real Consul).
+//! the gateway use, and, with the `standin` feature, `consul-dev`, a Consul-compatible
+//! stand-in for development and tests (production runs real Consul, and the servers' builds
+//! leave the stand-in out).
 //!
 //! # Layout
 //! - [`types`]: Consul's JSON shapes with Consul's exact casing (`ID`, `HTTP`, `CheckID`, ...).
@@ -8,13 +9,15 @@
 //! - [`client`]: [`Client`], the reqwest-based client (register, deregister, blocking health
 //!   queries, TTL updates, ...).
 //! - [`error`]: [`ConsulError`], the client's one error type.
-//! - [`standin`]: `consul-dev`, the stand-in agent (`serve`, and `spawn` for tests).
+//! - `standin` (feature `standin`): `consul-dev`, the stand-in agent (`serve`, and `spawn`
+//!   for tests). It uses the client, the types and the durations; no other module uses it.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod duration;
 pub mod error;
+#[cfg(feature = "standin")]
 pub mod standin;
 pub mod types;
 

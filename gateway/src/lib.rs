@@ -17,7 +17,10 @@
 //! - [`runtime`]: launch, list and stop nodes (Docker containers or local processes) for the
 //!   lifecycle endpoints.
 //! - [`upstream`]: the pooled node client and one exchange.
-//! - [`telemetry`], [`shutdown`]: logs, the Prometheus recorder, signals.
+//! - [`telemetry`]: the Prometheus recorder and the per-node upstream series.
+//!
+//! The shutdown signal, the log setup, the metrics upkeep and the grace period come from
+//! `http-serve`.
 //!
 //! Which way each layer points (`a → b`: `a` uses `b`; nothing points back, so no module
 //! imports another that imports it):
@@ -29,7 +32,7 @@
 //!   `config`), and both → `flags` (the private duration parsers).
 //! - `runtime` → `discovery`, `error`.
 //! - `balance`, `telemetry` → `discovery` → `upstream`.
-//! - `error`, `hedge`, `upstream`, `shutdown` and `flags` use no other module.
+//! - `error`, `hedge`, `upstream` and `flags` use no other module.
 
 #![forbid(unsafe_code)]
 
@@ -42,7 +45,6 @@ pub mod hedge;
 pub mod http;
 pub mod proxy;
 pub mod runtime;
-pub mod shutdown;
 pub mod state;
 pub mod telemetry;
 pub mod upstream;
@@ -52,7 +54,6 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -79,10 +80,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = state.config.shutdown_grace;
     let background = state.background.clone();
-    tokio::spawn(metrics_upkeep(state.metrics.clone(), background.clone()));
+    http_serve::metrics_upkeep::spawn(state.metrics.clone(), background.clone());
     let runtime = state.runtime.clone();
-    let signalled = CancellationToken::new();
-    let on_signal = signalled.clone();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "gateway listening");
     }
@@ -92,40 +91,12 @@ pub async fn serve(
         max_body_bytes: usize::try_from(state.config.body_limit).unwrap_or(usize::MAX),
         max_connections: state.config.max_connections as usize,
     };
-    let server = http_serve::serve(listener, router(state), limits, async move {
-        shutdown.await;
-        on_signal.cancel();
-    });
-    let result = tokio::select! {
-        result = server => result,
-        () = grace_elapsed(&signalled, grace) => {
-            tracing::warn!(?grace, "shutdown grace period elapsed; dropping open connections");
-            Ok(())
-        }
-    };
+    let result =
+        http_serve::serve_with_grace(listener, router(state), limits, shutdown, grace).await;
     background.cancel();
     // Node processes this gateway started stop with it (containers are left running).
     runtime.shutdown().await;
     result
-}
-
-/// Folds recorded histogram samples into their buckets every few seconds, so memory stays
-/// flat when nobody scrapes `/metrics`.
-async fn metrics_upkeep(
-    handle: metrics_exporter_prometheus::PrometheusHandle,
-    cancel: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
-        }
-    }
-}
-
-async fn grace_elapsed(signalled: &CancellationToken, grace: Duration) {
-    signalled.cancelled().await;
-    tokio::time::sleep(grace).await;
 }
 
 /// Asks the gateway listening on `listen` (on this machine) for `GET /health`; returns

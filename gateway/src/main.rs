@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use gateway::{AppState, Config, shutdown, telemetry};
+use gateway::{AppState, Config};
+use http_serve::{shutdown, telemetry};
 use tokio::net::TcpListener;
 
 #[tokio::main]

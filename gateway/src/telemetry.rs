@@ -1,4 +1,5 @@
-//! Logging (tracing), the process-wide Prometheus recorder, and the per-node upstream series.
+//! The process-wide Prometheus recorder, and the per-node upstream series. (The log setup is
+//! `http_serve::telemetry`.)
 //!
 //! The per-node series (`gateway_upstream_*_total{node=...}`) are kept here rather than in the
 //! recorder, which cannot forget a series: a node that has been out of the healthy set for the
@@ -15,26 +16,6 @@ use tokio::time::Instant;
 use crate::discovery::Endpoint;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
-
-/// Installs the log subscriber: `RUST_LOG` filter (default `info`), text or JSON lines.
-pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-/// Installs a test log subscriber that writes through the test harness (ignored if set).
-pub fn init_for_test() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new("warn"))
-        .with_test_writer()
-        .try_init();
-}
 
 /// Returns the handle of the process-wide Prometheus recorder, installing it on first use.
 ///

@@ -30,7 +30,7 @@ async fn gateway_over(endpoints: Vec<Endpoint>) -> TestGateway {
 }
 
 async fn serve_gateway(config: Config, discovery: Discovery) -> TestGateway {
-    gateway::telemetry::init_for_test();
+    http_serve::telemetry::init_for_test();
     let state = AppState::with_discovery(config, discovery, CancellationToken::new());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

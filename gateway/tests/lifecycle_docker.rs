@@ -37,7 +37,7 @@ struct TestGateway {
 
 impl TestGateway {
     async fn start(args: &[&str], discovery: Discovery) -> TestGateway {
-        gateway::telemetry::init_for_test();
+        http_serve::telemetry::init_for_test();
         let mut all = vec!["gateway"];
         if !args.contains(&"--service-discovery-url") {
             all.extend(["--service-discovery-url", "http://127.0.0.1:9"]);

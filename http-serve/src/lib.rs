@@ -16,8 +16,22 @@
 //!   trickling it cannot hold its connection for ever;
 //! - answers requests hyper cannot parse (400, 414, 431) with a `{"detail": ...}` body like
 //!   every other error, instead of hyper's empty one ([`conn`]);
+//! - after an accept error that would repeat at once (out of file descriptors, say) pauses
+//!   before the next accept, 1 ms doubling up to 1 s while the errors last;
 //! - on shutdown stops accepting, lets every open connection finish its request in flight and
-//!   closes it; the caller bounds how long that may take.
+//!   closes it; [`serve_with_grace`] bounds how long that may take.
+//!
+//! The rest of what both servers' `main` and `serve` do the same way:
+//! - [`shutdown`]: the SIGINT/SIGTERM future that starts the shutdown;
+//! - [`telemetry`]: the log subscriber (`RUST_LOG`, text or JSON lines), and the tests' one;
+//! - [`metrics_upkeep`]: the task that keeps a Prometheus recorder's memory flat.
+//!
+//! # Layout
+//! `lib.rs` holds the accept loop ([`serve`], [`serve_with_grace`]) and the small request
+//! helpers below; it uses [`body`] (request bodies), `conn` (the connection's socket as
+//! hyper sees it) and `accept` (connection limit, accept-error pause). [`shutdown`],
+//! [`telemetry`] and [`metrics_upkeep`] stand alone: no module of the crate uses them, and
+//! they use none.
 //!
 //! [`method_label`] keeps metrics labels bounded whatever method a client sends,
 //! [`last_query_value`] reads a query parameter the way FastAPI does, [`echo_name`] keeps a
@@ -26,8 +40,12 @@
 
 #![forbid(unsafe_code)]
 
+mod accept;
 pub mod body;
 mod conn;
+pub mod metrics_upkeep;
+pub mod shutdown;
+pub mod telemetry;
 
 use std::future::Future;
 use std::io;
@@ -44,9 +62,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
+use accept::{AcceptBackoff, ConnectionPermits};
 use body::BodyRules;
 pub use body::{BodyError, FullBody};
 use conn::{AnswerBody, ConnIo, Exchanges};
@@ -88,6 +106,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.client_timeout);
     let mut permits = ConnectionPermits::new(limits.max_connections);
+    let mut backoff = AcceptBackoff::default();
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -98,9 +117,12 @@ pub async fn serve(
         let stream = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    backoff.accepted();
+                    stream
+                }
                 Err(e) => {
-                    wait_after_accept_error(e).await;
+                    backoff.after_error(e).await;
                     continue;
                 }
             },
@@ -141,66 +163,33 @@ pub async fn serve(
     Ok(())
 }
 
-/// The connection limit: one permit per open connection, taken before accepting it.
-struct ConnectionPermits {
-    semaphore: Arc<Semaphore>,
-    limit: usize,
-    /// Whether the limit was reached and has not eased since (logged once per episode).
-    saturated: bool,
-}
-
-impl ConnectionPermits {
-    fn new(limit: usize) -> ConnectionPermits {
-        let limit = limit.max(1);
-        ConnectionPermits {
-            semaphore: Arc::new(Semaphore::new(limit)),
-            limit,
-            saturated: false,
+/// Serves `app` like [`serve`] until `shutdown` completes, then gives the open connections
+/// `grace` to finish their requests in flight: returns when they have, or when `grace` is over
+/// (logged), abandoning those still open (they end with the runtime).
+pub async fn serve_with_grace(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> io::Result<()> {
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = serve(listener, app, limits, async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    });
+    let grace_over = async move {
+        // An error means `serve` has returned, which ends the race first.
+        let _ = on_signal.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = grace_over => {
+            tracing::warn!(?grace, "grace period over; abandoning the requests still in flight");
+            Ok(())
         }
     }
-
-    /// A permit for the next connection, waiting for one to close when the limit is reached.
-    async fn acquire(&mut self) -> OwnedSemaphorePermit {
-        let free = self.semaphore.available_permits();
-        if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
-            // The episode ends once a tenth of the limit is free again (counting the permit
-            // taken now), so a server hovering at the limit does not log on every connection.
-            if self.saturated && free >= (self.limit / 10).max(1) {
-                self.saturated = false;
-                tracing::info!(
-                    limit = self.limit,
-                    "open connections are below the connection limit again"
-                );
-            }
-            return permit;
-        }
-        if !self.saturated {
-            self.saturated = true;
-            tracing::warn!(
-                limit = self.limit,
-                "connection limit reached: new connections wait in the listen backlog until one closes"
-            );
-        }
-        self.semaphore
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
-    }
-}
-
-/// An accept error on one connection (reset before it was accepted) is no reason to pause;
-/// anything else (out of file descriptors, say) would repeat at once, so wait a little.
-async fn wait_after_accept_error(e: io::Error) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Where a process on this machine reaches a server listening on `listen`: that address, or

@@ -1,6 +1,7 @@
 //! `serve` against real TCP clients on 127.0.0.1: a normal request, a silent client, a stalled
 //! request head, an HTTP/2 client, a stalled body, a trickled body, the connection limit,
-//! requests hyper cannot parse, and a graceful shutdown with a request in flight.
+//! requests hyper cannot parse, and a graceful shutdown with a request in flight, finished or
+//! (past the grace period of `serve_with_grace`) abandoned.
 
 use std::time::Duration;
 
@@ -310,6 +311,51 @@ async fn shutdown_finishes_the_request_in_flight_then_returns() {
     assert!(
         TcpStream::connect(server.addr).await.is_err(),
         "still accepting"
+    );
+}
+
+#[tokio::test]
+async fn past_the_grace_period_serve_with_grace_returns_with_a_request_in_flight() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let request_time = Duration::from_secs(10);
+    let app = Router::new().route(
+        "/slower",
+        get(move || async move {
+            tokio::time::sleep(request_time).await;
+            "done"
+        }),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let grace = Duration::from_millis(100);
+    let task = tokio::spawn(http_serve::serve_with_grace(
+        listener,
+        app,
+        LIMITS,
+        async {
+            let _ = stopped.await;
+        },
+        grace,
+    ));
+    let url = format!("http://{addr}/slower");
+    let in_flight = tokio::spawn(async move { reqwest::get(url).await?.text().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let signalled = tokio::time::Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("serve_with_grace did not return after the grace period")
+        .unwrap()
+        .unwrap();
+    let waited = signalled.elapsed();
+    assert!(
+        waited >= grace,
+        "returned before the grace period: {waited:?}"
+    );
+    assert!(waited < request_time, "waited for the request: {waited:?}");
+    assert!(
+        !in_flight.is_finished(),
+        "the request in flight (10 s) finished within the grace period (100 ms)"
     );
 }
 

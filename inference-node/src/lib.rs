@@ -14,10 +14,12 @@
 //! - [`state`]: `AppState` (models, in-flight bound, draining flag).
 //! - [`metrics`]: Prometheus recorder and request middleware.
 //! - [`registration`]: Consul register / refresh / deregister loop.
-//! - [`shutdown`], [`telemetry`], [`probe`]: signals, logging, `--health-check`.
+//! - [`shutdown`], [`probe`]: exiting with the parent process, `--health-check`.
 //! - [`sched_policy`]: the CPU scheduling policy of the node's threads.
 //!
-//! [`serve`] runs the whole node on a bound listener until a shutdown future completes.
+//! [`serve`] runs the whole node on a bound listener until a shutdown future completes. The
+//! shutdown signal, the log setup, the metrics upkeep and the grace period come from
+//! `http-serve`.
 
 #![forbid(unsafe_code)]
 
@@ -35,24 +37,17 @@ pub mod registry;
 pub mod sched_policy;
 pub mod shutdown;
 pub mod state;
-pub mod telemetry;
 pub mod v2;
 
 use std::future::Future;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use error::NodeError;
 pub use http::router;
 pub use state::AppState;
-
-/// How often histogram samples are folded into buckets (they are buffered until then, so
-/// this bounds that buffer's memory under load).
-const METRICS_UPKEEP: Duration = Duration::from_secs(1);
 
 /// Serves the node on `listener` until `shutdown` completes, then: marks the node draining
 /// (`/health` 503), deregisters from Consul, stops accepting, and waits for in-flight requests
@@ -69,9 +64,8 @@ pub async fn serve(
         .map_err(|e| NodeError::Config(format!("listener has no address: {e}")))?;
     let background = CancellationToken::new();
     let registration = start_registration(&state, local.port())?;
-    tokio::spawn(metrics_upkeep(state.clone(), background.clone()));
+    http_serve::metrics_upkeep::spawn(state.metrics.clone(), background.clone());
 
-    let (drain_started, drain_rx) = oneshot::channel::<()>();
     let signal_state = state.clone();
     let signal = async move {
         shutdown.await;
@@ -81,10 +75,9 @@ pub async fn serve(
             cancel.cancel();
             let _ = task.await;
         }
-        let _ = drain_started.send(());
     };
     tracing::info!(address = %local, models = state.registry.len(), "serving");
-    let server = http_serve::serve(
+    let result = http_serve::serve_with_grace(
         listener,
         router(state.clone()),
         http_serve::Limits {
@@ -94,21 +87,10 @@ pub async fn serve(
             max_connections: state.config.max_connections,
         },
         signal,
-    );
-    let grace = state.config.shutdown_grace;
-    let grace_timer = async move {
-        if drain_rx.await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(grace).await;
-    };
-    let result = tokio::select! {
-        result = server => result.map_err(|e| NodeError::Config(format!("server failed: {e}"))),
-        () = grace_timer => {
-            tracing::warn!(grace = ?grace, "grace period over; abandoning the requests still in flight");
-            Ok(())
-        }
-    };
+        state.config.shutdown_grace,
+    )
+    .await
+    .map_err(|e| NodeError::Config(format!("server failed: {e}")));
     background.cancel();
     tracing::info!("stopped");
     result
@@ -141,13 +123,4 @@ fn start_registration(state: &AppState, port: u16) -> Result<Option<Registration
         cancel.clone(),
     ));
     Ok(Some((cancel, task)))
-}
-
-async fn metrics_upkeep(state: AppState, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(METRICS_UPKEEP) => state.metrics.run_upkeep(),
-        }
-    }
 }

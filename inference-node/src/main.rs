@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use inference_node::{AppState, Config, probe, sched_policy, shutdown, telemetry};
+use http_serve::telemetry;
+use inference_node::{AppState, Config, probe, sched_policy, shutdown};
 
 /// mimalloc rather than glibc's malloc: every request allocates and frees buffers above
 /// glibc's per-thread cache sizes (hyper's 8 KiB read buffer among them), where glibc takes
@@ -63,7 +64,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr} (PORT/HOST)"))?;
         tracing::info!(took_ms = started.elapsed().as_millis() as u64, "ready");
-        inference_node::serve(listener, state, shutdown::signal()).await?;
+        inference_node::serve(listener, state, http_serve::shutdown::signal()).await?;
         Ok(())
     })
 }

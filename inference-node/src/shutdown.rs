@@ -1,34 +1,9 @@
-//! The shutdown signal: SIGINT or SIGTERM; and SIGTERM when the parent process dies, on
-//! request ([`exit_with_parent`]).
+//! SIGTERM when the parent process dies, on request ([`exit_with_parent`]); the node then
+//! shuts down as on any SIGTERM (`http_serve::shutdown::signal`).
 
 use rustix::process::{Pid, Signal, getppid, set_parent_process_death_signal};
 
 use crate::error::NodeError;
-
-/// Completes when the process receives SIGINT (Ctrl-C) or SIGTERM (`docker stop`).
-pub async fn signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = interrupt => tracing::info!(signal = "SIGINT", "shutdown requested"),
-        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-    }
-}
 
 /// Asks Linux to send this process SIGTERM when its parent dies (`INFERENCE_NODE_EXIT_WITH_PARENT`,
 /// set by the gateway's process runtime), then checks that the parent is still `expected`: if

@@ -1,8 +1,8 @@
 """Shared helpers for the independent-client tests.
 
-These tests start the project's real binaries (built by `cargo build --workspace --bins`, which
-scripts/test.sh does first) on free loopback ports and drive them with Python clients that
-nobody in this project wrote.
+These tests start the project's real binaries (built by `cargo build --workspace --bins
+--features consul/standin`, which scripts/test.sh does first) on free loopback ports and drive
+them with Python clients that nobody in this project wrote.
 """
 import os
 import pathlib
@@ -21,7 +21,10 @@ def binary(name: str) -> pathlib.Path:
     """Path of a workspace binary; fails (never skips) when it was not built."""
     path = TARGET_DIR / "debug" / name
     if not path.exists():
-        pytest.fail(f"{path} is missing: run `cargo build --workspace --bins` (scripts/test.sh does)")
+        pytest.fail(
+            f"{path} is missing: run `cargo build --workspace --bins --features consul/standin`"
+            " (scripts/test.sh does)"
+        )
     return path
 
 

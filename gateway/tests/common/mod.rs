@@ -219,7 +219,7 @@ pub fn gateway_config(consul: &str, extra: &[&str]) -> Config {
 
 /// Starts a gateway in this runtime.
 pub async fn spawn_gateway(config: Config) -> TestGateway {
-    gateway::telemetry::init_for_test();
+    http_serve::telemetry::init_for_test();
     let state = AppState::new(config).expect("gateway state");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

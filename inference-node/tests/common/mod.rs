@@ -77,7 +77,7 @@ impl Drop for TestNode {
 
 /// Loads the models named by `config` and serves them on `127.0.0.1:0`.
 pub async fn spawn_node(config: Config) -> TestNode {
-    inference_node::telemetry::init_for_test();
+    http_serve::telemetry::init_for_test();
     let state = AppState::new(config).expect("the node starts");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
