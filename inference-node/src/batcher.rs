@@ -18,11 +18,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use ndarray::ArrayView2;
+use onnx_model::Model;
 use tokio::sync::oneshot;
 
 use crate::error::NodeError;
 use crate::metrics;
-use crate::model::Model;
 
 /// How jobs are merged.
 #[derive(Debug, Clone, Copy)]

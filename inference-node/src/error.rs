@@ -8,11 +8,10 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use onnx_model::ModelError;
+use onnx_model::runtime::RuntimeError;
 use serde::Serialize;
 use serde_json::Value;
-
-use crate::model::ModelError;
-use crate::onnx_runtime::RuntimeError;
 
 /// Everything that can go wrong in the node, at startup or while serving a request.
 #[derive(Debug, thiserror::Error)]

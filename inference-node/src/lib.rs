@@ -4,8 +4,6 @@
 //!
 //! # Layout
 //! - [`config`]: `Config` (clap derive, every setting also from the environment).
-//! - [`onnx_runtime`]: finds `libonnxruntime.so` and creates the process-wide environment.
-//! - [`model`]: one ONNX model, its metadata contract with `convert-models`, and `predict`.
 //! - [`registry`]: every model of `MODELS_DIR`, by name.
 //! - [`batcher`]: one inference thread per model, merging concurrent requests (dynamic batching).
 //! - [`input`]: validation of the seed's `/predict` body with FastAPI's error shapes.
@@ -16,6 +14,8 @@
 //! - [`registration`]: Consul register / refresh / deregister loop.
 //! - [`shutdown`], [`telemetry`], [`probe`]: signals, logging, `--health-check`.
 //! - [`sched_policy`]: the CPU scheduling policy of the node's threads.
+//! - The models themselves (the ONNX contract with `convert-models`, loading, `predict`, finding
+//!   ONNX Runtime) are the `onnx_model` crate's.
 //!
 //! [`serve`] runs the whole node on a bound listener until a shutdown future completes.
 
@@ -27,8 +27,6 @@ pub mod error;
 pub mod http;
 pub mod input;
 pub mod metrics;
-pub mod model;
-pub mod onnx_runtime;
 pub mod probe;
 pub mod registration;
 pub mod registry;

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use onnx_model::runtime;
+use onnx_model::{Model, ModelInfo};
+
 use crate::batcher::{BatchPolicy, Batcher};
 use crate::error::NodeError;
-use crate::model::{Model, ModelInfo};
-use crate::onnx_runtime;
 
 /// A loaded model and the handle that runs it.
 #[derive(Clone)]
@@ -42,7 +43,7 @@ impl Registry {
         ort_library: Option<&Path>,
         policy: BatchPolicy,
     ) -> Result<Registry, NodeError> {
-        let env = onnx_runtime::environment(ort_library)?;
+        let env = runtime::environment(ort_library)?;
         let entries = std::fs::read_dir(dir).map_err(|e| {
             NodeError::Models(format!("MODELS_DIR {} cannot be read: {e}", dir.display()))
         })?;

@@ -8,12 +8,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_serve::{BodyError, FullBody};
+use onnx_model::ModelInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Detail, NodeError};
 use crate::http::body_error;
 use crate::input;
-use crate::model::ModelInfo;
 use crate::state::AppState;
 
 /// The seed's fixed `message` field.

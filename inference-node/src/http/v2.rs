@@ -6,6 +6,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_serve::{BodyError, FullBody};
+use onnx_model::contract::OUTPUT_NAME;
 
 use crate::error::{NodeError, V2Error};
 use crate::http::body_error;
@@ -137,7 +138,7 @@ async fn run_infer(
         model_version: v2::VERSION,
         id: request.id,
         outputs: vec![OutputTensor {
-            name: crate::model::OUTPUT_NAME,
+            name: OUTPUT_NAME,
             datatype: "FP64",
             shape: vec![n_rows, info.n_targets],
             data,
