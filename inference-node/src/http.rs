@@ -88,15 +88,3 @@ fn in_family_shape(uri: &Uri, error: NodeError) -> Response {
         Detail(error).into_response()
     }
 }
-
-/// Maps a body-reading failure: over the limit is 413, a stalled or too slow body 408, a
-/// broken one a client error.
-pub(crate) fn body_error(error: http_serve::BodyError) -> NodeError {
-    use http_serve::BodyError;
-    match error {
-        BodyError::TooLarge { limit } => NodeError::PayloadTooLarge { limit },
-        BodyError::Stalled { .. } => NodeError::BodyTimeout,
-        BodyError::TooSlow { timeout } => NodeError::BodyTooSlow { timeout },
-        BodyError::Failed(_) => NodeError::BadRequest(error.to_string()),
-    }
-}

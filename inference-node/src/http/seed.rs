@@ -12,7 +12,6 @@ use onnx_model::ModelInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Detail, NodeError};
-use crate::http::body_error;
 use crate::input;
 use crate::state::AppState;
 
@@ -80,7 +79,7 @@ pub async fn predict(
         .registry
         .get(http_serve::last_query_value(&query, "model"))?;
     check_content_type(&headers)?;
-    let FullBody(body) = body.map_err(body_error)?;
+    let FullBody(body) = body.map_err(NodeError::from)?;
     let info = served.model.info();
     let mut rows = input::parse(&body, &info.feature_names, state.config.max_batch_rows)
         .map_err(NodeError::Validation)?;

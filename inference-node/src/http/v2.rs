@@ -9,7 +9,6 @@ use http_serve::{BodyError, FullBody};
 use onnx_model::contract::OUTPUT_NAME;
 
 use crate::error::{NodeError, V2Error};
-use crate::http::body_error;
 use crate::registry::Served;
 use crate::state::AppState;
 use crate::v2::{self, InferRequest, InferResponse, ModelMetadata, OutputTensor, ServerMetadata};
@@ -127,7 +126,7 @@ async fn run_infer(
         )
         .into());
     }
-    let FullBody(body) = body.map_err(body_error)?;
+    let FullBody(body) = body.map_err(NodeError::from)?;
     let mut request: InferRequest = serde_json::from_slice(&body)
         .map_err(|e| NodeError::BadRequest(format!("invalid inference request: {e}")))?;
     let info = served.model.info();
