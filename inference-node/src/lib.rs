@@ -3,29 +3,37 @@
 //! registering itself in Consul.
 //!
 //! # Layout
-//! - [`config`]: `Config` (clap derive, every setting also from the environment).
+//! - [`api`]: the router and what both API families share; one folder per family:
+//!   - [`api::seed`]: the seed's `/health`, `/predict`, `/models` (handlers, body validation);
+//!   - [`api::v2`]: the Open Inference Protocol under `/v2` (handlers, wire types).
+//! - [`error`]: `NodeError`, the one table from every error to its HTTP status and body.
+//! - [`state`]: `AppState` (models, in-flight bound, draining flag).
 //! - [`registry`]: every model of `MODELS_DIR`, by name.
 //! - [`batcher`]: one inference thread per model, merging concurrent requests (dynamic batching).
-//! - [`input`]: validation of the seed's `/predict` body with FastAPI's error shapes.
-//! - [`v2`]: Open Inference Protocol wire types and tensor decoding.
-//! - [`http`]: the router and handlers; [`error`]: `NodeError` and its status table.
-//! - [`state`]: `AppState` (models, in-flight bound, draining flag).
+//! - The models themselves (the ONNX contract with `convert-models`, loading, `predict`, finding
+//!   ONNX Runtime) are the `onnx_model` crate's.
+//! - [`config`]: `Config` (clap derive, every setting also from the environment).
 //! - [`metrics`]: Prometheus recorder and request middleware.
 //! - [`registration`]: Consul register / refresh / deregister loop.
 //! - [`shutdown`], [`telemetry`], [`probe`]: signals, logging, `--health-check`.
 //! - [`sched_policy`]: the CPU scheduling policy of the node's threads.
-//! - The models themselves (the ONNX contract with `convert-models`, loading, `predict`, finding
-//!   ONNX Runtime) are the `onnx_model` crate's.
+//!
+//! Layers point down: `api` → `state` → `registry` → `batcher` → `onnx_model`, and nothing
+//! imports `api` but the crate root. `registry` and `batcher` know nothing of HTTP: they return
+//! their own errors, and `error` (used by `api`, `state`, `config`, `shutdown`) turns those into
+//! `NodeError`s and statuses, so `error` points down to them and never the other way.
+//! Beside them: `config` imports `error` and `sched_policy`, `shutdown` `error`,
+//! `registration` `config`; `metrics`, `sched_policy`, `probe`, `telemetry` import nothing of
+//! the crate.
 //!
 //! [`serve`] runs the whole node on a bound listener until a shutdown future completes.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod batcher;
 pub mod config;
 pub mod error;
-pub mod http;
-pub mod input;
 pub mod metrics;
 pub mod probe;
 pub mod registration;
@@ -34,7 +42,6 @@ pub mod sched_policy;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
-pub mod v2;
 
 use std::future::Future;
 use std::time::Duration;
@@ -43,9 +50,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+pub use api::router;
 pub use config::Config;
 pub use error::NodeError;
-pub use http::router;
 pub use state::AppState;
 
 /// How often histogram samples are folded into buckets (they are buffered until then, so

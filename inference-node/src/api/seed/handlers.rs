@@ -1,4 +1,4 @@
-//! The seed's API, kept exactly: `GET /health`, `POST /predict`, plus `GET /models`.
+//! The seed's endpoints, kept exactly: `GET /health`, `POST /predict`, plus `GET /models`.
 //!
 //! Errors answer in FastAPI's shape (`{"detail": ...}`), since the seed's clients parse it.
 
@@ -11,8 +11,8 @@ use http_serve::{BodyError, FullBody};
 use onnx_model::ModelInfo;
 use serde::{Deserialize, Serialize};
 
+use super::input;
 use crate::error::{Detail, NodeError};
-use crate::input;
 use crate::state::AppState;
 
 /// The seed's fixed `message` field.
