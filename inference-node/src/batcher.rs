@@ -12,17 +12,19 @@
 //! inference thread neither allocates nor frees per request: memory allocated on one thread
 //! and freed on another is what makes the allocator slow (with glibc's, lock traffic on the
 //! owner's arena).
+//!
+//! Failures are [`PredictError`]s; the node's error table (`crate::error`) decides their HTTP
+//! status.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use ndarray::ArrayView2;
+use onnx_model::Model;
 use tokio::sync::oneshot;
 
-use crate::error::NodeError;
 use crate::metrics;
-use crate::model::Model;
 
 /// How jobs are merged.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +50,26 @@ struct Job {
     n_rows: usize,
     /// Empty, with room for `n_rows * n_targets` values; the inference thread fills it.
     output: Vec<f64>,
-    reply: oneshot::Sender<Result<Prediction, NodeError>>,
+    reply: oneshot::Sender<Result<Prediction, PredictError>>,
+}
+
+/// Why a request got no predictions.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PredictError {
+    /// The model's inference thread is gone.
+    #[error("the inference thread has stopped")]
+    Stopped,
+    /// The inference thread dropped the request without answering.
+    #[error("the inference thread dropped a request")]
+    Dropped,
+    /// ONNX Runtime failed on the batch that held the request (every job of it gets the
+    /// message).
+    #[error("{0}")]
+    Failed(String),
+    /// The model answered a value that is not finite for this row of the request (inputs far
+    /// outside the model's range).
+    #[error("the prediction for row {row} is not a finite number")]
+    NonFinite { row: usize },
 }
 
 /// A job's answer: its rows, handed back, and their predictions.
@@ -79,7 +100,7 @@ impl Batcher {
 
     /// Predicts `rows` (row-major, `n_rows * n_features` values); answers them with their
     /// `n_rows * n_targets` predictions, all finite (JSON cannot carry anything else).
-    pub async fn predict(&self, rows: Vec<f64>) -> Result<Prediction, NodeError> {
+    pub async fn predict(&self, rows: Vec<f64>) -> Result<Prediction, PredictError> {
         let n_rows = rows.len() / self.n_features;
         debug_assert_eq!(rows.len(), n_rows * self.n_features);
         let (reply, answer) = oneshot::channel();
@@ -89,14 +110,10 @@ impl Batcher {
             output: Vec::with_capacity(n_rows * self.n_targets),
             reply,
         };
-        self.queue
-            .send(job)
-            .map_err(|_| NodeError::Inference("the inference thread has stopped".into()))?;
-        let prediction = answer
-            .await
-            .map_err(|_| NodeError::Inference("the inference thread dropped a request".into()))??;
+        self.queue.send(job).map_err(|_| PredictError::Stopped)?;
+        let prediction = answer.await.map_err(|_| PredictError::Dropped)??;
         match prediction.values.iter().position(|v| !v.is_finite()) {
-            Some(i) => Err(NodeError::NonFinitePrediction {
+            Some(i) => Err(PredictError::NonFinite {
                 row: i / self.n_targets,
             }),
             None => Ok(prediction),
@@ -212,7 +229,7 @@ fn execute(
                 rows: job.rows,
                 values: job.output,
             }),
-            Err(message) => Err(NodeError::Inference(message.clone())),
+            Err(message) => Err(PredictError::Failed(message.clone())),
         };
         let _ = job.reply.send(answer);
     }

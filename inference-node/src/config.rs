@@ -57,7 +57,7 @@ pub struct Config {
     pub consul_token: Option<String>,
 
     /// Path of `libonnxruntime.so` (default: `.ort/lib`, then `/usr/local/lib`).
-    #[arg(long, env = "ORT_DYLIB_PATH")]
+    #[arg(long, env = onnx_model::runtime::LIBRARY_ENV)]
     pub ort_dylib_path: Option<PathBuf>,
 
     /// How often Consul probes `/health`.

@@ -1,18 +1,21 @@
 //! `NodeError`, the crate's one error type, and its mapping to HTTP responses.
 //!
-//! Every error maps to a status in [`NodeError::status`] (one exhaustive table). The body shape
-//! depends on the API family that answers: the seed's endpoints speak FastAPI's
+//! The layers below the HTTP API return their own errors ([`LoadError`], [`UnknownModel`],
+//! [`PredictError`], and `http_serve`'s [`BodyError`]); they become `NodeError`s here, and
+//! every `NodeError` maps to a status in [`NodeError::status`] (one exhaustive table). The
+//! body shape depends on the API family that answers: the seed's endpoints speak FastAPI's
 //! `{"detail": ...}` ([`Detail`]), the Open Inference Protocol speaks `{"error": ...}`
 //! ([`V2Error`]). 5xx bodies never carry internal detail; it goes to the log instead.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_serve::BodyError;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::ModelError;
-use crate::onnx_runtime::RuntimeError;
+use crate::batcher::PredictError;
+use crate::registry::{LoadError, UnknownModel};
 
 /// Everything that can go wrong in the node, at startup or while serving a request.
 #[derive(Debug, thiserror::Error)]
@@ -20,15 +23,10 @@ pub enum NodeError {
     /// A setting is invalid; the message names it.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The ONNX Runtime library could not be found or loaded.
+    /// The models could not be loaded (ONNX Runtime, the models directory, a model file, or
+    /// no default model).
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// A model file could not be loaded.
-    #[error("{0}")]
-    ModelLoad(ModelError),
-    /// The models directory is unusable or lacks the default model.
-    #[error("{0}")]
-    Models(String),
+    Models(#[from] LoadError),
     /// The request body failed validation (FastAPI's 422 list of field errors).
     #[error("{}", summarize(.0))]
     Validation(Vec<FieldError>),
@@ -94,11 +92,9 @@ impl NodeError {
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::Config(_)
-            | NodeError::Runtime(_)
-            | NodeError::ModelLoad(_)
-            | NodeError::Models(_)
-            | NodeError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            NodeError::Config(_) | NodeError::Models(_) | NodeError::Inference(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -121,6 +117,39 @@ impl NodeError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+/// A body-reading failure: over the limit is 413, a stalled or too slow body 408, a broken
+/// one a client error.
+impl From<BodyError> for NodeError {
+    fn from(error: BodyError) -> Self {
+        match error {
+            BodyError::TooLarge { limit } => NodeError::PayloadTooLarge { limit },
+            BodyError::Stalled { .. } => NodeError::BodyTimeout,
+            BodyError::TooSlow { timeout } => NodeError::BodyTooSlow { timeout },
+            BodyError::Failed(_) => NodeError::BadRequest(error.to_string()),
+        }
+    }
+}
+
+impl From<UnknownModel> for NodeError {
+    fn from(error: UnknownModel) -> Self {
+        NodeError::ModelNotFound {
+            name: error.name,
+            available: error.available,
+        }
+    }
+}
+
+impl From<PredictError> for NodeError {
+    fn from(error: PredictError) -> Self {
+        match error {
+            PredictError::NonFinite { row } => NodeError::NonFinitePrediction { row },
+            PredictError::Stopped | PredictError::Dropped | PredictError::Failed(_) => {
+                NodeError::Inference(error.to_string())
+            }
+        }
     }
 }
 
@@ -175,6 +204,18 @@ impl From<NodeError> for Detail {
     }
 }
 
+impl From<UnknownModel> for Detail {
+    fn from(error: UnknownModel) -> Self {
+        Detail(error.into())
+    }
+}
+
+impl From<PredictError> for Detail {
+    fn from(error: PredictError) -> Self {
+        Detail(error.into())
+    }
+}
+
 impl IntoResponse for Detail {
     fn into_response(self) -> Response {
         #[derive(Serialize)]
@@ -209,6 +250,18 @@ pub struct V2Error(pub NodeError);
 impl From<NodeError> for V2Error {
     fn from(error: NodeError) -> Self {
         V2Error(error)
+    }
+}
+
+impl From<UnknownModel> for V2Error {
+    fn from(error: UnknownModel) -> Self {
+        V2Error(error.into())
+    }
+}
+
+impl From<PredictError> for V2Error {
+    fn from(error: PredictError) -> Self {
+        V2Error(error.into())
     }
 }
 

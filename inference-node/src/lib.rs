@@ -3,19 +3,27 @@
 //! registering itself in Consul.
 //!
 //! # Layout
-//! - [`config`]: `Config` (clap derive, every setting also from the environment).
-//! - [`onnx_runtime`]: finds `libonnxruntime.so` and creates the process-wide environment.
-//! - [`model`]: one ONNX model, its metadata contract with `convert-models`, and `predict`.
+//! - [`api`]: the router and what both API families share; one folder per family:
+//!   - [`api::seed`]: the seed's `/health`, `/predict`, `/models` (handlers, body validation);
+//!   - [`api::v2`]: the Open Inference Protocol under `/v2` (handlers, wire types).
+//! - [`error`]: `NodeError`, the one table from every error to its HTTP status and body.
+//! - [`state`]: `AppState` (models, in-flight bound, draining flag).
 //! - [`registry`]: every model of `MODELS_DIR`, by name.
 //! - [`batcher`]: one inference thread per model, merging concurrent requests (dynamic batching).
-//! - [`input`]: validation of the seed's `/predict` body with FastAPI's error shapes.
-//! - [`v2`]: Open Inference Protocol wire types and tensor decoding.
-//! - [`http`]: the router and handlers; [`error`]: `NodeError` and its status table.
-//! - [`state`]: `AppState` (models, in-flight bound, draining flag).
+//! - The models themselves (the ONNX contract with `convert-models`, loading, `predict`, finding
+//!   ONNX Runtime) are the `onnx_model` crate's.
+//! - [`config`]: `Config` (clap derive, every setting also from the environment).
 //! - [`metrics`]: Prometheus recorder and request middleware.
 //! - [`registration`]: Consul register / refresh / deregister loop.
 //! - [`shutdown`], [`probe`]: exiting with the parent process, `--health-check`.
 //! - [`sched_policy`]: the CPU scheduling policy of the node's threads.
+//!
+//! Layers point down: `api` → `state` → `registry` → `batcher` → `onnx_model`, and nothing
+//! imports `api` but the crate root. `registry` and `batcher` know nothing of HTTP: they return
+//! their own errors, and `error` (used by `api`, `state`, `config`, `shutdown`) turns those into
+//! `NodeError`s and statuses, so `error` points down to them and never the other way.
+//! Beside them: `config` imports `error` and `sched_policy`, `shutdown` `error`,
+//! `registration` `config`; `metrics`, `sched_policy`, `probe` import nothing of the crate.
 //!
 //! [`serve`] runs the whole node on a bound listener until a shutdown future completes. The
 //! shutdown signal, the log setup, the metrics upkeep and the grace period come from
@@ -23,30 +31,26 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod batcher;
 pub mod config;
 pub mod error;
-pub mod http;
-pub mod input;
 pub mod metrics;
-pub mod model;
-pub mod onnx_runtime;
 pub mod probe;
 pub mod registration;
 pub mod registry;
 pub mod sched_policy;
 pub mod shutdown;
 pub mod state;
-pub mod v2;
 
 use std::future::Future;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use api::router;
 pub use config::Config;
 pub use error::NodeError;
-pub use http::router;
 pub use state::AppState;
 
 /// Serves the node on `listener` until `shutdown` completes, then: marks the node draining

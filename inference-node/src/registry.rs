@@ -1,14 +1,58 @@
 //! The set of loaded models: every `*.onnx` file of the models directory, each with its
 //! inference thread ([`Batcher`]).
+//!
+//! Failures are [`LoadError`] (at startup) and [`UnknownModel`] (per request); the node's error
+//! table (`crate::error`) decides their HTTP status.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use onnx_model::runtime::{self, RuntimeError};
+use onnx_model::{Model, ModelError, ModelInfo};
+
 use crate::batcher::{BatchPolicy, Batcher};
-use crate::error::NodeError;
-use crate::model::{Model, ModelInfo};
-use crate::onnx_runtime;
+
+/// Why the models could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The ONNX Runtime library could not be found or loaded.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A model file could not be loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The models directory cannot be listed.
+    #[error("MODELS_DIR {} cannot be read: {error}", dir.display())]
+    UnreadableDir { dir: PathBuf, error: std::io::Error },
+    /// A model's file name is not valid UTF-8, so it cannot be a model name.
+    #[error("model file name {} is not valid UTF-8", .0.display())]
+    NonUtf8Name(PathBuf),
+    /// A model's inference thread could not be started.
+    #[error("cannot start the inference thread for {name}: {error}")]
+    Thread { name: String, error: std::io::Error },
+    /// The default model is not among the loaded ones.
+    #[error(
+        "default model GDP_MODEL_NAME={default} has no {default}.onnx in MODELS_DIR {} (found: [{}]); run convert-models first",
+        dir.display(),
+        found.join(", ")
+    )]
+    NoDefault {
+        default: String,
+        dir: PathBuf,
+        found: Vec<String>,
+    },
+}
+
+/// No model of that name is loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("model {name:?} not found")]
+pub struct UnknownModel {
+    /// The name asked for.
+    pub name: String,
+    /// Every loaded model's name, in order.
+    pub available: Vec<String>,
+}
 
 /// A loaded model and the handle that runs it.
 #[derive(Clone)]
@@ -41,10 +85,11 @@ impl Registry {
         default: &str,
         ort_library: Option<&Path>,
         policy: BatchPolicy,
-    ) -> Result<Registry, NodeError> {
-        let env = onnx_runtime::environment(ort_library)?;
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            NodeError::Models(format!("MODELS_DIR {} cannot be read: {e}", dir.display()))
+    ) -> Result<Registry, LoadError> {
+        let env = runtime::environment(ort_library)?;
+        let entries = std::fs::read_dir(dir).map_err(|error| LoadError::UnreadableDir {
+            dir: dir.to_path_buf(),
+            error,
         })?;
         let mut paths: Vec<_> = entries
             .filter_map(Result::ok)
@@ -55,15 +100,14 @@ impl Registry {
         let mut models = BTreeMap::new();
         for path in paths {
             let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
-                return Err(NodeError::Models(format!(
-                    "model file name {} is not valid UTF-8",
-                    path.display()
-                )));
+                return Err(LoadError::NonUtf8Name(path));
             };
-            let model = Arc::new(Model::load(env, name, &path).map_err(NodeError::ModelLoad)?);
-            let batcher = Batcher::spawn(model.clone(), policy).map_err(|e| {
-                NodeError::Models(format!("cannot start the inference thread for {name}: {e}"))
-            })?;
+            let model = Arc::new(Model::load(env, name, &path)?);
+            let batcher =
+                Batcher::spawn(model.clone(), policy).map_err(|error| LoadError::Thread {
+                    name: name.to_string(),
+                    error,
+                })?;
             tracing::info!(model = name, estimator = %model.info().estimator, "loaded model");
             let json_keys = model
                 .info()
@@ -81,12 +125,11 @@ impl Registry {
             );
         }
         if !models.contains_key(default) {
-            let found: Vec<&str> = models.keys().map(String::as_str).collect();
-            return Err(NodeError::Models(format!(
-                "default model GDP_MODEL_NAME={default} has no {default}.onnx in MODELS_DIR {} (found: [{}]); run convert-models first",
-                dir.display(),
-                found.join(", ")
-            )));
+            return Err(LoadError::NoDefault {
+                default: default.to_string(),
+                dir: dir.to_path_buf(),
+                found: models.into_keys().collect(),
+            });
         }
         Ok(Registry {
             models,
@@ -95,14 +138,12 @@ impl Registry {
     }
 
     /// Returns the model called `name`, or the default model for `None`.
-    pub fn get(&self, name: Option<&str>) -> Result<&Served, NodeError> {
+    pub fn get(&self, name: Option<&str>) -> Result<&Served, UnknownModel> {
         let name = name.unwrap_or(&self.default);
-        self.models
-            .get(name)
-            .ok_or_else(|| NodeError::ModelNotFound {
-                name: name.to_string(),
-                available: self.names().map(str::to_string).collect(),
-            })
+        self.models.get(name).ok_or_else(|| UnknownModel {
+            name: name.to_string(),
+            available: self.names().map(str::to_string).collect(),
+        })
     }
 
     /// Returns the default model's name.

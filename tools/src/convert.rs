@@ -3,16 +3,16 @@
 //! For every `NAME.pkl` / `NAME.joblib` under the given paths ([`find_jobs`]) it writes
 //! `NAME.onnx` beside the source (or under `--out-dir`, same relative path). A model whose
 //! `.onnx` already records the source's sha256 is skipped unless forced. Each new file is
-//! written to a temporary file in the target directory, loaded through the inference node's
-//! own loader (real ONNX Runtime), compared with the golden predictions when `golden.json` has
-//! them, and only then renamed into place. [`check`] re-verifies existing files.
+//! written to a temporary file in the target directory, loaded through the loader the
+//! inference node uses (`onnx_model`, real ONNX Runtime), compared with the golden predictions
+//! when `golden.json` has them, and only then renamed into place. [`check`] re-verifies existing files.
 
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use inference_node::model::Model as OnnxModel;
 use ndarray::Array2;
+use onnx_model::Model as OnnxModel;
 use sha2::{Digest, Sha256};
 
 use crate::error::ConvertError;
@@ -326,7 +326,7 @@ fn try_check(job: &Job) -> Result<Summary, ConvertError> {
     })?;
     let meta = onnx::metadata_of(&proto);
     let recorded = meta
-        .get(inference_node::model::META_SOURCE_SHA256)
+        .get(onnx_model::contract::META_SOURCE_SHA256)
         .cloned()
         .unwrap_or_default();
     let source = read_capped(&job.source, Limits::default().max_bytes)?;
@@ -347,7 +347,7 @@ fn try_check(job: &Job) -> Result<Summary, ConvertError> {
     let max_delta = verify(&job.onnx, &job.source, &tolerance)?;
     Ok(Summary {
         estimator: meta
-            .get(inference_node::model::META_ESTIMATOR)
+            .get(onnx_model::contract::META_ESTIMATOR)
             .cloned()
             .unwrap_or_default(),
         trees,
@@ -357,10 +357,11 @@ fn try_check(job: &Job) -> Result<Summary, ConvertError> {
 
 // === shared steps ===
 
-/// Loads `onnx` through the inference node's loader and compares it with the golden
-/// predictions for `source`; without them, runs one row to prove the model executes.
+/// Loads `onnx` through the loader the inference node uses (`onnx_model`) and compares it
+/// with the golden predictions for `source`; without them, runs one row to prove the model
+/// executes.
 fn verify(onnx: &Path, source: &Path, tolerance: &Tolerance) -> Result<Option<f64>, ConvertError> {
-    let env = inference_node::onnx_runtime::environment(None)?;
+    let env = onnx_model::runtime::environment(None)?;
     let model = OnnxModel::load(env, &file_name(source), onnx)?;
     let dir = source.parent().unwrap_or(Path::new("."));
     let golden_path = Golden::path_in(dir);
@@ -423,7 +424,7 @@ fn tree_count(model: &Model) -> Option<usize> {
 fn recorded_sha256(onnx: &Path) -> Option<String> {
     let bytes = std::fs::read(onnx).ok()?;
     let proto = onnx::decode(&bytes).ok()?;
-    onnx::metadata_of(&proto).remove(inference_node::model::META_SOURCE_SHA256)
+    onnx::metadata_of(&proto).remove(onnx_model::contract::META_SOURCE_SHA256)
 }
 
 fn file_name(path: &Path) -> String {

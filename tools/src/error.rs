@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use inference_node::model::ModelError;
-use inference_node::onnx_runtime::RuntimeError;
+use onnx_model::ModelError;
+use onnx_model::runtime::RuntimeError;
 
 use crate::pickle::PickleError;
 use crate::sklearn::ExtractError;

@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`pickle`]: safe pickle/joblib reader producing an inert object graph.
 //! - [`sklearn`]: extracts a typed [`estimator::Model`] from that graph.
-//! - [`onnx`]: writes an [`estimator::Model`] as an ONNX model (double precision).
+//! - [`onnx`]: writes an [`estimator::Model`] as an ONNX model (double precision), following
+//!   the contract in `onnx_model::contract` (the crate the inference node loads models with).
 //! - [`convert`]: the driver (find sources, convert once, verify, write atomically, `--check`).
 //! - [`golden`]: sklearn's own predictions (`golden.json`) and the comparison rules.
 //! - [`error`]: [`error::ConvertError`], the crate's error type.

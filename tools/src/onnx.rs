@@ -1,6 +1,6 @@
 //! ONNX export: turns an [`estimator::Model`](crate::estimator::Model) into an ONNX model.
 //!
-//! The graph follows the inference node's contract (`inference_node::model`): one input
+//! The graph follows the model contract (`onnx_model::contract`): one input
 //! `input` (double `[N, n_features]`), one output `variable` (double `[N, n_targets]`) and the
 //! provenance metadata. Everything is computed in double: the scaler as `Sub`/`Div`
 //! ([`linear`]), linear models as `MatMul` + `Add` ([`linear`]) and trees as `ai.onnx.ml`
@@ -18,7 +18,7 @@ pub mod proto {
 
 use std::collections::BTreeMap;
 
-use inference_node::model::{
+use onnx_model::contract::{
     INPUT_NAME, META_CONVERTER_VERSION, META_ESTIMATOR, META_FEATURE_NAMES, META_SKLEARN_VERSION,
     META_SOURCE_FILE, META_SOURCE_SHA256, OUTPUT_NAME,
 };
@@ -206,7 +206,8 @@ fn opset(domain: &str, version: i64) -> OperatorSetIdProto {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Runs hand-built models through the inference node's loader (real ONNX Runtime).
+    //! Runs hand-built models through the loader the inference node uses (`onnx_model`, real
+    //! ONNX Runtime).
 
     use ndarray::Array2;
 
@@ -226,7 +227,7 @@ pub(crate) mod testing {
         }
     }
 
-    /// Converts `model`, loads it with `inference_node::model::Model` and predicts `rows`.
+    /// Converts `model`, loads it with `onnx_model::Model` and predicts `rows`.
     pub fn predict(model: &Model, rows: &[Vec<f64>]) -> Array2<f64> {
         let source = Source {
             file_name: "test.pkl".into(),
@@ -236,8 +237,8 @@ pub(crate) mod testing {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("test.onnx");
         std::fs::write(&path, bytes).unwrap();
-        let env = inference_node::onnx_runtime::environment(None).expect("ONNX Runtime loads");
-        let loaded = inference_node::model::Model::load(env, "test", &path).expect("ORT loads it");
+        let env = onnx_model::runtime::environment(None).expect("ONNX Runtime loads");
+        let loaded = onnx_model::Model::load(env, "test", &path).expect("ORT loads it");
         let flat: Vec<f64> = rows.iter().flatten().copied().collect();
         let x = Array2::from_shape_vec((rows.len(), model.n_features), flat).unwrap();
         loaded.predict(x.view()).expect("ORT runs it")
@@ -291,8 +292,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.onnx");
         std::fs::write(&path, &bytes).unwrap();
-        let env = inference_node::onnx_runtime::environment(None).unwrap();
-        let loaded = inference_node::model::Model::load(env, "m", &path).unwrap();
+        let env = onnx_model::runtime::environment(None).unwrap();
+        let loaded = onnx_model::Model::load(env, "m", &path).unwrap();
         let info = loaded.info();
         assert_eq!(info.feature_names, ["a", "b"]);
         assert_eq!(info.n_targets, 1);

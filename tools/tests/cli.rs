@@ -35,7 +35,7 @@ fn copy_of_models() -> (tempfile::TempDir, Vec<String>) {
 
 /// Runs the binary in `dir`, pointing it at the ONNX Runtime library this test process finds.
 fn run(dir: &Path, args: &[&str]) -> (i32, String) {
-    let library = inference_node::onnx_runtime::locate(None)
+    let library = onnx_model::runtime::locate(None)
         .expect("ONNX Runtime library (run scripts/setup-ort.sh or set ORT_DYLIB_PATH)");
     let Output {
         status,

@@ -141,9 +141,9 @@ fn check_file(path: &Path, expected: &Expected, dir: &Path) -> Result<Checked, S
     let bytes = tools::onnx::encode(&model, &source).map_err(|e| format!("encode: {e}"))?;
     let onnx = dir.join(format!("{}.onnx", source.file_name));
     std::fs::write(&onnx, bytes).unwrap();
-    let env = inference_node::onnx_runtime::environment(None)
+    let env = onnx_model::runtime::environment(None)
         .expect("ONNX Runtime (run scripts/setup-ort.sh or set ORT_DYLIB_PATH)");
-    let loaded = inference_node::model::Model::load(env, "fixture", &onnx)
+    let loaded = onnx_model::Model::load(env, "fixture", &onnx)
         .map_err(|e| format!("ONNX Runtime load: {e}"))?;
     // Exactness is promised for single trees (same leaf ⇒ same value).
     let exact = expected.estimator == "DecisionTreeRegressor";

@@ -2,6 +2,8 @@
 //!
 //! - [`seed`]: the seed's API (`/health`, `/predict`, `/models`), FastAPI-shaped errors.
 //! - [`v2`]: the Open Inference Protocol (`/v2/...`), `{"error": ...}` bodies.
+//! - here: `/ready`, `/metrics`, and unknown routes and methods (answered in the shape of the
+//!   family their path belongs to).
 
 pub mod seed;
 pub mod v2;
@@ -19,28 +21,28 @@ use crate::state::AppState;
 /// Builds the node's router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(seed::health))
-        .route("/predict", post(seed::predict))
-        .route("/models", get(seed::models))
+        .route("/health", get(seed::handlers::health))
+        .route("/predict", post(seed::handlers::predict))
+        .route("/models", get(seed::handlers::models))
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
-        .route("/v2", get(v2::server_metadata))
-        .route("/v2/health/live", get(v2::live))
-        .route("/v2/health/ready", get(v2::ready))
-        .route("/v2/models/{name}", get(v2::model_metadata))
-        .route("/v2/models/{name}/ready", get(v2::model_ready))
-        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route("/v2", get(v2::handlers::server_metadata))
+        .route("/v2/health/live", get(v2::handlers::live))
+        .route("/v2/health/ready", get(v2::handlers::ready))
+        .route("/v2/models/{name}", get(v2::handlers::model_metadata))
+        .route("/v2/models/{name}/ready", get(v2::handlers::model_ready))
+        .route("/v2/models/{name}/infer", post(v2::handlers::infer))
         .route(
             "/v2/models/{name}/versions/{version}",
-            get(v2::versioned_metadata),
+            get(v2::handlers::versioned_metadata),
         )
         .route(
             "/v2/models/{name}/versions/{version}/ready",
-            get(v2::versioned_ready),
+            get(v2::handlers::versioned_ready),
         )
         .route(
             "/v2/models/{name}/versions/{version}/infer",
-            post(v2::versioned_infer),
+            post(v2::handlers::versioned_infer),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -86,17 +88,5 @@ fn in_family_shape(uri: &Uri, error: NodeError) -> Response {
         V2Error(error).into_response()
     } else {
         Detail(error).into_response()
-    }
-}
-
-/// Maps a body-reading failure: over the limit is 413, a stalled or too slow body 408, a
-/// broken one a client error.
-pub(crate) fn body_error(error: http_serve::BodyError) -> NodeError {
-    use http_serve::BodyError;
-    match error {
-        BodyError::TooLarge { limit } => NodeError::PayloadTooLarge { limit },
-        BodyError::Stalled { .. } => NodeError::BodyTimeout,
-        BodyError::TooSlow { timeout } => NodeError::BodyTooSlow { timeout },
-        BodyError::Failed(_) => NodeError::BadRequest(error.to_string()),
     }
 }

@@ -1,4 +1,4 @@
-//! The seed's API, kept exactly: `GET /health`, `POST /predict`, plus `GET /models`.
+//! The seed's endpoints, kept exactly: `GET /health`, `POST /predict`, plus `GET /models`.
 //!
 //! Errors answer in FastAPI's shape (`{"detail": ...}`), since the seed's clients parse it.
 
@@ -8,12 +8,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_serve::{BodyError, FullBody};
+use onnx_model::ModelInfo;
 use serde::{Deserialize, Serialize};
 
+use super::input;
 use crate::error::{Detail, NodeError};
-use crate::http::body_error;
-use crate::input;
-use crate::model::ModelInfo;
 use crate::state::AppState;
 
 /// The seed's fixed `message` field.
@@ -80,7 +79,7 @@ pub async fn predict(
         .registry
         .get(http_serve::last_query_value(&query, "model"))?;
     check_content_type(&headers)?;
-    let FullBody(body) = body.map_err(body_error)?;
+    let FullBody(body) = body.map_err(NodeError::from)?;
     let info = served.model.info();
     let mut rows = input::parse(&body, &info.feature_names, state.config.max_batch_rows)
         .map_err(NodeError::Validation)?;

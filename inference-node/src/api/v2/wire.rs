@@ -11,8 +11,10 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use onnx_model::ModelInfo;
+use onnx_model::contract::{INPUT_NAME, OUTPUT_NAME};
+
 use crate::error::NodeError;
-use crate::model::{INPUT_NAME, ModelInfo, OUTPUT_NAME};
 
 /// The platform string reported for every model.
 pub const PLATFORM: &str = "onnx_onnxv1";

@@ -1,9 +1,5 @@
-//! One converted model: an ONNX Runtime session plus what `convert-models` recorded about it.
-//!
-//! The contract with `convert-models`: one input `input` (double, `[N, n_features]`), one
-//! output `variable` (double, `[N, n_targets]`), and metadata properties
-//! [`META_FEATURE_NAMES`] (a JSON list), [`META_ESTIMATOR`], [`META_SOURCE_FILE`],
-//! [`META_SOURCE_SHA256`], [`META_SKLEARN_VERSION`] and [`META_CONVERTER_VERSION`].
+//! One converted model: an ONNX Runtime session plus what `convert-models` recorded about it
+//! (the [`contract`](crate::contract)).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,14 +10,10 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use serde::Serialize;
 
-pub const INPUT_NAME: &str = "input";
-pub const OUTPUT_NAME: &str = "variable";
-pub const META_FEATURE_NAMES: &str = "feature_names";
-pub const META_ESTIMATOR: &str = "estimator";
-pub const META_SOURCE_FILE: &str = "source_file";
-pub const META_SOURCE_SHA256: &str = "source_sha256";
-pub const META_SKLEARN_VERSION: &str = "sklearn_version";
-pub const META_CONVERTER_VERSION: &str = "converter_version";
+use crate::contract::{
+    INPUT_NAME, META_CONVERTER_VERSION, META_ESTIMATOR, META_FEATURE_NAMES, META_SKLEARN_VERSION,
+    META_SOURCE_FILE, META_SOURCE_SHA256, OUTPUT_NAME,
+};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +26,8 @@ pub enum ModelError {
     Inference(String),
 }
 
-/// What a model is, as reported by `/models` and the V2 metadata endpoint.
+/// What a model is: its name and what `convert-models` recorded in its metadata (the node
+/// reports it at `/models` and the V2 metadata endpoint).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ModelInfo {
     pub name: String,

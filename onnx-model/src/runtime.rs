@@ -1,6 +1,6 @@
 //! Locating and initialising the ONNX Runtime shared library (`ort` with `load-dynamic`).
 //!
-//! The library is found, in order, at: an explicit path (the `ORT_DYLIB_PATH` setting), the
+//! The library is found, in order, at: an explicit path, the [`LIBRARY_ENV`] variable, the
 //! repository-local `.ort/lib/libonnxruntime.so` that `scripts/setup-ort.sh` writes (searched
 //! upwards from the current directory and from the executable), and
 //! `/usr/local/lib/libonnxruntime.so` (where the container images put it).
@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 
 use ort::environment::Environment;
 
+/// The environment variable naming the library (the node also takes it as a setting).
+pub const LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
 /// The file name `scripts/setup-ort.sh` and the images install.
 pub const LIBRARY_FILE: &str = "libonnxruntime.so";
 /// Where the container images install the library.
@@ -20,53 +22,45 @@ pub const SYSTEM_LIBRARY: &str = "/usr/local/lib/libonnxruntime.so";
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     #[error(
-        "ONNX Runtime library not found (looked at: {searched}); run scripts/setup-ort.sh or set ORT_DYLIB_PATH to libonnxruntime.so"
+        "ONNX Runtime library not found (looked at: {searched}); run scripts/setup-ort.sh or set {} to {}",
+        LIBRARY_ENV,
+        LIBRARY_FILE
     )]
     NotFound { searched: String },
     #[error("ONNX Runtime library {path} could not be loaded: {reason}")]
     Load { path: PathBuf, reason: String },
 }
 
-static ENVIRONMENT: OnceLock<Result<(PathBuf, Environment), RuntimeError>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<Result<Environment, RuntimeError>> = OnceLock::new();
 
 /// Initialises ONNX Runtime once per process and returns its environment.
 ///
-/// `explicit` is the configured library path (`ORT_DYLIB_PATH`); later calls return the
+/// `explicit` is a configured library path (see [`locate`]); later calls return the
 /// environment created by the first call whatever they pass.
 pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment, RuntimeError> {
     ENVIRONMENT
         .get_or_init(|| init(explicit))
         .as_ref()
-        .map(|(_, env)| env)
         .map_err(Clone::clone)
 }
 
-/// The library path the process environment was created from, once initialised.
-pub fn loaded_library() -> Option<&'static Path> {
-    match ENVIRONMENT.get() {
-        Some(Ok((path, _))) => Some(path),
-        _ => None,
-    }
-}
-
-fn init(explicit: Option<&Path>) -> Result<(PathBuf, Environment), RuntimeError> {
+fn init(explicit: Option<&Path>) -> Result<Environment, RuntimeError> {
     let path = locate(explicit)?;
     let load_error = |reason: String| RuntimeError::Load {
         path: path.clone(),
         reason,
     };
     let builder = ort::init_from(&path).map_err(|e| load_error(e.to_string()))?;
-    let env = builder
+    builder
         .with_name("gdp-serving")
         .build()
-        .map_err(|e| load_error(e.to_string()))?;
-    Ok((path, env))
+        .map_err(|e| load_error(e.to_string()))
 }
 
-/// Finds the library: the explicit path (or `ORT_DYLIB_PATH`) must exist when given;
+/// Finds the library: the explicit path (or else [`LIBRARY_ENV`]) must exist when given;
 /// otherwise the first existing default location wins.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
-    let from_env = std::env::var_os("ORT_DYLIB_PATH")
+    let from_env = std::env::var_os(LIBRARY_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
     if let Some(path) = explicit.map(Path::to_path_buf).or(from_env) {

@@ -6,12 +6,12 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_serve::{BodyError, FullBody};
+use onnx_model::contract::OUTPUT_NAME;
 
+use super::wire::{self, InferRequest, InferResponse, ModelMetadata, OutputTensor, ServerMetadata};
 use crate::error::{NodeError, V2Error};
-use crate::http::body_error;
 use crate::registry::Served;
 use crate::state::AppState;
-use crate::v2::{self, InferRequest, InferResponse, ModelMetadata, OutputTensor, ServerMetadata};
 
 /// The header that marks the binary tensor extension.
 const BINARY_HEADER: &str = "inference-header-content-length";
@@ -126,18 +126,18 @@ async fn run_infer(
         )
         .into());
     }
-    let FullBody(body) = body.map_err(body_error)?;
+    let FullBody(body) = body.map_err(NodeError::from)?;
     let mut request: InferRequest = serde_json::from_slice(&body)
         .map_err(|e| NodeError::BadRequest(format!("invalid inference request: {e}")))?;
     let info = served.model.info();
-    let (rows, n_rows) = v2::decode(&mut request, info, state.config.max_batch_rows)?;
+    let (rows, n_rows) = wire::decode(&mut request, info, state.config.max_batch_rows)?;
     let data = served.batcher.predict(rows).await?.values;
     let response = InferResponse {
         model_name: info.name.clone(),
-        model_version: v2::VERSION,
+        model_version: wire::VERSION,
         id: request.id,
         outputs: vec![OutputTensor {
-            name: crate::model::OUTPUT_NAME,
+            name: OUTPUT_NAME,
             datatype: "FP64",
             shape: vec![n_rows, info.n_targets],
             data,
@@ -147,12 +147,12 @@ async fn run_infer(
 }
 
 fn check_version(name: &str, version: &str) -> Result<(), NodeError> {
-    if version == v2::VERSION {
+    if version == wire::VERSION {
         Ok(())
     } else {
         Err(NodeError::ModelNotFound {
             name: format!("{name} version {version}"),
-            available: vec![format!("{name} version {}", v2::VERSION)],
+            available: vec![format!("{name} version {}", wire::VERSION)],
         })
     }
 }

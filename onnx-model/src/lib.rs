@@ -1,0 +1,21 @@
+//! onnx-model: the ONNX model contract that `convert-models` writes and the inference node
+//! serves, and loading ONNX Runtime to run such models. Both sides depend on this crate, so
+//! the converter needs no web server and the contract is written once.
+//!
+//! # Layout
+//! - [`contract`]: the input and output names and the metadata keys of a converted model.
+//! - [`Model`] (module `model`): loads one `.onnx` file, checks it against the contract, reads
+//!   its metadata ([`ModelInfo`]) and predicts rows into a caller's buffer; [`ModelError`].
+//! - [`runtime`]: finds `libonnxruntime.so` (the one place `ORT_DYLIB_PATH` is read) and
+//!   creates the process-wide ONNX Runtime environment; [`runtime::RuntimeError`].
+//!
+//! Layers point one way: `model` → `contract` and `ort`; `runtime` → `ort` only. Nothing here
+//! knows about HTTP, async runtimes or the node: callers map these errors to their own.
+
+#![forbid(unsafe_code)]
+
+pub mod contract;
+mod model;
+pub mod runtime;
+
+pub use model::{Model, ModelError, ModelInfo};
