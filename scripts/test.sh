@@ -47,6 +47,9 @@ export TEST_SKIP_LOG="$ROOT/target/test-skips.log"
 mkdir -p "$ROOT/target" && : >"$TEST_SKIP_LOG"
 
 stage "cargo fmt --check" cargo fmt --all -- --check
+# The architecture: which crate may use which (README), and no module circles inside a crate.
+stage "crate dependencies as the README allows" python3 scripts/check-crate-deps.py
+stage "no import circles between modules" python3 scripts/check-module-cycles.py
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # The binaries first: some integration tests (and the Python clients) run other crates' binaries.
 # `consul/standin`: consul-dev, the stand-in, is built only with it (cargo test turns it on

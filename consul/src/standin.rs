@@ -1,6 +1,6 @@
 //! `consul-dev`: a Consul-compatible stand-in for development and tests. Production uses a
 //! real Consul agent; this speaks the subset of its HTTP API the project uses, with the same
-//! JSON shapes and behaviour (see `shared/docs/consul.md` and consul/README.md).
+//! JSON shapes and behaviour (consul/README.md lists what it covers).
 //!
 //! - [`catalog`]: the node, services, checks and the index (synchronous, time passed in).
 //! - [`registration`]: decoding and validating `PUT /v1/agent/service/register` bodies.

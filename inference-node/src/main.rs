@@ -41,7 +41,6 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> anyhow::Result<()> {
     Config::check_environment(std::env::vars())?;
-    config.validate()?;
     if let Some(parent) = config.exit_with_parent {
         shutdown::exit_with_parent(parent)?;
     }
