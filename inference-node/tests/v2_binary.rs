@@ -49,6 +49,9 @@ impl Answer {
     }
 }
 
+/// What a case sends: the header's value (none: a JSON body), and the body.
+type Sent = (Option<usize>, Vec<u8>);
+
 async fn post(url: &str, header_len: Option<usize>, body: Vec<u8>) -> Answer {
     let mut request = client().post(url).body(body);
     if let Some(len) = header_len {
@@ -221,7 +224,7 @@ async fn malformed_binary_bodies_get_a_named_400() {
         let (len, body) = binary_body(request, binary);
         (Some(len), body)
     };
-    let cases: Vec<(&str, (Option<usize>, Vec<u8>), &str)> = vec![
+    let cases: Vec<(&str, Sent, &str)> = vec![
         (
             "header longer than the body",
             with_len(good_body.len() + 1),
