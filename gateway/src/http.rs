@@ -28,6 +28,7 @@ use lifecycle::BearerAuth;
     paths(
         models::available,
         predict::gdp_growth_rate,
+        predict::model_predict,
         predict::services,
         health::health,
         health::metrics,
@@ -54,6 +55,10 @@ pub fn routes() -> Router<AppState> {
             post(predict::gdp_growth_rate),
         )
         .route("/api/predict/services", get(predict::services))
+        .route(
+            "/api/models/{model_name}/predict",
+            post(predict::model_predict),
+        )
         .route("/api/models/launch/{model_name}", post(lifecycle::launch))
         // NOTE: one route for both: axum rejects two routes that differ only in the parameter
         // name (GET takes a model name, DELETE a container id).

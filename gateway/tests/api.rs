@@ -348,3 +348,61 @@ async fn seed_curl_examples_run_verbatim() {
     assert!(outputs[1]["prediction"][0].is_f64());
     assert_eq!(sorted(&outputs[2]["Services:"]), both);
 }
+
+/// `POST /api/models/{model_name}/predict` answers exactly as the seed route with
+/// `?model={model_name}` does, errors included; a name that is not plain is a 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_in_the_path_predicts_as_the_seed_route() {
+    let consul = spawn_consul().await;
+    let node = spawn_node(&consul.base_url());
+    let gw = spawn_gateway(gateway_config(&consul.base_url(), &[])).await;
+    wait_for_set(&gw, &[&node]).await;
+
+    let batch = format!("[{SEED_ROW}, {SEED_ROW}]");
+    let bad = r#"{"gdp_per_capita": 50000}"#;
+    for model in ["LinearRegression", "RandomForest", "NoSuchModel"] {
+        for body in [SEED_ROW, batch.as_str(), bad] {
+            let seed = post(
+                &gw.url(&format!("/api/predict/gdp_growth_rate?model={model}")),
+                body,
+            )
+            .await;
+            let by_path = post(&gw.url(&format!("/api/models/{model}/predict")), body).await;
+            assert_eq!(by_path, seed, "{model} {body}");
+            let want = match (model, body == bad) {
+                ("NoSuchModel", _) => 404,
+                (_, true) => 422,
+                _ => 200,
+            };
+            assert_eq!(by_path.0, want, "{model} {body}: {}", by_path.1);
+            if want == 200 {
+                assert_eq!(by_path.1["model"], model);
+            }
+        }
+    }
+
+    // The model comes from the path alone.
+    let (status, v) = post(
+        &gw.url("/api/models/RandomForest/predict?model=LinearRegression"),
+        SEED_ROW,
+    )
+    .await;
+    assert_eq!((status, v["model"].as_str()), (200, Some("RandomForest")));
+
+    // Names that are not plain: 422 in FastAPI's shape, before any node is asked.
+    for name in ["1abc", "a.onnx", "bad%20name", &"a".repeat(65)] {
+        let (status, v) = post(&gw.url(&format!("/api/models/{name}/predict")), SEED_ROW).await;
+        assert_eq!(status, 422, "{name}: {v}");
+        assert_eq!(v["detail"][0]["loc"], json!(["path", "model_name"]), "{v}");
+    }
+
+    // Documented, with the row shape.
+    let (_, doc) = get_json(&gw.url("/openapi.json")).await;
+    let operation = &doc["paths"]["/api/models/{model_name}/predict"]["post"];
+    assert_eq!(
+        operation["parameters"][0]["name"], "model_name",
+        "{operation}"
+    );
+    let body = &operation["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+    assert_eq!(body, "#/components/schemas/PredictBody", "{operation}");
+}

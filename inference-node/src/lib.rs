@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`api`]: the router and what both API families share; one folder per family:
 //!   - [`api::seed`]: the seed's `/health`, `/predict`, `/models` (handlers, body validation);
-//!   - [`api::v2`]: the Open Inference Protocol under `/v2` (handlers, wire types).
+//!   - [`api::v2`]: the Open Inference Protocol under `/v2` (handlers, wire types, the binary
+//!     tensor data extension).
 //! - [`error`]: `NodeError`, the one table from every error to its HTTP status and body.
 //! - [`state`]: `AppState` (models, in-flight bound, draining flag).
 //! - [`registry`]: every model of `MODELS_DIR`, by name.

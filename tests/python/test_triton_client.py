@@ -81,6 +81,29 @@ def test_infer_matches_golden_for_every_model(client, golden, datatype, dtype):
             assert np.isfinite(got).all(), name
 
 
+@pytest.mark.parametrize("datatype,dtype", [("FP64", np.float64), ("FP32", np.float32)])
+def test_binary_tensor_data_answers_as_the_json_path(client, golden, datatype, dtype):
+    # tritonclient's defaults: binary inputs (set_data_from_numpy's binary_data=True) and, with
+    # no outputs named, every output asked for as binary data.
+    rows = np.array(golden["holdout"]["rows"], dtype=dtype)
+    for name in golden["models"]:
+        json_input = httpclient.InferInput("input", list(rows.shape), datatype)
+        json_input.set_data_from_numpy(rows, binary_data=False)
+        json_output = httpclient.InferRequestedOutput("variable", binary_data=False)
+        want = client.infer(name, [json_input], outputs=[json_output]).as_numpy("variable")
+
+        binary_input = httpclient.InferInput("input", list(rows.shape), datatype)
+        binary_input.set_data_from_numpy(rows)
+        binary_output = httpclient.InferRequestedOutput("variable", binary_data=True)
+        for outputs in (None, [binary_output]):
+            result = client.infer(name, [binary_input], outputs=outputs)
+            output = result.get_output("variable")
+            assert output["parameters"] == {"binary_data_size": want.size * 8}, name
+            got = result.as_numpy("variable")
+            assert got.dtype == np.float64, name
+            np.testing.assert_array_equal(got, want, err_msg=name)
+
+
 def test_infer_errors_come_back_as_exceptions_with_messages(client):
     bad = httpclient.InferInput("input", [1, 3], "FP64")
     bad.set_data_from_numpy(np.zeros((1, 3)), binary_data=False)

@@ -228,14 +228,16 @@ pub async fn shutdown(
 }
 
 /// Unwraps a path parameter; a rejection (e.g. invalid UTF-8) is a 400 in the usual shape.
-fn path_param(param: Result<Path<String>, PathRejection>) -> Result<String, GatewayError> {
+pub(super) fn path_param(
+    param: Result<Path<String>, PathRejection>,
+) -> Result<String, GatewayError> {
     param
         .map(|Path(p)| p)
         .map_err(|rejection| GatewayError::BadRequest(rejection.body_text()))
 }
 
 /// Checks a model name from a path; a mismatch is a 422 in FastAPI's shape.
-fn validate_model_name(name: &str) -> Result<(), GatewayError> {
+pub(super) fn validate_model_name(name: &str) -> Result<(), GatewayError> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

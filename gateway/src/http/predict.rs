@@ -1,8 +1,10 @@
-//! `POST /api/predict/gdp_growth_rate` and `GET /api/predict/services`.
+//! `POST /api/predict/gdp_growth_rate`, `POST /api/models/{model_name}/predict` (the same,
+//! with the model in the path; both go through [`forward_prediction`]) and
+//! `GET /api/predict/services`.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
@@ -10,6 +12,7 @@ use http_serve::{BodyError, FullBody};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::lifecycle::{path_param, validate_model_name};
 use crate::error::{ErrorBody, GatewayError};
 use crate::proxy;
 use crate::state::AppState;
@@ -110,6 +113,58 @@ pub async fn gdp_growth_rate(
 ) -> Result<Response, GatewayError> {
     let Query(query) = query.map_err(|e| GatewayError::BadRequest(e.body_text()))?;
     let model = http_serve::last_query_value(&query, "model");
+    let path = match raw_query {
+        Some(q) => format!("/predict?{q}"),
+        None => "/predict".to_string(),
+    };
+    forward_prediction(&state, model, &path, &headers, body).await
+}
+
+/// Predicts with the model `model_name` on a randomly picked healthy node serving it.
+///
+/// The same as `POST /api/predict/gdp_growth_rate?model={model_name}`: the body is forwarded
+/// unchanged, a node's 4xx comes back unchanged, failures are retried and slow attempts
+/// hedged on another node. Query parameters are not forwarded.
+#[utoipa::path(
+    post,
+    path = "/api/models/{model_name}/predict",
+    tag = "predict",
+    params(("model_name" = String, Path, description = "Model to use; only nodes serving it are picked", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,63}$")),
+    request_body(content = PredictBody, description = "One row, or a JSON list of rows"),
+    responses(
+        (status = 200, description = "The node's prediction", body = PredictResponse),
+        (status = 404, description = "No healthy node serves the model", body = ErrorBody),
+        (status = 408, description = "Body stalled, or not complete within the body timeout", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 422, description = "Not a plain model name, or invalid input (from the node)", body = Object),
+        (status = 502, description = "Nodes failed, retry included", body = ErrorBody),
+        (status = 503, description = "No healthy node", body = ErrorBody),
+        (status = 504, description = "Node timed out", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn model_predict(
+    State(state): State<AppState>,
+    model_name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<FullBody, BodyError>,
+) -> Result<Response, GatewayError> {
+    let model = path_param(model_name)?;
+    validate_model_name(&model)?;
+    // The name is plain (letters, digits, `_`, `-`): nothing to escape in the query.
+    let path = format!("/predict?model={model}");
+    forward_prediction(&state, Some(&model), &path, &headers, body).await
+}
+
+/// Forwards a prediction body to `path` (the node's `/predict` with its query) on a node
+/// serving `model`, as [`proxy::forward`] does.
+async fn forward_prediction(
+    state: &AppState,
+    model: Option<&str>,
+    path: &str,
+    headers: &HeaderMap,
+    body: Result<FullBody, BodyError>,
+) -> Result<Response, GatewayError> {
     // Read whole (bounded, one buffer) before a node is picked: a slow client holds no
     // upstream connection, and a retry resends the same bytes.
     let FullBody(body) = body.map_err(|e| match e {
@@ -118,11 +173,7 @@ pub async fn gdp_growth_rate(
         BodyError::TooSlow { timeout } => GatewayError::BodyTooSlow(timeout),
         BodyError::Failed(_) => GatewayError::BadRequest(e.to_string()),
     })?;
-    let path = match raw_query {
-        Some(q) => format!("/predict?{q}"),
-        None => "/predict".to_string(),
-    };
-    proxy::forward(&state, model, &path, headers.get(CONTENT_TYPE), body).await
+    proxy::forward(state, model, path, headers.get(CONTENT_TYPE), body).await
 }
 
 /// Lists the healthy nodes (`host:port`), as Consul last reported them.

@@ -2,7 +2,11 @@
 //! protocol's shape (`{"error": ...}`, [`V2Error`](crate::error::V2Error)).
 //!
 //! - [`handlers`]: the endpoints.
+//! - [`binary`]: the binary tensor data extension's framing (the JSON part, then the bytes).
 //! - [`wire`]: the protocol's JSON: request and response types, tensor decoding.
+//!
+//! `handlers` uses `binary` and `wire`; `binary` uses `wire`; `wire` uses neither.
 
+pub mod binary;
 pub mod handlers;
 pub mod wire;

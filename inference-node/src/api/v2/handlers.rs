@@ -4,17 +4,15 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http_serve::{BodyError, FullBody};
 use onnx_model::contract::OUTPUT_NAME;
 
+use super::binary;
 use super::wire::{self, InferRequest, InferResponse, ModelMetadata, OutputTensor, ServerMetadata};
 use crate::error::{NodeError, V2Error};
 use crate::registry::Served;
 use crate::state::AppState;
-
-/// The header that marks the binary tensor extension.
-const BINARY_HEADER: &str = "inference-header-content-length";
 
 /// The path parameters of a V2 route; a path that does not decode (`%FF`) is a 400 in the
 /// protocol's `{"error": ...}` shape, not axum's plain text.
@@ -33,7 +31,7 @@ pub async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "inference-node",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: vec![],
+        extensions: vec!["binary_tensor_data"],
     })
 }
 
@@ -120,30 +118,27 @@ async fn run_infer(
     headers: &HeaderMap,
     body: Result<FullBody, BodyError>,
 ) -> Result<Response, V2Error> {
-    if headers.contains_key(BINARY_HEADER) {
-        return Err(NodeError::BadRequest(
-            "the binary tensor data extension is not supported: send the data as JSON (binary_data=False)".into(),
-        )
-        .into());
-    }
     let FullBody(body) = body.map_err(NodeError::from)?;
-    let mut request: InferRequest = serde_json::from_slice(&body)
+    let (json, binary_data) = binary::split_body(headers, body)?;
+    let mut request: InferRequest = serde_json::from_slice(&json)
         .map_err(|e| NodeError::BadRequest(format!("invalid inference request: {e}")))?;
+    if let Some(binary_data) = binary_data {
+        binary::attach(&mut request.inputs, binary_data)?;
+    }
     let info = served.model.info();
     let (rows, n_rows) = wire::decode(&mut request, info, state.config.max_batch_rows)?;
     let data = served.batcher.predict(rows).await?.values;
     let response = InferResponse {
         model_name: info.name.clone(),
         model_version: wire::VERSION,
-        id: request.id,
-        outputs: vec![OutputTensor {
-            name: OUTPUT_NAME,
-            datatype: "FP64",
-            shape: vec![n_rows, info.n_targets],
+        id: request.id.take(),
+        outputs: vec![OutputTensor::new(
+            OUTPUT_NAME,
+            vec![n_rows, info.n_targets],
             data,
-        }],
+        )],
     };
-    Ok(Json(response).into_response())
+    Ok(binary::respond(&request, response)?)
 }
 
 fn check_version(name: &str, version: &str) -> Result<(), NodeError> {

@@ -1,13 +1,17 @@
 //! Open Inference Protocol (KServe V2) wire types and request decoding.
 //!
 //! A model has one input `input` (`[-1, n_features]`) and one output `variable`
-//! (`[-1, n_targets]`), both FP64. Requests may send FP64 or FP32 data (FP32 values are
-//! rounded to single precision, as a float32 tensor would hold them), nested or flat.
-//! Only the JSON form is supported; the binary tensor extension is refused with a 400.
+//! (`[-1, n_targets]`), both FP64. Requests may send FP64, FP32, INT64 or INT32 data (FP32
+//! values are rounded to single precision, as a float32 tensor would hold them), as JSON
+//! (nested or flat) or as binary tensor data ([`Datatype::read`]: little-endian, row-major;
+//! the framing is [`super::binary`]'s). BYTES tensors are read (binary: 4-byte little-endian
+//! length, then the bytes, per element) but refused, as no model has string columns yet.
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use bytes::Bytes;
+
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -28,7 +32,7 @@ pub struct ServerMetadata {
     pub name: &'static str,
     /// Server version.
     pub version: &'static str,
-    /// Supported protocol extensions (none).
+    /// Supported protocol extensions.
     pub extensions: Vec<&'static str>,
 }
 
@@ -85,9 +89,9 @@ pub struct InferRequest {
     /// Request ID, echoed in the response.
     #[serde(default)]
     pub id: Option<String>,
-    /// Request parameters (accepted, unused: skipped without being parsed into memory).
+    /// Request parameters (`binary_data_output`; any other is skipped).
     #[serde(default)]
-    pub parameters: Option<IgnoredAny>,
+    pub parameters: Option<RequestParameters>,
     /// Input tensors.
     pub inputs: Vec<InferInput>,
     /// Requested outputs; absent means all.
@@ -102,14 +106,37 @@ pub struct InferInput {
     pub name: String,
     /// Tensor shape.
     pub shape: Vec<i64>,
-    /// Element type (`FP64` or `FP32` here).
+    /// Element type (`FP64`, `FP32`, `INT64`, `INT32` here; `BYTES` is read and refused).
     pub datatype: String,
-    /// Tensor parameters (`binary_data_size` marks the unsupported binary extension).
+    /// Tensor parameters (`binary_data_size` when the data is binary, after the JSON).
     #[serde(default)]
     pub parameters: Option<TensorParameters>,
     /// Row-major values, nested or flat (decoded once the datatype is known to be numeric).
     #[serde(default)]
     pub data: Option<Box<RawValue>>,
+    /// The tensor's binary data, cut from the body by [`super::binary::attach`].
+    #[serde(skip)]
+    pub binary: Option<Bytes>,
+}
+
+impl InferInput {
+    /// The input's `binary_data_size` parameter, if any, as a byte count.
+    pub fn binary_data_size(&self) -> Result<Option<usize>, NodeError> {
+        let Some(size) = self
+            .parameters
+            .as_ref()
+            .and_then(|p| p.binary_data_size.as_ref())
+        else {
+            return Ok(None);
+        };
+        match size.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) => Ok(Some(n)),
+            None => Err(NodeError::BadRequest(format!(
+                "input '{}' has binary_data_size {size}; expected a byte count",
+                self.name
+            ))),
+        }
+    }
 }
 
 /// A requested output.
@@ -117,26 +144,45 @@ pub struct InferInput {
 pub struct RequestedOutput {
     /// Output name.
     pub name: String,
-    /// Output parameters (`binary_data: true` asks for the unsupported binary extension).
+    /// Output parameters (`binary_data: true` asks for the output as binary data).
     #[serde(default)]
     pub parameters: Option<TensorParameters>,
+}
+
+/// The request parameters the node reads; any other is skipped without being parsed into
+/// memory (a client may send anything there).
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestParameters {
+    /// `true` asks for every output as binary data (an output's own `binary_data` wins).
+    #[serde(default)]
+    pub binary_data_output: Option<bool>,
 }
 
 /// The tensor parameters the node reads; any other is skipped without being parsed into
 /// memory (a client may send anything there).
 #[derive(Debug, Default, Deserialize)]
 pub struct TensorParameters {
-    /// Size of the input's binary data: present when the data uses the binary extension.
+    /// On an input: the size in bytes of its binary data (checked by
+    /// [`InferInput::binary_data_size`], so that a bad value is a 400 naming the input).
     #[serde(default)]
-    pub binary_data_size: Option<IgnoredAny>,
+    pub binary_data_size: Option<serde_json::Value>,
     /// On an output: `true` asks for it as binary data.
     #[serde(default)]
-    pub binary_data: Option<Box<RawValue>>,
+    pub binary_data: Option<bool>,
 }
 
-impl TensorParameters {
-    fn wants_binary_output(&self) -> bool {
-        self.binary_data.as_ref().is_some_and(|v| v.get() == "true")
+impl InferRequest {
+    /// Whether the output `name` is to be sent as binary data: its own `binary_data`
+    /// parameter, else the request's `binary_data_output`, else no.
+    pub fn wants_binary_output(&self, name: &str) -> bool {
+        let own = self
+            .outputs
+            .iter()
+            .flatten()
+            .find(|output| output.name == name)
+            .and_then(|output| output.parameters.as_ref()?.binary_data);
+        let default = self.parameters.as_ref().and_then(|p| p.binary_data_output);
+        own.or(default).unwrap_or(false)
     }
 }
 
@@ -163,8 +209,137 @@ pub struct OutputTensor {
     pub datatype: &'static str,
     /// Shape.
     pub shape: Vec<usize>,
-    /// Row-major values.
-    pub data: Vec<f64>,
+    /// Row-major values; absent when they travel as binary data after the JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<f64>>,
+    /// `binary_data_size` when the values travel as binary data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<OutputParameters>,
+}
+
+/// The parameters of an output tensor sent as binary data.
+#[derive(Debug, Serialize)]
+pub struct OutputParameters {
+    /// Size of the tensor's binary data in bytes.
+    pub binary_data_size: usize,
+}
+
+impl OutputTensor {
+    /// An output tensor with its values in the JSON.
+    pub fn new(name: &'static str, shape: Vec<usize>, data: Vec<f64>) -> OutputTensor {
+        OutputTensor {
+            name,
+            datatype: "FP64",
+            shape,
+            data: Some(data),
+            parameters: None,
+        }
+    }
+
+    /// Moves the values out of the JSON into `out` as little-endian FP64, row-major, and
+    /// records their size in `parameters.binary_data_size`.
+    pub fn move_data_to_binary(&mut self, out: &mut Vec<u8>) {
+        let data = self.data.take().unwrap_or_default();
+        out.reserve(data.len() * 8);
+        for value in &data {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        self.parameters = Some(OutputParameters {
+            binary_data_size: data.len() * 8,
+        });
+    }
+}
+
+/// The element types an input may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datatype {
+    /// 64-bit float.
+    Fp64,
+    /// 32-bit float (rounded to single precision when sent as JSON).
+    Fp32,
+    /// 64-bit signed integer.
+    Int64,
+    /// 32-bit signed integer.
+    Int32,
+    /// Strings (no model has string columns yet: read, then refused).
+    Bytes,
+}
+
+impl Datatype {
+    /// Parses a protocol datatype name; `None` for the ones the node does not take.
+    pub fn parse(name: &str) -> Option<Datatype> {
+        Some(match name {
+            "FP64" => Datatype::Fp64,
+            "FP32" => Datatype::Fp32,
+            "INT64" => Datatype::Int64,
+            "INT32" => Datatype::Int32,
+            "BYTES" => Datatype::Bytes,
+            _ => return None,
+        })
+    }
+
+    /// Size of one element in binary data; `None` for BYTES (length-prefixed elements).
+    pub fn size(self) -> Option<usize> {
+        match self {
+            Datatype::Fp64 | Datatype::Int64 => Some(8),
+            Datatype::Fp32 | Datatype::Int32 => Some(4),
+            Datatype::Bytes => None,
+        }
+    }
+
+    /// Reads little-endian binary data of a numeric type into values (exactly: FP32 and
+    /// INT32 convert to f64 without loss; INT64 beyond 2^53 rounds, as its JSON form does).
+    /// The caller checks that the length is a whole number of elements.
+    pub fn read(self, bytes: &[u8]) -> Vec<f64> {
+        fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+            bytes
+                .chunks_exact(N)
+                .map(|c| c.try_into().expect("chunks_exact yields N bytes"))
+        }
+        match self {
+            Datatype::Fp64 => chunks(bytes).map(f64::from_le_bytes).collect(),
+            Datatype::Fp32 => chunks(bytes)
+                .map(|b| f64::from(f32::from_le_bytes(b)))
+                .collect(),
+            Datatype::Int64 => chunks(bytes)
+                .map(|b| i64::from_le_bytes(b) as f64)
+                .collect(),
+            Datatype::Int32 => chunks(bytes)
+                .map(|b| f64::from(i32::from_le_bytes(b)))
+                .collect(),
+            Datatype::Bytes => Vec::new(),
+        }
+    }
+}
+
+/// Reads BYTES binary data: each element a 4-byte little-endian length, then that many bytes
+/// of UTF-8. Says what is wrong when the data does not split into elements that way.
+pub fn read_strings(bytes: &[u8]) -> Result<Vec<String>, String> {
+    let mut strings = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((length, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(format!(
+                "element {} has a {}-byte length prefix; BYTES elements start with a 4-byte little-endian length",
+                strings.len(),
+                rest.len()
+            ));
+        };
+        let length = u32::from_le_bytes(*length) as usize;
+        if length > tail.len() {
+            return Err(format!(
+                "element {} is {length} bytes long but only {} bytes are left",
+                strings.len(),
+                tail.len()
+            ));
+        }
+        let (string, tail) = tail.split_at(length);
+        let string = std::str::from_utf8(string)
+            .map_err(|e| format!("element {} is not UTF-8 ({e})", strings.len()))?;
+        strings.push(string.to_string());
+        rest = tail;
+    }
+    Ok(strings)
 }
 
 /// Reads a tensor's `data` for the shape `dims` into row-major values: either flat (one list
@@ -301,6 +476,9 @@ fn nesting_error<E: serde::de::Error>(len: usize, expected: usize) -> E {
 }
 
 /// Checks an infer request against the model and returns its rows (row-major) and count.
+///
+/// The input's values come from its JSON `data`, or from its binary data when
+/// [`super::binary::attach`] has cut that from the body.
 pub fn decode(
     request: &mut InferRequest,
     info: &ModelInfo,
@@ -314,15 +492,6 @@ pub fn decode(
                     "unexpected inference output '{}' for model '{}': the only output is '{OUTPUT_NAME}'",
                     output.name, info.name
                 )));
-            }
-            if output
-                .parameters
-                .as_ref()
-                .is_some_and(TensorParameters::wants_binary_output)
-            {
-                return Err(bad(
-                    "the binary tensor data extension is not supported: request outputs with binary_data=false".into(),
-                ));
             }
         }
     }
@@ -339,23 +508,11 @@ pub fn decode(
             input.name, info.name
         )));
     }
-    if input
-        .parameters
-        .as_ref()
-        .is_some_and(|p| p.binary_data_size.is_some())
-    {
-        return Err(bad(
-            "the binary tensor data extension is not supported: send the data as JSON (binary_data=False)".into(),
-        ));
-    }
-    let fp32 = match input.datatype.as_str() {
-        "FP64" => false,
-        "FP32" => true,
-        other => {
-            return Err(bad(format!(
-                "input '{INPUT_NAME}' has datatype {other}; expected FP64 or FP32"
-            )));
-        }
+    let Some(datatype) = Datatype::parse(&input.datatype) else {
+        return Err(bad(format!(
+            "input '{INPUT_NAME}' has datatype {}; expected FP64, FP32, INT64 or INT32",
+            input.datatype
+        )));
     };
     let n_features = info.feature_names.len();
     let shape = &input.shape;
@@ -372,23 +529,89 @@ pub fn decode(
             "input '{INPUT_NAME}' has {n_rows} rows; the limit is {max_rows} (INFERENCE_NODE_MAX_BATCH_ROWS)"
         )));
     }
-    let Some(data) = input.data.take() else {
-        return Err(bad(format!("input '{INPUT_NAME}' has no data")));
+    let count = n_rows * n_features;
+    let no_strings = || {
+        bad(format!(
+            "input '{INPUT_NAME}' has datatype BYTES, but model '{}' has no string columns: send FP64, FP32, INT64 or INT32",
+            info.name
+        ))
     };
-    let mut values = read_tensor_data(data.get(), &[n_rows, n_features])
-        .map_err(|e| bad(format!("input '{INPUT_NAME}' data {e}")))?;
-    if values.len() != n_rows * n_features {
-        return Err(bad(format!(
-            "input '{INPUT_NAME}' has {} values; shape {shape:?} needs {}",
-            values.len(),
-            n_rows * n_features
-        )));
-    }
-    if fp32 {
-        for v in &mut values {
-            *v = f64::from(*v as f32);
+    let values = match (input.binary.take(), input.data.take()) {
+        (Some(_), Some(_)) => {
+            return Err(bad(format!(
+                "input '{INPUT_NAME}' has both data and binary_data_size: send one of them"
+            )));
         }
-    }
+        (Some(bytes), None) => {
+            let Some(size) = datatype.size() else {
+                let strings = read_strings(&bytes)
+                    .map_err(|e| bad(format!("input '{INPUT_NAME}' binary BYTES data: {e}")))?;
+                if strings.len() != count {
+                    return Err(bad(format!(
+                        "input '{INPUT_NAME}' has {} BYTES elements; shape {shape:?} needs {count}",
+                        strings.len()
+                    )));
+                }
+                return Err(no_strings());
+            };
+            if bytes.len() != count * size {
+                return Err(bad(format!(
+                    "input '{INPUT_NAME}' has binary_data_size {}; shape {shape:?} of {} needs {} ({count} elements of {size} bytes)",
+                    bytes.len(),
+                    input.datatype,
+                    count * size
+                )));
+            }
+            datatype.read(&bytes)
+        }
+        (None, data) => {
+            if input.binary_data_size()?.is_some() {
+                return Err(bad(format!(
+                    "input '{INPUT_NAME}' has binary_data_size, but the request has no Inference-Header-Content-Length header: send binary tensor data after the JSON, with that header"
+                )));
+            }
+            if datatype == Datatype::Bytes {
+                return Err(no_strings());
+            }
+            let Some(data) = data else {
+                return Err(bad(format!("input '{INPUT_NAME}' has no data")));
+            };
+            let mut values = read_tensor_data(data.get(), &[n_rows, n_features])
+                .map_err(|e| bad(format!("input '{INPUT_NAME}' data {e}")))?;
+            if values.len() != count {
+                return Err(bad(format!(
+                    "input '{INPUT_NAME}' has {} values; shape {shape:?} needs {count}",
+                    values.len(),
+                )));
+            }
+            match datatype {
+                Datatype::Fp32 => {
+                    for v in &mut values {
+                        *v = f64::from(*v as f32);
+                    }
+                }
+                Datatype::Int64 | Datatype::Int32 => {
+                    // The type's range is [-2^(bits-1), 2^(bits-1)), exact in f64.
+                    let min = if datatype == Datatype::Int64 {
+                        i64::MIN as f64
+                    } else {
+                        f64::from(i32::MIN)
+                    };
+                    if let Some(position) = values
+                        .iter()
+                        .position(|v| v.fract() != 0.0 || *v < min || *v >= -min)
+                    {
+                        return Err(bad(format!(
+                            "input '{INPUT_NAME}' value {position} is not an {}",
+                            input.datatype
+                        )));
+                    }
+                }
+                Datatype::Fp64 | Datatype::Bytes => {}
+            }
+            values
+        }
+    };
     if let Some(position) = values.iter().position(|v| !v.is_finite()) {
         return Err(bad(format!(
             "input '{INPUT_NAME}' value {position} is not a finite number"
@@ -507,13 +730,131 @@ mod tests {
                 "binary",
             ),
             (
-                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2]}],"outputs":[{"name":"variable","parameters":{"binary_data":true}}]}"#,
-                "binary",
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2],"parameters":{"binary_data_size":-1}}]}"#,
+                "binary_data_size -1",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"INT32","data":[1,2.5]}]}"#,
+                "value 1 is not an INT32",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"INT32","data":[1,2147483648]}]}"#,
+                "value 1 is not an INT32",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"BYTES","data":["a","b"]}]}"#,
+                "no string columns",
             ),
         ];
         for (body, needle) in cases {
             let message = decode_str(body).unwrap_err().to_string();
             assert!(message.contains(needle), "{body}: {message}");
+        }
+    }
+
+    /// Decodes `body` with `binary` attached to its one input, as the binary extension does.
+    fn decode_binary(body: &str, binary: &[u8]) -> Result<(Vec<f64>, usize), NodeError> {
+        let mut request: InferRequest = serde_json::from_str(body).unwrap();
+        request.inputs[0].binary = Some(Bytes::copy_from_slice(binary));
+        decode(&mut request, &info(), 10)
+    }
+
+    fn binary_input(datatype: &str, size: usize) -> String {
+        format!(
+            r#"{{"inputs":[{{"name":"input","shape":[1,2],"datatype":"{datatype}","parameters":{{"binary_data_size":{size}}}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn binary_data_reads_little_endian_in_every_numeric_type() {
+        let fp64 = [0.1f64.to_le_bytes(), (-2.5f64).to_le_bytes()].concat();
+        let fp32 = [0.1f32.to_le_bytes(), 3f32.to_le_bytes()].concat();
+        let int64 = [(-7i64).to_le_bytes(), (1i64 << 40).to_le_bytes()].concat();
+        let int32 = [i32::MIN.to_le_bytes(), 5i32.to_le_bytes()].concat();
+        let cases = [
+            ("FP64", fp64, vec![0.1, -2.5]),
+            ("FP32", fp32, vec![f64::from(0.1f32), 3.0]),
+            ("INT64", int64, vec![-7.0, (1i64 << 40) as f64]),
+            ("INT32", int32, vec![f64::from(i32::MIN), 5.0]),
+        ];
+        for (datatype, bytes, want) in cases {
+            let body = binary_input(datatype, bytes.len());
+            assert_eq!(
+                decode_binary(&body, &bytes).unwrap(),
+                (want, 1),
+                "{datatype}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_binary_data_says_what_is_wrong() {
+        let nan = [f64::NAN.to_le_bytes(), 1f64.to_le_bytes()].concat();
+        let strings = [&2u32.to_le_bytes()[..], b"ab", &1u32.to_le_bytes(), b"c"].concat();
+        let cases = [
+            (binary_input("FP64", 8), vec![0u8; 8], "binary_data_size 8"),
+            (binary_input("FP32", 16), vec![0u8; 16], "needs 8"),
+            (binary_input("FP64", 16), nan, "not a finite number"),
+            (binary_input("BYTES", 9), strings, "no string columns"),
+            (binary_input("BYTES", 3), vec![1, 0, 0], "4-byte"),
+            (binary_input("BYTES", 5), vec![9, 0, 0, 0, b'a'], "9 bytes long"),
+            (
+                binary_input("BYTES", 5),
+                [&1u32.to_le_bytes()[..], b"a"].concat(),
+                "1 BYTES elements",
+            ),
+            (
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2],"parameters":{"binary_data_size":16}}]}"#.into(),
+                vec![0u8; 16],
+                "both data and binary_data_size",
+            ),
+        ];
+        for (body, bytes, needle) in cases {
+            let message = decode_binary(&body, &bytes).unwrap_err().to_string();
+            assert!(message.contains(needle), "{body}: {message}");
+        }
+    }
+
+    #[test]
+    fn strings_are_length_prefixed() {
+        let bytes = [&2u32.to_le_bytes()[..], "é".as_bytes(), &0u32.to_le_bytes()].concat();
+        assert_eq!(read_strings(&bytes).unwrap(), ["é", ""]);
+        assert!(
+            read_strings(&[1, 0, 0, 0, 0xff])
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+    }
+
+    #[test]
+    fn an_outputs_own_binary_data_wins_over_the_requests() {
+        let request = |params: &str, output: &str| -> InferRequest {
+            serde_json::from_str(&format!(
+                r#"{{"parameters":{params},"inputs":[],"outputs":[{output}]}}"#
+            ))
+            .unwrap()
+        };
+        let cases = [
+            ("{}", r#"{"name":"variable"}"#, false),
+            (
+                r#"{"binary_data_output":true}"#,
+                r#"{"name":"variable"}"#,
+                true,
+            ),
+            (
+                r#"{"binary_data_output":true}"#,
+                r#"{"name":"variable","parameters":{"binary_data":false}}"#,
+                false,
+            ),
+            (
+                "{}",
+                r#"{"name":"variable","parameters":{"binary_data":true}}"#,
+                true,
+            ),
+        ];
+        for (params, output, want) in cases {
+            let got = request(params, output).wants_binary_output(OUTPUT_NAME);
+            assert_eq!(got, want, "{params} {output}");
         }
     }
 }
