@@ -8,6 +8,7 @@
 //! Nothing here panics on a malformed graph: every access is checked.
 
 mod boosting;
+mod hist_gradient_boosting;
 mod linear;
 mod pipeline;
 mod trees;
@@ -89,6 +90,9 @@ pub(crate) fn final_estimator(object: &Obj<'_>) -> Result<Fitted, ExtractError> 
         "RandomForestRegressor" => trees::forest(object, "DecisionTreeRegressor"),
         "ExtraTreesRegressor" => trees::forest(object, "ExtraTreeRegressor"),
         "GradientBoostingRegressor" => boosting::extract(object),
+        "HistGradientBoostingRegressor" | "HistGradientBoostingClassifier" => {
+            hist_gradient_boosting::extract(object)
+        }
         other => Err(ExtractError::Unsupported(format!(
             "{other} ({}) is not a supported estimator",
             object.class
