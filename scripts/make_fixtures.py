@@ -337,7 +337,8 @@ def main() -> None:
     files = write_forms(knn, out, "unsupported_kneighbors", ["p4.pkl"])
     manifest["models"]["unsupported_kneighbors"] = {"estimator": "KNeighborsRegressor", "expected": None, "files": files}
     (out / "manifest.json").write_text(to_json(manifest))
-    write_hist_fixtures(out, to_json, write_forms)
+    # HistGradientBoosting: a sibling tree with its own manifest (tools/tests/fidelity_hist.rs).
+    write_hist_fixtures(args.out_root.parent / "fixtures-hist" / generation, to_json, write_forms)
     size = sum(p.stat().st_size for p in out.iterdir())
     print(f"wrote {len(list(out.iterdir()))} files, {size / 1e6:.2f} MB")
 

@@ -1,6 +1,7 @@
 """HistGradientBoosting fixtures for convert-models (called by scripts/make_fixtures.py).
 
-Writes, into a generation directory, HistGradientBoostingRegressor/Classifier models fitted on
+Writes tools/tests/data/fixtures-hist/<sklearn>-np<numpy>/ (deleted and rewritten on each run):
+HistGradientBoostingRegressor/Classifier models fitted on
 real data bundled with statsmodels (no network): the `fair` survey (affairs; marriage rating
 and occupations are coded categories) and the `anes96` election study (vote, party id;
 education and income are coded categories). Missing values are injected at random into the
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import joblib
@@ -139,6 +141,9 @@ def same_predictions(a, b, x_test) -> bool:
 
 
 def write_hist_fixtures(out: Path, to_json, write_forms) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     manifest = {"sklearn_version": sklearn.__version__, "numpy_version": np.__version__, "models": {}}
     for name, (cls, params, (x, y, categorical, test_only_nan)) in specs().items():
         x_train, y_train, x_test = prepare(x, y, categorical, test_only_nan)

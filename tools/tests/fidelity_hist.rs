@@ -1,4 +1,4 @@
-//! Fidelity of HistGradientBoosting: every committed `hist_manifest.json` fixture (fitted by
+//! Fidelity of HistGradientBoosting: every committed fixture under `tests/data/fixtures-hist/` (fitted by
 //! `scripts/make_fixtures_hist.py` on real statsmodels data, with NaN in training and held-out
 //! rows, a feature with NaN only in held-out rows, coded categorical features and unseen or
 //! out-of-range categories) is converted and run through real ONNX Runtime.
@@ -54,7 +54,7 @@ struct Expected {
 }
 
 fn generations() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures-hist");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())

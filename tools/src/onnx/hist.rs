@@ -434,3 +434,211 @@ fn add_tree(
 fn invalid(reason: String) -> ConvertError {
     ConvertError::InvalidModel(reason)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_close, model, predict};
+    use crate::error::ConvertError;
+    use crate::estimator::{
+        Estimator, HistGradientBoosting, HistNode, HistOutput, HistTest, HistTree,
+    };
+
+    /// sklearn's `_predict_one_from_raw_data`, written out.
+    fn leaf_value(tree: &HistTree, x: &[f64]) -> f64 {
+        let mut i = 0;
+        loop {
+            let (feature, missing_left, left, right, test) = match &tree.nodes[i] {
+                HistNode::Leaf(v) => return *v,
+                HistNode::Split {
+                    feature,
+                    missing_go_to_left,
+                    left,
+                    right,
+                    test,
+                } => (*feature, *missing_go_to_left, *left, *right, test),
+            };
+            let v = x[feature];
+            let missing = if missing_left { left } else { right };
+            i = if v.is_nan() {
+                missing
+            } else {
+                match test {
+                    HistTest::Numeric(t) => {
+                        if v <= *t {
+                            left
+                        } else {
+                            right
+                        }
+                    }
+                    HistTest::Categorical { .. } if v < 0.0 => missing,
+                    HistTest::Categorical { left: set, known } => {
+                        let c = v as u8; // v < 256 in these tests
+                        if set.contains(&c) {
+                            left
+                        } else if known.contains(&c) {
+                            right
+                        } else {
+                            missing
+                        }
+                    }
+                }
+            };
+        }
+    }
+
+    fn reference(h: &HistGradientBoosting, x: &[f64]) -> Vec<f64> {
+        let mut raw = h.baseline.clone();
+        for tree in &h.trees {
+            raw[tree.class] += leaf_value(tree, x);
+        }
+        raw
+    }
+
+    fn split(feature: usize, missing: bool, left: usize, right: usize, test: HistTest) -> HistNode {
+        HistNode::Split {
+            feature,
+            missing_go_to_left: missing,
+            left,
+            right,
+            test,
+        }
+    }
+
+    fn categories(left: &[u8], known: &[u8]) -> HistTest {
+        HistTest::Categorical {
+            left: left.to_vec(),
+            known: known.to_vec(),
+        }
+    }
+
+    /// Feature 0 numeric, feature 1 categorical (known 1, 2, 3, 5, 200).
+    fn ensemble() -> HistGradientBoosting {
+        let known = [1, 2, 3, 5, 200];
+        let trees = vec![
+            // x0 <= 0.5 (NaN left) ? (x1 in {2, 5}, missing right) : 3
+            HistTree {
+                class: 0,
+                nodes: vec![
+                    split(0, true, 1, 4, HistTest::Numeric(0.5)),
+                    split(1, false, 2, 3, categories(&[2, 5], &known)),
+                    HistNode::Leaf(1.0),
+                    HistNode::Leaf(2.0),
+                    HistNode::Leaf(3.0),
+                ],
+            },
+            // x1 in {1, 200} (missing and unknown left) ? (x0 <= -1 NaN right) : 30
+            HistTree {
+                class: 0,
+                nodes: vec![
+                    split(1, true, 1, 4, categories(&[1, 200], &known)),
+                    split(0, false, 2, 3, HistTest::Numeric(-1.0)),
+                    HistNode::Leaf(10.0),
+                    HistNode::Leaf(20.0),
+                    HistNode::Leaf(30.0),
+                ],
+            },
+            // every known category left, missing left: all rows reach 0.25
+            HistTree {
+                class: 0,
+                nodes: vec![
+                    split(1, true, 1, 2, categories(&known, &known)),
+                    HistNode::Leaf(0.25),
+                    HistNode::Leaf(-100.0),
+                ],
+            },
+            // a single leaf
+            HistTree {
+                class: 0,
+                nodes: vec![HistNode::Leaf(0.125)],
+            },
+        ];
+        HistGradientBoosting {
+            trees,
+            baseline: vec![0.5],
+            categorical: vec![false, true],
+            output: HistOutput::Regression { exp: false },
+        }
+    }
+
+    fn rows() -> Vec<Vec<f64>> {
+        let mut rows = Vec::new();
+        for x0 in [-2.0, -1.0, 0.0, 0.5, 0.5 + 1e-15, 3.0, f64::NAN] {
+            for x1 in [
+                1.0,
+                1.5,
+                2.0,
+                2.999,
+                3.0,
+                4.0,
+                5.0,
+                200.0,
+                200.7,
+                0.0,
+                -0.0,
+                -0.5,
+                -3.0,
+                255.0,
+                f64::NAN,
+            ] {
+                rows.push(vec![x0, x1]);
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn routes_nan_numbers_and_categories_like_sklearn() {
+        let h = ensemble();
+        let rows = rows();
+        let got = predict(&model(Estimator::Hist(h.clone()), 2, 1), &rows);
+        let expected: Vec<Vec<f64>> = rows.iter().map(|x| reference(&h, x)).collect();
+        assert_close(&got, &expected);
+        // Spot checks: (0, 2) is in tree 0's left set (1) and a known right category in tree 1 (30);
+        // the unknown category 4 goes right in tree 0 (missing right) and left in tree 1 (x0 = 0
+        // > -1: 20). Both then add 0.25 + 0.125 + 0.5.
+        assert_eq!(got[[2 * 15 + 2, 0]], 1.0 + 30.0 + 0.875);
+        assert_eq!(got[[2 * 15 + 5, 0]], 2.0 + 20.0 + 0.875);
+    }
+
+    #[test]
+    fn log_link_regressors_exponentiate() {
+        let mut h = ensemble();
+        h.output = HistOutput::Regression { exp: true };
+        h.baseline = vec![-30.0];
+        let rows = rows();
+        let got = predict(&model(Estimator::Hist(h.clone()), 2, 1), &rows);
+        let expected: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|x| vec![reference(&h, x)[0].exp()])
+            .collect();
+        assert_close(&got, &expected);
+    }
+
+    #[test]
+    fn broken_trees_are_refused() {
+        let source = super::super::Source {
+            file_name: "m.pkl".into(),
+            sha256: String::new(),
+        };
+        let check = |h: HistGradientBoosting, needle: &str| {
+            let err = super::super::build(&model(Estimator::Hist(h), 2, 1), &source).unwrap_err();
+            assert!(matches!(err, ConvertError::InvalidModel(_)), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
+        };
+        let mut cycle = ensemble();
+        cycle.trees[0].nodes[1] = split(1, false, 0, 3, categories(&[2], &[2]));
+        check(cycle, "node 1 has invalid children 0, 3");
+        let mut numeric_on_categorical = ensemble();
+        numeric_on_categorical.trees[0].nodes[1] = split(1, false, 2, 3, HistTest::Numeric(1.0));
+        check(
+            numeric_on_categorical,
+            "not categorical the way its split is",
+        );
+        let mut class = ensemble();
+        class.trees[1].class = 1;
+        check(class, "tree 1 adds to raw score 1 of 1");
+        let mut feature = ensemble();
+        feature.trees[0].nodes[0] = split(2, true, 1, 4, HistTest::Numeric(0.5));
+        check(feature, "node 0 splits on feature 2, the model has 2");
+    }
+}
