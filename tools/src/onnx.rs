@@ -4,7 +4,9 @@
 //! `input` (double `[N, n_features]`), one output `variable` (double `[N, n_targets]`) and the
 //! provenance metadata. Everything is computed in double: the scaler as `Sub`/`Div`
 //! ([`linear`]), linear models as `MatMul` + `Add` ([`linear`]) and trees as `ai.onnx.ml`
-//! opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]).
+//! opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]). HistGradientBoosting
+//! ([`hist`]) writes contract v2: `features`/`task` metadata, and for classifiers `label` and
+//! `probabilities` outputs with `classes`.
 
 pub mod graph;
 pub mod hist;
