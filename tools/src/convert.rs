@@ -416,6 +416,7 @@ pub fn tolerance(model: &Model) -> Tolerance {
 fn tree_count(model: &Model) -> Option<usize> {
     match &model.estimator {
         Estimator::Trees(e) => Some(e.trees.len()),
+        Estimator::Hist(h) => Some(h.trees.len()),
         Estimator::Linear(_) => None,
     }
 }

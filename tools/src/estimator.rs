@@ -33,6 +33,8 @@ pub struct StandardScaler {
 pub enum Estimator {
     Linear(Linear),
     Trees(TreeEnsemble),
+    /// HistGradientBoostingRegressor / HistGradientBoostingClassifier.
+    Hist(HistGradientBoosting),
 }
 
 /// `y = x @ coef.T + intercept` (LinearRegression, Ridge, Lasso, ElasticNet).
@@ -82,4 +84,68 @@ pub struct Tree {
     pub missing_go_to_left: Option<Vec<bool>>,
     /// Leaf (and node) values, `[node_count][n_targets]`.
     pub values: Vec<Vec<f64>>,
+}
+
+// === HistGradientBoosting ===
+
+/// A fitted HistGradientBoostingRegressor or HistGradientBoostingClassifier.
+///
+/// Raw scores `raw[k] = baseline[k] + Σ value of the leaf each tree of class k reaches`,
+/// compared in float64 as sklearn does (no float32 rounding); then the [`HistOutput`] turns
+/// them into predictions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistGradientBoosting {
+    /// Every tree of every iteration, in sklearn's order (iteration-major, then class).
+    pub trees: Vec<HistTree>,
+    /// `_baseline_prediction`, one per raw score (`n_trees_per_iteration_`).
+    pub baseline: Vec<f64>,
+    /// Per input feature: whether sklearn reads it as a category code (`is_categorical_`).
+    pub categorical: Vec<bool>,
+    pub output: HistOutput,
+}
+
+/// What the raw scores become.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistOutput {
+    /// A regressor: the identity link (squared/absolute error, quantile) or `exp` (the log
+    /// link of the poisson and gamma losses); one raw score.
+    Regression { exp: bool },
+    /// A classifier: one raw score (binary, expit) or one per class (softmax).
+    Classification {
+        /// sklearn's `classes_`, as JSON values (numbers, strings or booleans).
+        classes: Vec<serde_json::Value>,
+    },
+}
+
+/// One HistGradientBoosting tree (a `TreePredictor`), contributing to raw score `class`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistTree {
+    pub class: usize,
+    /// sklearn's node order: node 0 is the root, children come after their parent.
+    pub nodes: Vec<HistNode>,
+}
+
+/// One node of a [`HistTree`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistNode {
+    /// A leaf and its value (the learning rate is already applied by sklearn).
+    Leaf(f64),
+    Split {
+        feature: usize,
+        /// Where NaN goes (and, on categorical splits, negative and unknown categories).
+        missing_go_to_left: bool,
+        left: usize,
+        right: usize,
+        test: HistTest,
+    },
+}
+
+/// How a split node decides between its children.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistTest {
+    /// Left iff `x <= threshold` (float64).
+    Numeric(f64),
+    /// Left iff the category `(uint8)x` is in `left`; otherwise right iff it is one of
+    /// `known` (the categories seen in training), else as missing.
+    Categorical { left: Vec<u8>, known: Vec<u8> },
 }

@@ -4,9 +4,12 @@
 //! `input` (double `[N, n_features]`), one output `variable` (double `[N, n_targets]`) and the
 //! provenance metadata. Everything is computed in double: the scaler as `Sub`/`Div`
 //! ([`linear`]), linear models as `MatMul` + `Add` ([`linear`]) and trees as `ai.onnx.ml`
-//! opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]).
+//! opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]). HistGradientBoosting
+//! ([`hist`]) writes contract v2: `features`/`task` metadata, and for classifiers `label` and
+//! `probabilities` outputs with `classes`.
 
 pub mod graph;
+pub mod hist;
 pub mod linear;
 pub mod trees;
 
@@ -84,17 +87,13 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
     match &model.estimator {
         Estimator::Linear(l) => linear::linear(&mut g, &x, l, n_features, n_targets, OUTPUT_NAME)?,
         Estimator::Trees(e) => trees::ensemble(&mut g, &x, e, n_features, n_targets, OUTPUT_NAME)?,
+        // Its own outputs and metadata (contract v2): written whole by `hist`.
+        Estimator::Hist(h) => return hist::build(model, h, source, &names, g, &x),
     }
 
     let feature_json = serde_json::to_string(&names).expect("a list of strings serialises");
-    let metadata = [
-        (META_FEATURE_NAMES, feature_json.as_str()),
-        (META_ESTIMATOR, model.kind.as_str()),
-        (META_SOURCE_FILE, source.file_name.as_str()),
-        (META_SOURCE_SHA256, source.sha256.as_str()),
-        (META_SKLEARN_VERSION, model.sklearn_version.as_str()),
-        (META_CONVERTER_VERSION, CONVERTER_VERSION),
-    ];
+    let mut metadata = vec![(META_FEATURE_NAMES, feature_json.as_str())];
+    metadata.extend(provenance(model, source));
     let mut opset_import = vec![opset("", OPSET)];
     if matches!(model.estimator, Estimator::Trees(_)) {
         opset_import.push(opset(ML_DOMAIN, ML_OPSET));
@@ -170,20 +169,33 @@ pub fn tree_count(model: &ModelProto) -> Option<usize> {
     Some(roots.ints.len())
 }
 
+/// The metadata every converted model records about where it came from.
+fn provenance<'a>(model: &'a Model, source: &'a Source) -> [(&'static str, &'a str); 5] {
+    [
+        (META_ESTIMATOR, model.kind.as_str()),
+        (META_SOURCE_FILE, source.file_name.as_str()),
+        (META_SOURCE_SHA256, source.sha256.as_str()),
+        (META_SKLEARN_VERSION, model.sklearn_version.as_str()),
+        (META_CONVERTER_VERSION, CONVERTER_VERSION),
+    ]
+}
+
 /// A double `[N, width]` tensor description with a dynamic batch dimension.
 fn matrix(name: &str, width: usize) -> ValueInfoProto {
-    let dims = [
-        dimension::Value::DimParam("N".into()),
-        dimension::Value::DimValue(width as i64),
-    ];
+    value_info(name, DataType::Double, &[width])
+}
+
+/// A tensor description of `elem_type` and shape `[N, dims...]` (dynamic batch dimension).
+fn value_info(name: &str, elem_type: DataType, dims: &[usize]) -> ValueInfoProto {
+    let dims = std::iter::once(dimension::Value::DimParam("N".into()))
+        .chain(dims.iter().map(|&d| dimension::Value::DimValue(d as i64)));
     ValueInfoProto {
         name: Some(name.to_string()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(DataType::Double as i32),
+                elem_type: Some(elem_type as i32),
                 shape: Some(TensorShapeProto {
                     dim: dims
-                        .into_iter()
                         .map(|value| Dimension {
                             value: Some(value),
                             ..Default::default()

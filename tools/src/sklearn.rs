@@ -4,10 +4,12 @@
 //! an unsupported loss, a float32-fitted linear model, a custom GradientBoosting init) is
 //! refused with an error naming it. Per family: [`linear`] (LinearRegression, Ridge, Lasso,
 //! ElasticNet), [`trees`] (the `tree_` structure, DecisionTree, RandomForest, ExtraTrees),
-//! [`boosting`] (GradientBoosting), [`pipeline`] (StandardScaler + a final estimator).
+//! [`boosting`] (GradientBoosting), [`hist_gradient_boosting`] (HistGradientBoosting regressor
+//! and classifier), [`pipeline`] (StandardScaler + a final estimator).
 //! Nothing here panics on a malformed graph: every access is checked.
 
 mod boosting;
+mod hist_gradient_boosting;
 mod linear;
 mod pipeline;
 mod trees;
@@ -35,7 +37,8 @@ pub enum ExtractError {
 
 /// Turns a decoded pickle into a [`Model`]: LinearRegression, Ridge, Lasso, ElasticNet,
 /// DecisionTreeRegressor, RandomForestRegressor, ExtraTreesRegressor,
-/// GradientBoostingRegressor, or a Pipeline of an optional StandardScaler and one of those.
+/// GradientBoostingRegressor, HistGradientBoostingRegressor, HistGradientBoostingClassifier, or a
+/// Pipeline of an optional StandardScaler and one of those.
 pub fn extract(graph: &Graph) -> Result<Model, ExtractError> {
     let root = graph.root.ok_or_else(|| ExtractError::Invalid {
         path: "pickle".into(),
@@ -89,6 +92,9 @@ pub(crate) fn final_estimator(object: &Obj<'_>) -> Result<Fitted, ExtractError> 
         "RandomForestRegressor" => trees::forest(object, "DecisionTreeRegressor"),
         "ExtraTreesRegressor" => trees::forest(object, "ExtraTreeRegressor"),
         "GradientBoostingRegressor" => boosting::extract(object),
+        "HistGradientBoostingRegressor" | "HistGradientBoostingClassifier" => {
+            hist_gradient_boosting::extract(object)
+        }
         other => Err(ExtractError::Unsupported(format!(
             "{other} ({}) is not a supported estimator",
             object.class

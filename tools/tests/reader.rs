@@ -107,6 +107,9 @@ fn predict(model: &Model, row: &[f64]) -> Vec<f64> {
                 })
                 .collect()
         }
+        Estimator::Hist(_) => {
+            unreachable!("manifest.json has no HistGradientBoosting (see fidelity_hist.rs)")
+        }
     }
 }
 

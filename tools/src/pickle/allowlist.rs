@@ -94,6 +94,28 @@ const SKLEARN: &[(&str, &str, Role)] = &[
         Role::Estimator,
     ),
     ("sklearn.tree._tree", "Tree", Role::Estimator),
+    // HistGradientBoosting: the estimators, their per-tree predictors and the bin mapper
+    // (which knows the categories seen in training).
+    (
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
+        "HistGradientBoostingRegressor",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
+        "HistGradientBoostingClassifier",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.predictor",
+        "TreePredictor",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.binning",
+        "_BinMapper",
+        Role::Estimator,
+    ),
 ];
 
 const OPAQUE: &[(&str, &str)] = &[
@@ -113,10 +135,40 @@ const OPAQUE: &[(&str, &str)] = &[
     ("sklearn._loss._loss", "CyPinballLoss"),
     ("sklearn._loss.link", "IdentityLink"),
     ("sklearn._loss.link", "Interval"),
+    // HistGradientBoosting's losses and links (sklearn >= 1.1); sklearn <= 1.3 pickles the
+    // Cython loss through its `__pyx_unpickle_*` function, which the reader never calls.
+    ("sklearn._loss.loss", "HalfPoissonLoss"),
+    ("sklearn._loss.loss", "HalfGammaLoss"),
+    ("sklearn._loss.loss", "HalfBinomialLoss"),
+    ("sklearn._loss.loss", "HalfMultinomialLoss"),
+    ("sklearn._loss._loss", "CyHalfPoissonLoss"),
+    ("sklearn._loss._loss", "CyHalfGammaLoss"),
+    ("sklearn._loss._loss", "CyHalfBinomialLoss"),
+    ("sklearn._loss._loss", "CyHalfMultinomialLoss"),
+    ("sklearn._loss._loss", "__pyx_unpickle_CyHalfSquaredError"),
+    ("sklearn._loss._loss", "__pyx_unpickle_CyAbsoluteError"),
+    ("sklearn._loss._loss", "__pyx_unpickle_CyPinballLoss"),
+    ("sklearn._loss._loss", "__pyx_unpickle_CyHalfPoissonLoss"),
+    ("sklearn._loss._loss", "__pyx_unpickle_CyHalfGammaLoss"),
+    ("sklearn._loss._loss", "__pyx_unpickle_CyHalfBinomialLoss"),
+    (
+        "sklearn._loss._loss",
+        "__pyx_unpickle_CyHalfMultinomialLoss",
+    ),
+    ("sklearn._loss.link", "LogLink"),
+    ("sklearn._loss.link", "LogitLink"),
+    ("sklearn._loss.link", "MultinomialLogit"),
+    // The classifier's label encoder (its classes_ are read from the classifier itself).
+    ("sklearn.preprocessing._label", "LabelEncoder"),
     // Random states stored on GradientBoosting and on each tree.
     ("numpy.random._pickle", "__randomstate_ctor"),
     ("numpy.random._pickle", "__bit_generator_ctor"),
     ("numpy.random._mt19937", "MT19937"),
+    // HistGradientBoosting >= 1.4 keeps a numpy Generator for feature subsampling.
+    ("numpy.random._pickle", "__generator_ctor"),
+    ("numpy.random._pcg64", "PCG64"),
+    ("numpy.random.bit_generator", "SeedSequence"),
+    ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
 ];
 
 /// Returns the role of an allow-listed global, or `None` if it must be refused.
