@@ -8,6 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 use http_serve::{BodyError, FullBody};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ErrorBody, GatewayError};
@@ -122,7 +123,16 @@ pub async fn gdp_growth_rate(
         Some(q) => format!("/predict?{q}"),
         None => "/predict".to_string(),
     };
-    proxy::forward(&state, model, &path, headers.get(CONTENT_TYPE), body).await
+    let started = Instant::now();
+    let answer = proxy::forward(&state, model, &path, headers.get(CONTENT_TYPE), body).await;
+    let status = match &answer {
+        Ok(response) => response.status(),
+        Err(error) => error.status(),
+    };
+    state
+        .stats
+        .record_request(started.elapsed(), status.is_server_error());
+    answer
 }
 
 /// Lists the healthy nodes (`host:port`), as Consul last reported them.
