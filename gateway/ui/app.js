@@ -133,17 +133,20 @@ function renderSummary() {
   const rows = s.nodes.map((n) => {
     const r = n.stats.recent;
     const consul = n.ejected ? `${n.consul}, ejected by the gateway` : n.consul;
+    // data-label: the column's name, shown beside each value when a phone stacks the rows
+    // (the roles keep the table a table for screen readers then).
+    const cell = (cls, label, text) => el("td", { role: "cell", class: cls, "data-label": label, text });
     return el(
       "tr",
-      { "data-addr": n.addr },
-      el("th", { scope: "row", class: "addr", text: n.addr }),
-      el("td", { class: "instance", text: n.instance || (n.service_id !== n.addr ? n.service_id : "–") }),
-      el("td", { class: "models", text: n.models ? n.models.join(", ") : "unknown" }),
-      el("td", { class: "consul", text: consul }),
-      el("td", { class: "num rps", text: fmtRate(r.requests_per_sec) }),
-      el("td", { class: "num p50", text: fmtMs(r.p50_ms) }),
-      el("td", { class: "num p99", text: fmtMs(r.p99_ms) }),
-      el("td", { class: "num eps", text: fmtRate(r.errors_per_sec) }),
+      { role: "row", "data-addr": n.addr },
+      el("th", { role: "rowheader", scope: "row", class: "addr", text: n.addr }),
+      cell("instance", "Instance", n.instance || (n.service_id !== n.addr ? n.service_id : "–")),
+      cell("models", "Models", n.models ? n.models.join(", ") : "unknown"),
+      cell("consul", "Consul", consul),
+      cell("num rps", "Requests/s", fmtRate(r.requests_per_sec)),
+      cell("num p50", "p50 ms", fmtMs(r.p50_ms)),
+      cell("num p99", "p99 ms", fmtMs(r.p99_ms)),
+      cell("num eps", "Errors/s", fmtRate(r.errors_per_sec)),
     );
   });
   tbody.replaceChildren(...rows);
@@ -216,7 +219,7 @@ function niceMax(v) {
 
 /** Draws lines (one per series, broken where a value is null) over a time axis. */
 function lineChart(target, bucketSecs, lines, fmt) {
-  const W = 600, H = 220, left = 52, right = 10, top = 10, bottom = 26;
+  const W = 600, H = 220, left = 64, right = 10, top = 12, bottom = 28;
   const n = Math.max(...lines.map((l) => l.values.length), 2);
   const max = niceMax(Math.max(0, ...lines.flatMap((l) => l.values.filter((v) => v !== null))));
   const x = (i) => left + (i / (n - 1)) * (W - left - right);
@@ -267,18 +270,30 @@ function renderModels() {
   const empty = $("models-empty");
   empty.textContent = state.models.length ? "" : "No healthy node serves a model.";
   empty.hidden = state.models.length > 0;
-  // Keep what the user typed in forms that stay.
+  // Keep what the user typed in forms that stay, and which cards are open (the first one
+  // is, at first).
   const typed = {};
   for (const input of list.querySelectorAll("input[data-feature]")) {
     typed[`${input.dataset.model}\u0000${input.dataset.feature}`] = input.value;
   }
-  list.replaceChildren(...state.models.map((m, i) => modelCard(m, i, typed)));
+  const cards = Array.from(list.querySelectorAll("details.model"));
+  const open = new Set(cards.filter((d) => d.open).map((d) => d.dataset.model));
+  if (!cards.length && state.models.length) open.add(state.models[0].name);
+  list.replaceChildren(...state.models.map((m, i) => modelCard(m, i, typed, open.has(m.name))));
 }
 
-function modelCard(model, index, typed) {
+function modelCard(model, index, typed, open) {
   const id = `model-${index}`;
-  const card = el("article", { class: "model", "data-model": model.name, "aria-labelledby": `${id}-h` });
-  card.append(el("h3", { id: `${id}-h`, text: model.name }));
+  const card = el("details", { class: "model", "data-model": model.name, open });
+  const nodes = model.nodes.length === 1 ? "1 node" : `${model.nodes.length} nodes`;
+  card.append(
+    el(
+      "summary",
+      {},
+      el("h3", { id: `${id}-h`, text: model.name }),
+      el("span", { class: "muted", text: ` ${nodes}, ${model.features.length} features${model.estimator ? `, ${model.estimator}` : ""}` }),
+    ),
+  );
   const facts = el("dl", { class: "facts" });
   facts.append(el("dt", { text: "Nodes" }), el("dd", { class: "model-nodes", text: model.nodes.join(", ") || "none" }));
   if (model.estimator) facts.append(el("dt", { text: "Estimator" }), el("dd", { text: model.estimator }));
@@ -419,6 +434,7 @@ function adminToken() {
       form.removeEventListener("submit", onSubmit);
       $("token-cancel").removeEventListener("click", onCancel);
       dialog.removeEventListener("cancel", onCancel);
+      input.value = "";
       dialog.close();
       if (token === null) reject(new Error("cancelled: no admin token given"));
       else {
