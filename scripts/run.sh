@@ -303,6 +303,7 @@ cat <<EOF
 The cluster is running (ready in ${SECONDS}s). Ctrl-C stops it.
 
   Gateway      $G
+  Dashboard    $G/ui
   Swagger UI   $G/docs
   Consul UI    http://localhost:$CONSUL_PORT/ui   ($consul_kind)
   Consul token ${TOKEN_FILE#"$ROOT"/} (ACLs on: without it Consul refuses writes, reads show nothing, the UI asks for it)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, Rust unit and integration tests, the
 # independent Python-client tests, the newcomer test (scripts/run.sh from a clean clone, unless
-# ports 8000/8500 are busy) and the Docker end-to-end test when a daemon is reachable (then
-# the gateway's real-engine test, which needs the images that test builds).
+# ports 8000/8500 are busy), the dashboard's browser tests (headless Chromium, installed when
+# missing) and the Docker end-to-end test when a daemon is reachable (then the gateway's
+# real-engine test, which needs the images that test builds).
 # Installs what the tests need first (ONNX Runtime library, a Python venv). Ends with a
 # summary line and exits non-zero if anything failed.
 set -uo pipefail
@@ -25,6 +26,24 @@ stage() { # stage NAME COMMAND...
 }
 skip() { # skip NAME WHY
   skipped=$((skipped + 1)); results+=("SKIP  $1: $2"); say "skipping $1: $2"
+}
+
+# ensure_browser: Debian's chromium and chromium-driver, installed when missing (as root, with
+# apt-get); says why and fails when that cannot be done.
+ensure_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return 0
+  fi
+  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "installing chromium and chromium-driver (apt-get) for the browser tests"
+    if DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2 &&
+      command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+      return 0
+    fi
+  fi
+  say "ERROR: the browser tests need Chromium and chromedriver (apt-get install -y chromium chromium-driver, as root); they are missing and could not be installed"
+  return 1
 }
 
 # Free disk in MB where the build goes; a full disk fails builds with errors far from the cause.
@@ -81,6 +100,15 @@ if [[ -x tests/e2e/newcomer.sh ]]; then
     skip "newcomer test (scripts/run.sh from a clean clone)" "port(s)$busy in use on 127.0.0.1 (a cluster already running?)"
   else
     stage "newcomer test (scripts/run.sh from a clean clone)" tests/e2e/newcomer.sh
+  fi
+fi
+# The dashboard in headless Chromium against scripts/run.sh's cluster (its default ports; the
+# test fails, saying so, when they are taken). Without a browser that can be installed, it fails.
+if compgen -G "tests/browser/test_*.py" >/dev/null; then
+  if ensure_browser; then
+    stage "dashboard browser tests (headless Chromium, scripts/run.sh)" "$TEST_PYTHON" -m pytest -q tests/browser
+  else
+    failed=$((failed + 1)); results+=("FAIL  dashboard browser tests: no Chromium/chromedriver, and they could not be installed")
   fi
 fi
 if [[ -x tests/e2e/docker.sh ]]; then

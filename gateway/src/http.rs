@@ -1,9 +1,11 @@
 //! The route table, request metrics and the OpenAPI document.
 
+pub mod cluster;
 pub mod health;
 pub mod lifecycle;
 pub mod models;
 pub mod predict;
+pub mod ui;
 
 use std::time::Instant;
 
@@ -32,6 +34,8 @@ use lifecycle::BearerAuth;
         predict::services,
         health::health,
         health::metrics,
+        cluster::summary,
+        cluster::models,
         lifecycle::launch,
         lifecycle::instances,
         lifecycle::shutdown,
@@ -40,13 +44,13 @@ use lifecycle::BearerAuth;
     tags(
         (name = "models", description = "Models served by the cluster"),
         (name = "predict", description = "Predictions and the nodes that make them"),
-        (name = "ops", description = "Gateway health and metrics"),
+        (name = "ops", description = "Gateway health, metrics and the cluster summary the dashboard at /ui shows"),
         (name = "lifecycle", description = "Launch, list and stop model instances (admin token when GATEWAY_ADMIN_TOKEN is set)"),
     )
 )]
 pub struct ApiDoc;
 
-/// Returns the API routes (without the docs), still needing their state.
+/// Returns the API routes and the dashboard (without the docs), still needing their state.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/models/available", get(models::available))
@@ -68,6 +72,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
+        .route("/api/cluster", get(cluster::summary))
+        .route("/api/cluster/models", get(cluster::models))
+        .merge(ui::routes())
 }
 
 /// An unknown route: FastAPI's `404 {"detail": "Not Found"}`.

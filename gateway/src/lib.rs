@@ -9,7 +9,8 @@
 //! - [`error`]: [`GatewayError`] and its one status table; bodies are `{"detail": ...}`.
 //! - [`http`]: the route table, request metrics and the OpenAPI document; handlers in
 //!   `http/predict.rs`, `http/models.rs`, `http/health.rs`, `http/lifecycle.rs` (which also
-//!   checks the lifecycle path parameters and the admin token).
+//!   checks the lifecycle path parameters and the admin token), `http/cluster.rs` (the
+//!   dashboard's JSON) and `http/ui.rs` (the dashboard page, files in `gateway/ui/`).
 //! - [`discovery`]: the healthy set in a `watch`; [`discovery::consul`] keeps it fresh.
 //! - [`balance`]: [`balance::RandomBalancer`], seedable random choice with ejection.
 //! - [`proxy`]: pick, forward, hedge or retry on another node.
@@ -17,6 +18,7 @@
 //! - [`runtime`]: launch, list and stop nodes (Docker containers or local processes) for the
 //!   lifecycle endpoints.
 //! - [`upstream`]: the pooled node client and one exchange.
+//! - [`stats`]: the dashboard's request, error and latency series (cluster and per node).
 //! - [`telemetry`]: the Prometheus recorder and the per-node upstream series.
 //!
 //! The shutdown signal, the log setup, the metrics upkeep and the grace period come from
@@ -24,14 +26,16 @@
 //!
 //! Which way each layer points (`a → b`: `a` uses `b`; nothing points back, so no module
 //! imports another that imports it):
-//! - `http` → `proxy` (predictions), `runtime` (lifecycle), `state`, `upstream`, `error`.
-//! - `proxy` → `state`, `telemetry`, `discovery`, `upstream`, `error`.
-//! - `state` → `config`, `runtime`, `balance`, `hedge`, `telemetry`, `discovery`, `upstream`:
-//!   it builds each part from its section of the configuration; no part uses `state`.
+//! - `http` → `proxy` (predictions), `runtime` (lifecycle), `state`, `stats`, `upstream`,
+//!   `error`.
+//! - `proxy` → `state`, `telemetry`, `stats`, `discovery`, `upstream`, `error`.
+//! - `state` → `config`, `runtime`, `balance`, `hedge`, `telemetry`, `stats`, `discovery`,
+//!   `upstream`: it builds each part from its section of the configuration; no part uses
+//!   `state`.
 //! - `config` → `runtime::settings` (the runtime owns its flags; `runtime` never uses
 //!   `config`), and both → `flags` (the private duration parsers).
 //! - `runtime` → `discovery`, `error`.
-//! - `balance`, `telemetry` → `discovery` → `upstream`.
+//! - `balance`, `telemetry`, `stats` → `discovery` → `upstream`.
 //! - `error`, `hedge`, `upstream` and `flags` use no other module.
 
 #![forbid(unsafe_code)]
@@ -46,6 +50,7 @@ pub mod http;
 pub mod proxy;
 pub mod runtime;
 pub mod state;
+pub mod stats;
 pub mod telemetry;
 pub mod upstream;
 

@@ -161,6 +161,9 @@ pub async fn forward(
             Outcome::Answered(resp) if !resp.status.is_server_error() => {
                 state.balancer.record_success(&node.addr);
                 state.hedging.record(started.elapsed());
+                state
+                    .stats
+                    .record_attempt(&node.addr, Some(started.elapsed()), false);
                 // Attempts started before this one lost the race: their nodes were slow.
                 for (slow, since) in running.iter().filter(|(_, s)| *s < started) {
                     fail(state, slow, "slow", &AttemptError::Timeout(since.elapsed()));
@@ -196,6 +199,7 @@ fn fail(state: &AppState, node: &Endpoint, reason: &'static str, error: &Attempt
     state
         .node_metrics
         .count(&node.addr, NodeEvent::Failure(reason));
+    state.stats.record_attempt(&node.addr, None, true);
     tracing::warn!(node = %node.addr, reason, %error, "upstream attempt failed");
     if let Some(interval) = state.balancer.record_failure(&node.addr) {
         state.node_metrics.count(&node.addr, NodeEvent::Ejection);

@@ -198,6 +198,12 @@ impl Runtime {
         }
     }
 
+    /// Returns the name of the instance at `addr` (`host:port`) when this gateway launched it
+    /// as a process; `None` otherwise (containers are not looked up).
+    pub fn launched_name(&self, addr: &str) -> Option<String> {
+        self.process.name_at(addr)
+    }
+
     /// Stops every process this gateway started (containers outlive the gateway on purpose).
     pub async fn shutdown(&self) {
         self.process.shutdown().await;

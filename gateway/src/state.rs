@@ -12,6 +12,7 @@ use crate::discovery::{self, Discovery, consul::WatchConfig};
 use crate::error::GatewayError;
 use crate::hedge::Hedging;
 use crate::runtime::Runtime;
+use crate::stats::Stats;
 use crate::telemetry::NodeMetrics;
 use crate::upstream::{self, HttpClient};
 
@@ -31,6 +32,8 @@ pub struct Inner {
     pub hedging: Hedging,
     /// The per-node upstream series of `/metrics`.
     pub node_metrics: NodeMetrics,
+    /// The dashboard's request, error and latency series, of the cluster and of each node.
+    pub stats: Stats,
     /// Pooled keep-alive client for the nodes.
     pub http_client: HttpClient,
     /// Renders `/metrics`.
@@ -97,6 +100,7 @@ impl AppState {
         let state = AppState(Arc::new(Inner {
             hedging: Hedging::new(config.upstream.hedge_after, config.upstream.hedge_budget),
             node_metrics: NodeMetrics::new(config.upstream.node_metrics_retention),
+            stats: Stats::new(),
             config,
             discovery,
             balancer,
@@ -112,8 +116,9 @@ impl AppState {
     }
 }
 
-/// Drops the balancer's records and, after their retention, the metric series of nodes that
-/// left the healthy set: at every new set, and every few seconds. Ends with the state.
+/// Drops the balancer's records, the dashboard's series and, after their retention, the metric
+/// series of nodes that left the healthy set: at every new set, and every few seconds. Ends
+/// with the state.
 async fn forget_departed(state: Weak<Inner>) {
     let Some((mut sets, cancel)) = state
         .upgrade()
@@ -132,6 +137,7 @@ async fn forget_departed(state: Weak<Inner>) {
         let healthy = state.discovery.endpoints();
         state.balancer.retain(&healthy);
         state.node_metrics.retain(&healthy);
+        state.stats.retain(&healthy);
     }
 }
 

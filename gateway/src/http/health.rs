@@ -34,12 +34,17 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "ok",
         healthy_instances: state.discovery.endpoints().len(),
-        discovery: match state.discovery.status() {
-            s if !s.is_up() => "stale",
-            s if s.is_recovering() => "recovering",
-            _ => "ok",
-        },
+        discovery: discovery_state(&state),
     })
+}
+
+/// `ok`, `stale` or `recovering`, as [`HealthResponse::discovery`] describes them.
+pub fn discovery_state(state: &AppState) -> &'static str {
+    match state.discovery.status() {
+        s if !s.is_up() => "stale",
+        s if s.is_recovering() => "recovering",
+        _ => "ok",
+    }
 }
 
 /// Renders the Prometheus metrics.

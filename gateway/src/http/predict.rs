@@ -10,6 +10,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 use http_serve::{BodyError, FullBody};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
 use super::lifecycle::{path_param, validate_model_name};
@@ -173,7 +174,16 @@ async fn forward_prediction(
         BodyError::TooSlow { timeout } => GatewayError::BodyTooSlow(timeout),
         BodyError::Failed(_) => GatewayError::BadRequest(e.to_string()),
     })?;
-    proxy::forward(state, model, path, headers.get(CONTENT_TYPE), body).await
+    let started = Instant::now();
+    let answer = proxy::forward(state, model, path, headers.get(CONTENT_TYPE), body).await;
+    let status = match &answer {
+        Ok(response) => response.status(),
+        Err(error) => error.status(),
+    };
+    state
+        .stats
+        .record_request(started.elapsed(), status.is_server_error());
+    answer
 }
 
 /// Lists the healthy nodes (`host:port`), as Consul last reported them.

@@ -317,6 +317,17 @@ impl ProcessRuntime {
         }
     }
 
+    /// Returns the name of the running process this runtime started that listens on `addr`
+    /// (it advertises `127.0.0.1:<port>`).
+    pub fn name_at(&self, addr: &str) -> Option<String> {
+        let port: u16 = addr.strip_prefix("127.0.0.1:")?.parse().ok()?;
+        let children = self.children.lock().expect("children lock");
+        children
+            .values()
+            .find(|c| c.port == port && c.started && c.exited.borrow().is_none())
+            .map(|c| c.name.clone())
+    }
+
     /// Lists the running processes whose default model is `model`.
     pub fn instances(&self, model: &str) -> Result<Vec<Instance>, GatewayError> {
         let image = self
