@@ -1,11 +1,14 @@
 //! ONNX export: turns an [`estimator::Model`](crate::estimator::Model) into an ONNX model.
 //!
-//! The graph follows the model contract (`onnx_model::contract`): one input
-//! `input` (double `[N, n_features]`), one output `variable` (double `[N, n_targets]`) and the
-//! provenance metadata. Everything is computed in double: the scaler as `Sub`/`Div`
-//! ([`linear`]), linear models as `MatMul` + `Add` ([`linear`]) and trees as `ai.onnx.ml`
-//! opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]).
+//! The graph follows the model contract (`onnx_model::contract`, v2): one input `input`
+//! (double `[N, n_features]`); a regressor's output `variable` (double `[N, n_targets]`) or a
+//! classifier's `label` (int64 `[N]`) and `probabilities` (double `[N, n_classes]`); the
+//! metadata (task, features, classes, provenance). Everything is computed in double: the
+//! scaler as `Sub`/`Div` ([`linear`]), linear models as `MatMul` + `Add` ([`linear`]), trees as
+//! `ai.onnx.ml` opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]), and a
+//! classifier's probabilities and label from those scores ([`classifier`]).
 
+pub mod classifier;
 pub mod graph;
 pub mod linear;
 pub mod trees;
@@ -19,8 +22,9 @@ pub mod proto {
 use std::collections::BTreeMap;
 
 use onnx_model::contract::{
-    INPUT_NAME, META_CONVERTER_VERSION, META_ESTIMATOR, META_FEATURE_NAMES, META_SKLEARN_VERSION,
-    META_SOURCE_FILE, META_SOURCE_SHA256, OUTPUT_NAME,
+    Feature, INPUT_NAME, LABEL_NAME, META_CLASSES, META_CONVERTER_VERSION, META_ESTIMATOR,
+    META_FEATURE_NAMES, META_FEATURES, META_SKLEARN_VERSION, META_SOURCE_FILE, META_SOURCE_SHA256,
+    META_TASK, OUTPUT_NAME, PROBABILITIES_NAME, Task,
 };
 use prost::Message;
 
@@ -81,20 +85,48 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
     if let Some(scaler) = &model.scaler {
         x = linear::scaler(&mut g, &x, scaler, n_features)?;
     }
+    let scores = match &model.classifier {
+        Some(c) => classifier::scores_name(&mut g, c),
+        None => OUTPUT_NAME.to_string(),
+    };
     match &model.estimator {
-        Estimator::Linear(l) => linear::linear(&mut g, &x, l, n_features, n_targets, OUTPUT_NAME)?,
-        Estimator::Trees(e) => trees::ensemble(&mut g, &x, e, n_features, n_targets, OUTPUT_NAME)?,
+        Estimator::Linear(l) => linear::linear(&mut g, &x, l, n_features, n_targets, &scores)?,
+        Estimator::Trees(e) => trees::ensemble(&mut g, &x, e, n_features, n_targets, &scores)?,
     }
+    let (task, outputs) = match &model.classifier {
+        Some(c) => {
+            classifier::outputs(&mut g, &scores, c, n_targets)?;
+            let outputs = vec![
+                vector_i64(LABEL_NAME),
+                matrix(PROBABILITIES_NAME, c.classes.len()),
+            ];
+            (Task::Classification, outputs)
+        }
+        None => (Task::Regression, vec![matrix(OUTPUT_NAME, n_targets)]),
+    };
 
-    let feature_json = serde_json::to_string(&names).expect("a list of strings serialises");
-    let metadata = [
-        (META_FEATURE_NAMES, feature_json.as_str()),
-        (META_ESTIMATOR, model.kind.as_str()),
-        (META_SOURCE_FILE, source.file_name.as_str()),
-        (META_SOURCE_SHA256, source.sha256.as_str()),
-        (META_SKLEARN_VERSION, model.sklearn_version.as_str()),
-        (META_CONVERTER_VERSION, CONVERTER_VERSION),
+    let features: Vec<Feature> = names
+        .iter()
+        .map(|name| Feature::number(name.clone(), model.accepts_missing))
+        .collect();
+    let names_json = serde_json::to_string(&names).expect("a list of strings serialises");
+    let features_json = serde_json::to_string(&features).expect("features serialise");
+    let mut metadata = vec![
+        (META_TASK, task.as_str().to_string()),
+        (META_FEATURES, features_json),
+        (META_FEATURE_NAMES, names_json),
     ];
+    if let Some(c) = &model.classifier {
+        let classes = serde_json::to_string(&c.classes).expect("class labels serialise");
+        metadata.push((META_CLASSES, classes));
+    }
+    metadata.extend([
+        (META_ESTIMATOR, model.kind.clone()),
+        (META_SOURCE_FILE, source.file_name.clone()),
+        (META_SOURCE_SHA256, source.sha256.clone()),
+        (META_SKLEARN_VERSION, model.sklearn_version.clone()),
+        (META_CONVERTER_VERSION, CONVERTER_VERSION.to_string()),
+    ]);
     let mut opset_import = vec![opset("", OPSET)];
     if matches!(model.estimator, Estimator::Trees(_)) {
         opset_import.push(opset(ML_DOMAIN, ML_OPSET));
@@ -104,7 +136,7 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
         name: Some(model.kind.clone()),
         initializer: g.initializers,
         input: vec![matrix(INPUT_NAME, n_features)],
-        output: vec![matrix(OUTPUT_NAME, n_targets)],
+        output: outputs,
         ..Default::default()
     };
     Ok(ModelProto {
@@ -172,15 +204,28 @@ pub fn tree_count(model: &ModelProto) -> Option<usize> {
 
 /// A double `[N, width]` tensor description with a dynamic batch dimension.
 fn matrix(name: &str, width: usize) -> ValueInfoProto {
-    let dims = [
+    let dims = vec![
         dimension::Value::DimParam("N".into()),
         dimension::Value::DimValue(width as i64),
     ];
+    tensor_info(name, DataType::Double, dims)
+}
+
+/// An int64 `[N]` tensor description.
+fn vector_i64(name: &str) -> ValueInfoProto {
+    tensor_info(
+        name,
+        DataType::Int64,
+        vec![dimension::Value::DimParam("N".into())],
+    )
+}
+
+fn tensor_info(name: &str, elem_type: DataType, dims: Vec<dimension::Value>) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.to_string()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(DataType::Double as i32),
+                elem_type: Some(elem_type as i32),
                 shape: Some(TensorShapeProto {
                     dim: dims
                         .into_iter()
@@ -224,6 +269,8 @@ pub(crate) mod testing {
             sklearn_version: "1.9.0".into(),
             scaler: None,
             estimator,
+            classifier: None,
+            accepts_missing: false,
         }
     }
 
