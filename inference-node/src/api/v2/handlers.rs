@@ -6,9 +6,12 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_serve::{BodyError, FullBody};
-use onnx_model::contract::OUTPUT_NAME;
+use onnx_model::ModelInfo;
+use onnx_model::contract::{LABEL_NAME, OUTPUT_NAME, PROBABILITIES_NAME, Task};
 
-use super::wire::{self, InferRequest, InferResponse, ModelMetadata, OutputTensor, ServerMetadata};
+use super::wire::{
+    self, InferRequest, InferResponse, ModelMetadata, OutputData, OutputTensor, ServerMetadata,
+};
 use crate::error::{NodeError, V2Error};
 use crate::registry::Served;
 use crate::state::AppState;
@@ -132,18 +135,55 @@ async fn run_infer(
     let info = served.model.info();
     let (rows, n_rows) = wire::decode(&mut request, info, state.config.max_batch_rows)?;
     let data = served.batcher.predict(rows).await?.values;
+    let mut outputs = match info.task {
+        Task::Regression => vec![OutputTensor {
+            name: OUTPUT_NAME,
+            datatype: "FP64",
+            shape: vec![n_rows, info.n_targets],
+            data: OutputData::Fp64(data),
+        }],
+        Task::Classification => classifier_outputs(info, n_rows, &data),
+    };
+    // Requested outputs (checked against the model's by `wire::decode`) select among them.
+    if let Some(requested) = &request.outputs {
+        outputs.retain(|o| requested.iter().any(|r| r.name == o.name));
+    }
     let response = InferResponse {
         model_name: info.name.clone(),
         model_version: wire::VERSION,
         id: request.id,
-        outputs: vec![OutputTensor {
-            name: OUTPUT_NAME,
-            datatype: "FP64",
-            shape: vec![n_rows, info.n_targets],
-            data,
-        }],
+        outputs,
     };
     Ok(Json(response).into_response())
+}
+
+/// A classifier's `label` (`[N]`, typed as its classes) and `probabilities` (`[N, C]`) from
+/// its prediction rows `[label index, p...]`.
+fn classifier_outputs(info: &ModelInfo, n_rows: usize, data: &[f64]) -> Vec<OutputTensor> {
+    let width = 1 + info.n_classes();
+    let labels = data
+        .chunks(width)
+        .map(|row| info.classes[row[0] as usize].clone())
+        .collect();
+    let probabilities = data
+        .chunks(width)
+        .flat_map(|row| &row[1..])
+        .copied()
+        .collect();
+    vec![
+        OutputTensor {
+            name: LABEL_NAME,
+            datatype: wire::label_datatype(&info.classes),
+            shape: vec![n_rows],
+            data: OutputData::Labels(labels),
+        },
+        OutputTensor {
+            name: PROBABILITIES_NAME,
+            datatype: "FP64",
+            shape: vec![n_rows, info.n_classes()],
+            data: OutputData::Fp64(probabilities),
+        },
+    ]
 }
 
 fn check_version(name: &str, version: &str) -> Result<(), NodeError> {

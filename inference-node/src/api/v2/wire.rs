@@ -1,7 +1,9 @@
 //! Open Inference Protocol (KServe V2) wire types and request decoding.
 //!
-//! A model has one input `input` (`[-1, n_features]`) and one output `variable`
-//! (`[-1, n_targets]`), both FP64. Requests may send FP64 or FP32 data (FP32 values are
+//! A model has one input `input` (`[-1, n_features]`, FP64); a regressor one output
+//! `variable` (`[-1, n_targets]`, FP64), a classifier two: `label` (`[-1]`; INT64, BYTES or
+//! BOOL as its classes are integers, strings or booleans) and `probabilities`
+//! (`[-1, n_classes]`, FP64). Requests may send FP64 or FP32 data (FP32 values are
 //! rounded to single precision, as a float32 tensor would hold them), nested or flat.
 //! Only the JSON form is supported; the binary tensor extension is refused with a 400.
 
@@ -12,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use onnx_model::ModelInfo;
-use onnx_model::contract::{INPUT_NAME, OUTPUT_NAME};
+use onnx_model::contract::{
+    ClassLabel, Feature, INPUT_NAME, LABEL_NAME, OUTPUT_NAME, PROBABILITIES_NAME, Task,
+};
 
 use crate::error::NodeError;
 
@@ -56,11 +60,44 @@ pub struct ModelMetadata {
     pub inputs: Vec<TensorMetadata>,
     /// Outputs.
     pub outputs: Vec<TensorMetadata>,
+    /// What the model is beyond its tensors: task, features, classes.
+    pub parameters: ModelParameters,
+}
+
+/// The `parameters` of model metadata.
+#[derive(Debug, Serialize)]
+pub struct ModelParameters {
+    /// `regression` or `classification`.
+    pub task: Task,
+    /// Each input column: name, type (`number`), nullable.
+    pub features: Vec<Feature>,
+    /// A classifier's classes, typed as sklearn's `classes_`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<ClassLabel>,
 }
 
 impl ModelMetadata {
     /// Describes `info` in V2 terms.
     pub fn from_info(info: &ModelInfo) -> ModelMetadata {
+        let outputs = match info.task {
+            Task::Regression => vec![TensorMetadata {
+                name: OUTPUT_NAME,
+                datatype: "FP64",
+                shape: vec![-1, info.n_targets as i64],
+            }],
+            Task::Classification => vec![
+                TensorMetadata {
+                    name: LABEL_NAME,
+                    datatype: label_datatype(&info.classes),
+                    shape: vec![-1],
+                },
+                TensorMetadata {
+                    name: PROBABILITIES_NAME,
+                    datatype: "FP64",
+                    shape: vec![-1, info.n_classes() as i64],
+                },
+            ],
+        };
         ModelMetadata {
             name: info.name.clone(),
             versions: vec![VERSION],
@@ -70,12 +107,30 @@ impl ModelMetadata {
                 datatype: "FP64",
                 shape: vec![-1, info.feature_names.len() as i64],
             }],
-            outputs: vec![TensorMetadata {
-                name: OUTPUT_NAME,
-                datatype: "FP64",
-                shape: vec![-1, info.n_targets as i64],
-            }],
+            outputs,
+            parameters: ModelParameters {
+                task: info.task,
+                features: info.features.clone(),
+                classes: info.classes.clone(),
+            },
         }
+    }
+}
+
+/// The V2 datatype of a classifier's labels: INT64, BYTES (strings) or BOOL.
+pub fn label_datatype(classes: &[ClassLabel]) -> &'static str {
+    match classes.first() {
+        Some(ClassLabel::Bool(_)) => "BOOL",
+        Some(ClassLabel::Str(_)) => "BYTES",
+        Some(ClassLabel::Int(_)) | None => "INT64",
+    }
+}
+
+/// The names of `info`'s outputs.
+pub fn output_names(info: &ModelInfo) -> &'static [&'static str] {
+    match info.task {
+        Task::Regression => &[OUTPUT_NAME],
+        Task::Classification => &[LABEL_NAME, PROBABILITIES_NAME],
     }
 }
 
@@ -164,7 +219,17 @@ pub struct OutputTensor {
     /// Shape.
     pub shape: Vec<usize>,
     /// Row-major values.
-    pub data: Vec<f64>,
+    pub data: OutputData,
+}
+
+/// An output tensor's values.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum OutputData {
+    /// FP64 values.
+    Fp64(Vec<f64>),
+    /// Class labels: JSON numbers (INT64), strings (BYTES) or booleans (BOOL).
+    Labels(Vec<ClassLabel>),
 }
 
 /// Reads a tensor's `data` for the shape `dims` into row-major values: either flat (one list
@@ -308,10 +373,15 @@ pub fn decode(
 ) -> Result<(Vec<f64>, usize), NodeError> {
     let bad = |m: String| NodeError::BadRequest(m);
     if let Some(outputs) = &request.outputs {
+        let names = output_names(info);
         for output in outputs {
-            if output.name != OUTPUT_NAME {
+            if !names.contains(&output.name.as_str()) {
+                let known = match names {
+                    [only] => format!("the only output is '{only}'"),
+                    many => format!("the outputs are '{}'", many.join("', '")),
+                };
                 return Err(bad(format!(
-                    "unexpected inference output '{}' for model '{}': the only output is '{OUTPUT_NAME}'",
+                    "unexpected inference output '{}' for model '{}': {known}",
                     output.name, info.name
                 )));
             }
@@ -402,16 +472,7 @@ mod tests {
     use super::*;
 
     fn info() -> ModelInfo {
-        ModelInfo {
-            name: "M".into(),
-            feature_names: vec!["a".into(), "b".into()],
-            n_targets: 1,
-            estimator: String::new(),
-            source_file: String::new(),
-            source_sha256: String::new(),
-            sklearn_version: String::new(),
-            converter_version: String::new(),
-        }
+        ModelInfo::regression("M", vec!["a".into(), "b".into()], 1)
     }
 
     fn decode_str(body: &str) -> Result<(Vec<f64>, usize), NodeError> {
