@@ -32,12 +32,36 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
-from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import (
+    ARDRegression,
+    BayesianRidge,
+    ElasticNet,
+    ElasticNetCV,
+    HuberRegressor,
+    Lars,
+    Lasso,
+    LassoCV,
+    LassoLars,
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+    RidgeCV,
+    SGDRegressor,
+)
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.tree import DecisionTreeRegressor
+from sklearn.svm import LinearSVR
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from statsmodels.datasets import macrodata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -134,6 +158,28 @@ def make_models(x: pd.DataFrame, y: pd.DataFrame) -> dict[str, object]:
             x,
             y1,
         ),
+        # The rest of the linear family (issue 18): coef_ + intercept_ like LinearRegression.
+        "pipeline_scaler_sgd": (
+            Pipeline([("scaler", StandardScaler()), ("sgd", SGDRegressor(random_state=SEED))]),
+            x,
+            y1,
+        ),
+        "huber": (HuberRegressor(max_iter=10_000), x, y1),
+        "bayesian_ridge": (BayesianRidge(), x, y1),
+        "ard": (ARDRegression(), x, y1),
+        "pipeline_scaler_linear_svr": (
+            Pipeline([("scaler", StandardScaler()), ("svr", LinearSVR(random_state=SEED, max_iter=100_000))]),
+            x,
+            y1,
+        ),
+        "ridge_cv": (RidgeCV(), x, y1),
+        "lasso_cv": (LassoCV(cv=3, max_iter=100_000), x, y1),
+        "elastic_net_cv": (ElasticNetCV(cv=3, max_iter=100_000), x, y1),
+        "lars": (Lars(), x, y1),
+        "lasso_lars": (LassoLars(alpha=0.01), x, y1),
+        # Fitted on float32 data: float32 coef_/intercept_, float64 predictions for float64 rows.
+        "linear_float32": (LinearRegression(), x.astype(np.float32), y1.astype(np.float32)),
+        "ridge_float32": (Ridge(alpha=1.0), x.astype(np.float32), y1.astype(np.float32)),
     }
     models = {}
     for name, (model, features, target) in specs.items():
@@ -161,7 +207,9 @@ def estimator_name(model: object) -> str:
     return type(model).__name__
 
 
-def split_nodes(model: object, data: np.ndarray) -> tuple[list[tuple[int, float, np.ndarray]], np.ndarray, np.ndarray]:
+def split_nodes(
+    model: object, data: np.ndarray, columns: list[str] = FEATURES
+) -> tuple[list[tuple[int, float, np.ndarray]], np.ndarray, np.ndarray]:
     """For tree models: split nodes as (feature, threshold, a real row reaching that node),
     plus (scale, mean) mapping the trees' input space back to the model's input space
     (x = v * scale + mean; identity unless the model is a scaler pipeline).
@@ -173,17 +221,17 @@ def split_nodes(model: object, data: np.ndarray) -> tuple[list[tuple[int, float,
     inputs, scale, mean = data, np.ones(n), np.zeros(n)
     if isinstance(model, Pipeline):
         scaler, model = model.steps[0][1], model.steps[-1][1]
-        inputs = scaler.transform(pd.DataFrame(data, columns=FEATURES))
+        inputs = scaler.transform(pd.DataFrame(data, columns=columns))
         if scaler.with_std:
             scale = scaler.scale_
         if scaler.with_mean:
             mean = scaler.mean_
-    if isinstance(model, DecisionTreeRegressor):
+    if isinstance(model, (DecisionTreeRegressor, DecisionTreeClassifier)):
         trees = [model.tree_]
-    elif isinstance(model, (RandomForestRegressor, ExtraTreesRegressor)):
+    elif isinstance(model, (RandomForestRegressor, ExtraTreesRegressor, RandomForestClassifier, ExtraTreesClassifier)):
         trees = [e.tree_ for e in model.estimators_]
-    elif isinstance(model, GradientBoostingRegressor):
-        trees = [e.tree_ for e in model.estimators_[:, 0]]
+    elif isinstance(model, (GradientBoostingRegressor, GradientBoostingClassifier)):
+        trees = [e.tree_ for e in model.estimators_.ravel()]
     else:
         return [], scale, mean
     inputs32 = np.ascontiguousarray(inputs, dtype=np.float32)
@@ -199,14 +247,14 @@ def split_nodes(model: object, data: np.ndarray) -> tuple[list[tuple[int, float,
     return [(f, t, base) for (f, t), base in sorted(nodes.items(), key=lambda kv: kv[0])], scale, mean
 
 
-def threshold_rows(model: object, data: np.ndarray) -> list[list[float]]:
+def threshold_rows(model: object, data: np.ndarray, columns: list[str] = FEATURES) -> list[list[float]]:
     """Rows placed on and around sampled split thresholds; other features from a real row.
 
     For each threshold t (feature f): t*(1-1e-9), t, t*(1+1e-9), and the float32 neighbours
     of t (largest float32 <= t, smallest float32 > t), as float64. For a scaler pipeline these
     values are placed in the scaled space the trees see and mapped back to inputs.
     """
-    nodes, scale, mean = split_nodes(model, data)
+    nodes, scale, mean = split_nodes(model, data, columns)
     if not nodes:
         return []
     rng = np.random.RandomState(SEED)
@@ -226,9 +274,13 @@ def threshold_rows(model: object, data: np.ndarray) -> list[list[float]]:
 
 def nan_rows(real: np.ndarray) -> np.ndarray:
     """Real rows with NaN in each single feature, in pairs of features, and everywhere."""
+    return nan_rows_of(real, 8)
+
+
+def nan_rows_of(real: np.ndarray, count: int) -> np.ndarray:
     n = real.shape[1]
     rows = []
-    for i in range(8):
+    for i in range(count):
         base = real[(i * 3) % len(real)]
         for feature in range(n):
             row = base.copy()
@@ -297,11 +349,132 @@ def write_forms(model: object, out: Path, name: str, forms: list[str], expected:
             assert path.read_bytes()[1] == int(form[1]), f"{path.name}: wrong protocol"
         loaded = joblib.load(path) if form.endswith("joblib") else pickle.loads(path.read_bytes())
         assert type(loaded) is type(model)
-        if expected is not None:
+        if expected is not None and expected.get("task") == "classification":
+            rows = pd.DataFrame(np.array(expected["rows"]), columns=expected["feature_names"])
+            assert classifier_rows(loaded, rows) == expected["predictions"], path.name
+        elif expected is not None:
             named = expected["feature_names"] is not None
             assert predict(loaded, np.array(expected["rows"]), named) == expected["predictions"], path.name
         files.append(path.name)
     return files
+
+
+# === classifiers (issue 18) ===
+#
+# Fitted on datasets shipped inside scikit-learn (iris, breast cancer, wine: real
+# measurements), every 4th row held out. Labels: integers as loaded, iris's class names
+# (strings), breast cancer's `target == 1` (booleans).
+
+HOLDOUT_EVERY = 4
+
+
+class ClassifierData:
+    """A dataset's training and held-out rows (DataFrames) and labels."""
+
+    def __init__(self, features: pd.DataFrame, labels: np.ndarray):
+        held = np.arange(len(features)) % HOLDOUT_EVERY == 0
+        self.columns = [str(c) for c in features.columns]
+        self.x_train, self.y_train = features[~held], labels[~held]
+        self.x_test = features[held]
+
+
+def classifier_datasets() -> dict[str, ClassifierData]:
+    iris = load_iris(as_frame=True)
+    cancer = load_breast_cancer(as_frame=True)
+    wine = load_wine(as_frame=True)
+    iris_x = iris.data.astype(np.float64)
+    cancer_x = cancer.data.astype(np.float64)
+    return {
+        "iris_int": ClassifierData(iris_x, iris.target.to_numpy()),
+        "iris_str": ClassifierData(iris_x, np.asarray(iris.target_names)[iris.target.to_numpy()]),
+        "cancer_int": ClassifierData(cancer_x, cancer.target.to_numpy()),
+        "cancer_bool": ClassifierData(cancer_x, cancer.target.to_numpy() == 1),
+        "wine_int": ClassifierData(wine.data.astype(np.float64), wine.target.to_numpy()),
+    }
+
+
+def make_classifiers() -> dict[str, tuple[object, ClassifierData]]:
+    """Fitted fixture classifiers by name: small (<= 5 trees of depth <= 4, <= 10 stages)."""
+    data = classifier_datasets()
+    tree = {"max_depth": 4, "random_state": SEED}
+    forest = {"n_estimators": 5, **tree}
+    boost = {"n_estimators": 10, "max_depth": 2, "learning_rate": 0.1, "random_state": SEED}
+
+    def scaled_logistic(**kwargs: object) -> Pipeline:
+        return Pipeline([("scaler", StandardScaler()), ("logistic", LogisticRegression(max_iter=10_000, **kwargs))])
+
+    specs = {
+        "logistic_binary_bool": (scaled_logistic(), "cancer_bool"),
+        "logistic_multinomial_str": (LogisticRegression(max_iter=10_000), "iris_str"),
+        "logistic_wine": (scaled_logistic(), "wine_int"),
+        "decision_tree_classifier": (DecisionTreeClassifier(**tree), "wine_int"),
+        "random_forest_classifier_str": (RandomForestClassifier(**forest), "iris_str"),
+        "extra_trees_classifier_bool": (ExtraTreesClassifier(**forest), "cancer_bool"),
+        "gb_classifier_binary": (GradientBoostingClassifier(**boost), "cancer_int"),
+        "gb_classifier_multiclass": (GradientBoostingClassifier(**boost), "iris_int"),
+        "pipeline_scaler_rf_classifier": (
+            Pipeline([("scaler", StandardScaler()), ("forest", RandomForestClassifier(**forest))]),
+            "wine_int",
+        ),
+    }
+    if version_tuple(sklearn.__version__) < (1, 5):
+        # multi_class is a parameter until sklearn 1.7 (deprecated from 1.5).
+        specs["logistic_ovr"] = (LogisticRegression(multi_class="ovr", max_iter=10_000), "iris_int")
+        specs["logistic_binary_multinomial"] = (scaled_logistic(multi_class="multinomial"), "cancer_int")
+    models = {}
+    for name, (model, key) in specs.items():
+        models[name] = (model.fit(data[key].x_train, data[key].y_train), data[key])
+    return models
+
+
+def json_label(label: object) -> object:
+    """A class label as JSON: numpy ints and bools become Python ones, strings stay."""
+    if isinstance(label, (bool, np.bool_)):
+        return bool(label)
+    if isinstance(label, (int, np.integer)):
+        return int(label)
+    return str(label)
+
+
+def classifier_rows(model: object, rows: pd.DataFrame) -> list[list[float]]:
+    """Per row: the index of sklearn's `predict` in `classes_`, then `predict_proba`."""
+    labels = model.predict(rows)
+    probabilities = np.asarray(model.predict_proba(rows))
+    assert probabilities.dtype == np.float64, probabilities.dtype
+    classes = list(model.classes_)
+    return [[float(classes.index(label)), *row] for label, row in zip(labels, probabilities.tolist())]
+
+
+def write_classifier_expected(path: Path, model: object, data: ClassifierData) -> dict[str, object]:
+    """Like write_expected, for a classifier: `predictions` rows are `[label index, p_0, ...]`
+    (the node's row format), `labels` sklearn's `predict` as JSON, `classes` its `classes_`."""
+    real = data.x_test.to_numpy()
+    rows = real.tolist() + threshold_rows(model, real, data.columns)
+    frame = pd.DataFrame(np.array(rows), columns=data.columns)
+    expected = {
+        "estimator": estimator_name(model),
+        "task": "classification",
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "n_features": int(model.n_features_in_),
+        "n_targets": len(model.classes_) + 1,
+        "feature_names": data.columns,
+        "classes": [json_label(c) for c in model.classes_],
+        "n_real_rows": len(real),
+        "rows": rows,
+        "labels": [json_label(label) for label in model.predict(frame)],
+        "predictions": classifier_rows(model, frame),
+    }
+    missing = nan_rows_of(real, 2)
+    try:
+        nan_predictions = classifier_rows(model, pd.DataFrame(missing, columns=data.columns))
+    except ValueError:
+        pass  # this estimator/version rejects NaN input
+    else:
+        expected["nan_rows"] = [[repr(float(v)) for v in row] for row in missing]
+        expected["nan_predictions"] = nan_predictions
+    path.write_text(to_json(expected))
+    return expected
 
 
 def main() -> None:
@@ -330,6 +503,13 @@ def main() -> None:
         expected = f"{name}.expected.json"
         predictions = write_expected(out / expected, model, real, x.to_numpy())
         files = write_forms(model, out, name, forms, predictions)
+        manifest["models"][name] = {"estimator": estimator_name(model), "expected": expected, "files": files}
+        print(f"  {name:<30} {estimator_name(model):<48} {len(files)} forms")
+
+    for name, (model, data) in make_classifiers().items():
+        expected = f"{name}.expected.json"
+        predictions = write_classifier_expected(out / expected, model, data)
+        files = write_forms(model, out, name, SHORT_FORMS, predictions)
         manifest["models"][name] = {"estimator": estimator_name(model), "expected": expected, "files": files}
         print(f"  {name:<30} {estimator_name(model):<48} {len(files)} forms")
 

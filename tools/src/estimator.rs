@@ -19,6 +19,50 @@ pub struct Model {
     /// A `StandardScaler` applied first (from a Pipeline).
     pub scaler: Option<StandardScaler>,
     pub estimator: Estimator,
+    /// For a classifier: how the estimator's `n_targets` outputs (its scores, or the class
+    /// probabilities) become sklearn's `predict` and `predict_proba`; `None` for a regressor.
+    pub classifier: Option<Classifier>,
+    /// Whether sklearn's `predict` accepts NaN (a missing value) in every feature: the
+    /// features are then recorded as nullable.
+    pub accepts_missing: bool,
+}
+
+/// What makes a model a classifier: its classes and how its scores become probabilities
+/// and a label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classifier {
+    /// sklearn's `classes_`, in order (the label output is an index into them).
+    pub classes: Vec<onnx_model::contract::ClassLabel>,
+    pub probabilities: Probabilities,
+    pub label: LabelRule,
+}
+
+/// From the estimator's scores `d` (`[N, K]`) to `predict_proba` (`[N, n_classes]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probabilities {
+    /// The scores are the probabilities (tree leaves normalised per tree, then averaged).
+    Scores,
+    /// `K = 1`: `p1 = expit(d)`, `p0 = 1 - p1` (binary logistic regression and boosting).
+    BinaryExpit,
+    /// `K = 1`: `softmax([-d, d])` (LogisticRegression multinomial on two classes).
+    BinarySoftmax,
+    /// `K = n_classes`: `softmax(d)` (multinomial logistic regression and boosting).
+    Softmax,
+    /// `K = n_classes`: `expit(d)` normalised to sum 1 (one-vs-rest logistic regression).
+    OneVsRest,
+}
+
+/// How sklearn's `predict` picks the label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelRule {
+    /// The first largest probability (trees, forests; boosting before sklearn 1.4).
+    ArgmaxProbabilities,
+    /// The first largest score (`K = n_classes`).
+    ArgmaxScores,
+    /// `K = 1`: class 1 iff `d > 0` (linear classifiers).
+    Positive,
+    /// `K = 1`: class 1 iff `d >= 0` (GradientBoostingClassifier since sklearn 1.4).
+    NonNegative,
 }
 
 /// `(x - mean) / scale`; `None` means that part is disabled (`with_mean=False`/`with_std=False`).
@@ -37,7 +81,8 @@ pub enum Estimator {
     Hist(HistGradientBoosting),
 }
 
-/// `y = x @ coef.T + intercept` (LinearRegression, Ridge, Lasso, ElasticNet).
+/// `y = x @ coef.T + intercept` (the linear regressors; LogisticRegression's decision
+/// function).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Linear {
     /// `[n_targets][n_features]`.
@@ -110,11 +155,9 @@ pub enum HistOutput {
     /// A regressor: the identity link (squared/absolute error, quantile) or `exp` (the log
     /// link of the poisson and gamma losses); one raw score.
     Regression { exp: bool },
-    /// A classifier: one raw score (binary, expit) or one per class (softmax).
-    Classification {
-        /// sklearn's `classes_`, as JSON values (numbers, strings or booleans).
-        classes: Vec<serde_json::Value>,
-    },
+    /// A classifier: the raw scores, one (binary) or one per class, which
+    /// [`Model::classifier`] turns into probabilities and a label.
+    Classification,
 }
 
 /// One HistGradientBoosting tree (a `TreePredictor`), contributing to raw score `class`.

@@ -1,13 +1,15 @@
 //! ONNX export: turns an [`estimator::Model`](crate::estimator::Model) into an ONNX model.
 //!
-//! The graph follows the model contract (`onnx_model::contract`): one input
-//! `input` (double `[N, n_features]`), one output `variable` (double `[N, n_targets]`) and the
-//! provenance metadata. Everything is computed in double: the scaler as `Sub`/`Div`
-//! ([`linear`]), linear models as `MatMul` + `Add` ([`linear`]) and trees as `ai.onnx.ml`
-//! opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]). HistGradientBoosting
-//! ([`hist`]) writes contract v2: `features`/`task` metadata, and for classifiers `label` and
-//! `probabilities` outputs with `classes`.
+//! The graph follows the model contract (`onnx_model::contract`, v2): one input `input`
+//! (double `[N, n_features]`); a regressor's output `variable` (double `[N, n_targets]`) or a
+//! classifier's `label` (int64 `[N]`) and `probabilities` (double `[N, n_classes]`); the
+//! metadata (task, features, classes, provenance). Everything is computed in double: the
+//! scaler as `Sub`/`Div` ([`linear`]), linear models as `MatMul` + `Add` ([`linear`]), trees as
+//! `ai.onnx.ml` opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]), and a
+//! classifier's probabilities and label from those scores ([`classifier`]); HistGradientBoosting
+//! as one `TreeEnsemble` in float64 with NaN routing and category sets ([`hist`]).
 
+pub mod classifier;
 pub mod graph;
 pub mod hist;
 pub mod linear;
@@ -22,8 +24,9 @@ pub mod proto {
 use std::collections::BTreeMap;
 
 use onnx_model::contract::{
-    INPUT_NAME, META_CONVERTER_VERSION, META_ESTIMATOR, META_FEATURE_NAMES, META_SKLEARN_VERSION,
-    META_SOURCE_FILE, META_SOURCE_SHA256, OUTPUT_NAME,
+    Feature, INPUT_NAME, LABEL_NAME, META_CLASSES, META_CONVERTER_VERSION, META_ESTIMATOR,
+    META_FEATURE_NAMES, META_FEATURES, META_SKLEARN_VERSION, META_SOURCE_FILE, META_SOURCE_SHA256,
+    META_TASK, OUTPUT_NAME, PROBABILITIES_NAME, Task,
 };
 use prost::Message;
 
@@ -84,18 +87,50 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
     if let Some(scaler) = &model.scaler {
         x = linear::scaler(&mut g, &x, scaler, n_features)?;
     }
+    let scores = match &model.classifier {
+        Some(c) => classifier::scores_name(&mut g, c),
+        None => OUTPUT_NAME.to_string(),
+    };
     match &model.estimator {
-        Estimator::Linear(l) => linear::linear(&mut g, &x, l, n_features, n_targets, OUTPUT_NAME)?,
-        Estimator::Trees(e) => trees::ensemble(&mut g, &x, e, n_features, n_targets, OUTPUT_NAME)?,
+        Estimator::Linear(l) => linear::linear(&mut g, &x, l, n_features, n_targets, &scores)?,
+        Estimator::Trees(e) => trees::ensemble(&mut g, &x, e, n_features, n_targets, &scores)?,
         // Its own outputs and metadata (contract v2): written whole by `hist`.
-        Estimator::Hist(h) => return hist::build(model, h, source, &names, g, &x),
+        Estimator::Hist(h) => hist::ensemble(&mut g, &x, h, n_features, &scores)?,
     }
+    let (task, outputs) = match &model.classifier {
+        Some(c) => {
+            classifier::outputs(&mut g, &scores, c, n_targets)?;
+            let outputs = vec![
+                vector_i64(LABEL_NAME),
+                matrix(PROBABILITIES_NAME, c.classes.len()),
+            ];
+            (Task::Classification, outputs)
+        }
+        None => (Task::Regression, vec![matrix(OUTPUT_NAME, n_targets)]),
+    };
 
-    let feature_json = serde_json::to_string(&names).expect("a list of strings serialises");
-    let mut metadata = vec![(META_FEATURE_NAMES, feature_json.as_str())];
-    metadata.extend(provenance(model, source));
+    let features: Vec<Feature> = names
+        .iter()
+        .map(|name| Feature::number(name.clone(), model.accepts_missing))
+        .collect();
+    let names_json = serde_json::to_string(&names).expect("a list of strings serialises");
+    let features_json = serde_json::to_string(&features).expect("features serialise");
+    let mut metadata = vec![
+        (META_TASK, task.as_str().to_string()),
+        (META_FEATURES, features_json),
+        (META_FEATURE_NAMES, names_json),
+    ];
+    if let Some(c) = &model.classifier {
+        let classes = serde_json::to_string(&c.classes).expect("class labels serialise");
+        metadata.push((META_CLASSES, classes));
+    }
+    metadata.extend(
+        provenance(model, source)
+            .into_iter()
+            .map(|(key, value)| (key, value.to_string())),
+    );
     let mut opset_import = vec![opset("", OPSET)];
-    if matches!(model.estimator, Estimator::Trees(_)) {
+    if matches!(model.estimator, Estimator::Trees(_) | Estimator::Hist(_)) {
         opset_import.push(opset(ML_DOMAIN, ML_OPSET));
     }
     let graph = proto::GraphProto {
@@ -103,7 +138,7 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
         name: Some(model.kind.clone()),
         initializer: g.initializers,
         input: vec![matrix(INPUT_NAME, n_features)],
-        output: vec![matrix(OUTPUT_NAME, n_targets)],
+        output: outputs,
         ..Default::default()
     };
     Ok(ModelProto {
@@ -185,6 +220,11 @@ fn matrix(name: &str, width: usize) -> ValueInfoProto {
     value_info(name, DataType::Double, &[width])
 }
 
+/// An int64 `[N]` tensor description.
+fn vector_i64(name: &str) -> ValueInfoProto {
+    value_info(name, DataType::Int64, &[])
+}
+
 /// A tensor description of `elem_type` and shape `[N, dims...]` (dynamic batch dimension).
 fn value_info(name: &str, elem_type: DataType, dims: &[usize]) -> ValueInfoProto {
     let dims = std::iter::once(dimension::Value::DimParam("N".into()))
@@ -236,6 +276,8 @@ pub(crate) mod testing {
             sklearn_version: "1.9.0".into(),
             scaler: None,
             estimator,
+            classifier: None,
+            accepts_missing: false,
         }
     }
 

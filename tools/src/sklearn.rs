@@ -1,20 +1,23 @@
 //! Extracts a typed [`Model`] from the inert object graph of a scikit-learn pickle.
 //!
 //! Only the estimators listed in [`extract`] are accepted; anything else (another estimator,
-//! an unsupported loss, a float32-fitted linear model, a custom GradientBoosting init) is
-//! refused with an error naming it. Per family: [`linear`] (LinearRegression, Ridge, Lasso,
-//! ElasticNet), [`trees`] (the `tree_` structure, DecisionTree, RandomForest, ExtraTrees),
-//! [`boosting`] (GradientBoosting), [`hist_gradient_boosting`] (HistGradientBoosting regressor
-//! and classifier), [`pipeline`] (StandardScaler + a final estimator).
+//! an unsupported loss, a custom GradientBoosting init) is refused with an error naming it.
+//! Per family: [`linear`] (the linear regressors), [`logistic`] (LogisticRegression),
+//! [`trees`] (the `tree_` structure, DecisionTree, RandomForest, ExtraTrees, regressors and
+//! classifiers), [`boosting`] (GradientBoosting regressor and classifier), [`hist_gradient_boosting`]
+//! (HistGradientBoosting regressor and classifier), [`classes`] (a classifier's `classes_`),
+//! [`pipeline`] (StandardScaler + a final estimator).
 //! Nothing here panics on a malformed graph: every access is checked.
 
 mod boosting;
+mod classes;
 mod hist_gradient_boosting;
 mod linear;
+mod logistic;
 mod pipeline;
 mod trees;
 
-use crate::estimator::{Estimator, Model};
+use crate::estimator::{Classifier, Estimator, Model};
 use crate::pickle::{Global, Graph, NdArray, NodeId, Value};
 
 /// Most attributes an estimator's state may have (sklearn's have a few dozen).
@@ -35,10 +38,8 @@ pub enum ExtractError {
     Invalid { path: String, reason: String },
 }
 
-/// Turns a decoded pickle into a [`Model`]: LinearRegression, Ridge, Lasso, ElasticNet,
-/// DecisionTreeRegressor, RandomForestRegressor, ExtraTreesRegressor,
-/// GradientBoostingRegressor, HistGradientBoostingRegressor, HistGradientBoostingClassifier, or a
-/// Pipeline of an optional StandardScaler and one of those.
+/// Turns a decoded pickle into a [`Model`]: one of the estimators [`final_estimator`] lists,
+/// or a Pipeline of an optional StandardScaler and one of those.
 pub fn extract(graph: &Graph) -> Result<Model, ExtractError> {
     let root = graph.root.ok_or_else(|| ExtractError::Invalid {
         path: "pickle".into(),
@@ -67,6 +68,8 @@ pub fn extract(graph: &Graph) -> Result<Model, ExtractError> {
         sklearn_version: fitted.meta.sklearn_version,
         scaler: None,
         estimator: fitted.estimator,
+        classifier: fitted.classifier,
+        accepts_missing: fitted.meta.accepts_missing,
     })
 }
 
@@ -75,6 +78,8 @@ pub(crate) struct Fitted {
     pub estimator: Estimator,
     pub n_targets: usize,
     pub meta: Meta,
+    /// How a classifier's `n_targets` scores become its label and probabilities.
+    pub classifier: Option<Classifier>,
 }
 
 /// The attributes every fitted estimator carries.
@@ -82,19 +87,47 @@ pub(crate) struct Meta {
     pub n_features: usize,
     pub feature_names: Option<Vec<String>>,
     pub sklearn_version: String,
+    /// Whether sklearn's `predict` accepts NaN in every feature (false unless an extractor
+    /// says so).
+    pub accepts_missing: bool,
 }
 
-/// Extracts a supported final (non-Pipeline) estimator.
+/// The linear regressors: `coef_` and `intercept_` make the whole prediction.
+const LINEAR_REGRESSORS: &[&str] = &[
+    "LinearRegression",
+    "Ridge",
+    "Lasso",
+    "ElasticNet",
+    "SGDRegressor",
+    "HuberRegressor",
+    "BayesianRidge",
+    "ARDRegression",
+    "LinearSVR",
+    "RidgeCV",
+    "LassoCV",
+    "ElasticNetCV",
+    "Lars",
+    "LassoLars",
+];
+
+/// Extracts a supported final (non-Pipeline) estimator: the [`LINEAR_REGRESSORS`],
+/// DecisionTree, RandomForest, ExtraTrees and GradientBoosting regressors and classifiers,
+/// and LogisticRegression.
 pub(crate) fn final_estimator(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
     match object.class_name() {
-        "LinearRegression" | "Ridge" | "Lasso" | "ElasticNet" => linear::extract(object),
+        name if LINEAR_REGRESSORS.contains(&name) => linear::extract(object),
+        "LogisticRegression" => logistic::extract(object),
         "DecisionTreeRegressor" => trees::decision_tree(object),
         "RandomForestRegressor" => trees::forest(object, "DecisionTreeRegressor"),
         "ExtraTreesRegressor" => trees::forest(object, "ExtraTreeRegressor"),
+        "DecisionTreeClassifier" => trees::decision_tree_classifier(object),
+        "RandomForestClassifier" => trees::forest_classifier(object, "DecisionTreeClassifier"),
+        "ExtraTreesClassifier" => trees::forest_classifier(object, "ExtraTreeClassifier"),
         "GradientBoostingRegressor" => boosting::extract(object),
         "HistGradientBoostingRegressor" | "HistGradientBoostingClassifier" => {
             hist_gradient_boosting::extract(object)
         }
+        "GradientBoostingClassifier" => boosting::classifier(object),
         other => Err(ExtractError::Unsupported(format!(
             "{other} ({}) is not a supported estimator",
             object.class
@@ -280,6 +313,7 @@ impl<'g> Obj<'g> {
             n_features,
             feature_names,
             sklearn_version: self.str("_sklearn_version").unwrap_or_default().to_owned(),
+            accepts_missing: false,
         })
     }
 }

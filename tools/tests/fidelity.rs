@@ -5,6 +5,10 @@
 //! Bounds (issue 2): single trees exactly equal (same leaf), including rows within 1e-9 of
 //! split thresholds and NaN rows; forests, boosting, linear models and scalers within 1e-12
 //! relative (`|a - b| <= 1e-12 * max(1, |b|)`).
+//!
+//! Classifiers (issue 18): the same label as sklearn's `predict` on every row (its index into
+//! the classes, and the typed label itself), `predict_proba` within 1e-12 absolute for trees
+//! and forests and 1e-9 for logistic regression and boosting.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,6 +37,14 @@ struct ManifestModel {
 #[derive(Deserialize)]
 struct Expected {
     estimator: String,
+    /// `"classification"` for classifiers (then `predictions` rows are `[label index, p...]`).
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(default)]
+    classes: Vec<serde_json::Value>,
+    /// sklearn's `predict` as JSON (classifiers).
+    #[serde(default)]
+    labels: Vec<serde_json::Value>,
     n_features: usize,
     n_targets: usize,
     feature_names: Option<Vec<String>>,
@@ -77,9 +89,20 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// How close ONNX must come to sklearn.
+#[derive(Clone, Copy)]
+enum Bound {
+    /// Bit-for-bit.
+    Exact,
+    /// `|a - b| <= 1e-12 * max(1, |b|)`.
+    Relative,
+    /// Classifier rows `[label, p...]`: the label exact, probabilities within this absolute.
+    Classifier(f64),
+}
+
 /// The largest difference and largest `|a-b| / max(1,|b|)` over all values, or the first
-/// value outside the tolerance.
-fn compare(got: &Array2<f64>, want: &[Vec<f64>], exact: bool) -> Result<(f64, f64), String> {
+/// value outside the bound.
+fn compare(got: &Array2<f64>, want: &[Vec<f64>], bound: Bound) -> Result<(f64, f64), String> {
     if got.dim() != (want.len(), want.first().map_or(0, Vec::len)) {
         return Err(format!(
             "shape {:?}, expected {} rows",
@@ -93,7 +116,12 @@ fn compare(got: &Array2<f64>, want: &[Vec<f64>], exact: bool) -> Result<(f64, f6
             let same = a == b || (a.is_nan() && b.is_nan());
             let delta = if same { 0.0 } else { (a - b).abs() };
             let rel = delta / b.abs().max(1.0);
-            let ok = if exact { same } else { rel <= 1e-12 };
+            let ok = match bound {
+                Bound::Exact => same,
+                Bound::Relative => rel <= 1e-12,
+                Bound::Classifier(_) if j == 0 => same,
+                Bound::Classifier(abs) => delta <= abs,
+            };
             if !ok {
                 return Err(format!(
                     "row {i} target {j}: ONNX {a:?}, sklearn {b:?} (|Δ| {delta:e})"
@@ -122,7 +150,20 @@ fn check_file(path: &Path, expected: &Expected, dir: &Path) -> Result<Checked, S
             model.kind, expected.estimator
         ));
     }
-    if (model.n_features, model.n_targets) != (expected.n_features, expected.n_targets) {
+    let classification = expected.task.as_deref() == Some("classification");
+    // A classifier's rows are `[label, p...]`; its estimator part has one score per class
+    // (or one on two classes).
+    let n_targets = match &model.classifier {
+        Some(c) => 1 + c.classes.len(),
+        None => model.n_targets,
+    };
+    if classification != model.classifier.is_some() {
+        return Err(format!(
+            "extracted classifier: {}",
+            model.classifier.is_some()
+        ));
+    }
+    if (model.n_features, n_targets) != (expected.n_features, expected.n_targets) {
         return Err(format!(
             "{} features / {} targets, expected {} / {}",
             model.n_features, model.n_targets, expected.n_features, expected.n_targets
@@ -146,7 +187,22 @@ fn check_file(path: &Path, expected: &Expected, dir: &Path) -> Result<Checked, S
     let loaded = onnx_model::Model::load(env, "fixture", &onnx)
         .map_err(|e| format!("ONNX Runtime load: {e}"))?;
     // Exactness is promised for single trees (same leaf ⇒ same value).
-    let exact = expected.estimator == "DecisionTreeRegressor";
+    let bound = match &model.classifier {
+        Some(classifier) => {
+            let classes = serde_json::to_value(&classifier.classes).unwrap();
+            if classes.as_array() != Some(&expected.classes) {
+                return Err(format!(
+                    "classes {classes}, expected {:?}",
+                    expected.classes
+                ));
+            }
+            let trees = matches!(model.estimator, tools::estimator::Estimator::Trees(_))
+                && !expected.estimator.contains("GradientBoosting");
+            Bound::Classifier(if trees { 1e-12 } else { 1e-9 })
+        }
+        None if expected.estimator == "DecisionTreeRegressor" => Bound::Exact,
+        None => Bound::Relative,
+    };
 
     let mut checked = Checked {
         rows: expected.rows.len(),
@@ -166,11 +222,32 @@ fn check_file(path: &Path, expected: &Expected, dir: &Path) -> Result<Checked, S
         let got = loaded
             .predict(x.view())
             .map_err(|e| format!("{what}: ONNX Runtime: {e}"))?;
-        let (abs, rel) = compare(&got, predictions, exact).map_err(|e| format!("{what}: {e}"))?;
+        let (abs, rel) = compare(&got, predictions, bound).map_err(|e| format!("{what}: {e}"))?;
+        if classification && what == "rows" {
+            check_labels(&got, &expected.classes, &expected.labels)?;
+        }
         checked.max_abs = checked.max_abs.max(abs);
         checked.max_rel = checked.max_rel.max(rel);
     }
     Ok(checked)
+}
+
+/// The typed label of every row (`classes[label index]`) is sklearn's `predict`.
+fn check_labels(
+    got: &Array2<f64>,
+    classes: &[serde_json::Value],
+    labels: &[serde_json::Value],
+) -> Result<(), String> {
+    if labels.len() != got.nrows() {
+        return Err(format!("{} labels for {} rows", labels.len(), got.nrows()));
+    }
+    for (i, (row, want)) in got.rows().into_iter().zip(labels).enumerate() {
+        let label = classes.get(row[0] as usize);
+        if label != Some(want) {
+            return Err(format!("row {i}: label {label:?}, sklearn {want}"));
+        }
+    }
+    Ok(())
 }
 
 #[test]

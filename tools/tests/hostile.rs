@@ -862,12 +862,8 @@ fn compressed_streams_must_hold_a_pickle_and_old_joblib_is_refused() {
 // --- unsupported but harmless models ---------------------------------------------------------
 
 #[test]
-fn float32_linear_models_and_other_losses_are_refused_by_name() {
+fn other_losses_are_refused_by_name() {
     let cases = [
-        (
-            "linear_float32.p4.pkl",
-            "LinearRegression was fitted on float32 data",
-        ),
         (
             "gb_huber_sklearn1.2.p4.pkl",
             "GradientBoostingRegressor with loss=\"huber\"",
@@ -882,6 +878,27 @@ fn float32_linear_models_and_other_losses_are_refused_by_name() {
         let message = sklearn::extract(&graph).unwrap_err().to_string();
         assert!(message.contains(needle), "{name}: {message}");
     }
+}
+
+/// Issue 18: a linear model fitted on float32 data, once refused, is now accepted: its float32
+/// `coef_`/`intercept_` widen exactly to the float64 values sklearn's `predict` uses.
+#[test]
+fn float32_linear_models_are_accepted() {
+    let graph =
+        pickle::read_file(&hostile_file("linear_float32.p4.pkl"), &Limits::default()).unwrap();
+    let model = sklearn::extract(&graph).unwrap();
+    assert_eq!(model.kind, "LinearRegression");
+    let tools::estimator::Estimator::Linear(linear) = &model.estimator else {
+        panic!("not linear: {:?}", model.estimator)
+    };
+    assert_eq!(linear.coef[0].len(), 4);
+    assert!(
+        linear.coef[0]
+            .iter()
+            .chain(&linear.intercept)
+            .all(|v| f64::from(*v as f32) == *v),
+        "float32 values widen exactly"
+    );
 }
 
 // --- randomized mutations --------------------------------------------------------------------

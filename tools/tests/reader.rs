@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
-use tools::estimator::{Aggregate, Estimator, Model, Tree};
+use tools::estimator::{Aggregate, Classifier, Estimator, LabelRule, Model, Probabilities, Tree};
 use tools::pickle::{self, Limits};
 use tools::sklearn;
 
@@ -113,6 +113,63 @@ fn predict(model: &Model, row: &[f64]) -> Vec<f64> {
     }
 }
 
+/// A classifier's row as sklearn computes it: the label's index, then `predict_proba`.
+fn classify(model: &Model, classifier: &Classifier, row: &[f64]) -> Vec<f64> {
+    let d = predict(model, row);
+    let expit = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let softmax = |v: &[f64]| {
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = v.iter().map(|x| (x - max).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        e.iter().map(|x| x / sum).collect::<Vec<f64>>()
+    };
+    let p = match classifier.probabilities {
+        Probabilities::Scores => d.clone(),
+        Probabilities::BinaryExpit => vec![1.0 - expit(d[0]), expit(d[0])],
+        Probabilities::BinarySoftmax => softmax(&[-d[0], d[0]]),
+        Probabilities::Softmax => softmax(&d),
+        Probabilities::OneVsRest => {
+            let e: Vec<f64> = d.iter().map(|x| expit(*x)).collect();
+            let sum: f64 = e.iter().sum();
+            e.iter().map(|x| x / sum).collect()
+        }
+    };
+    // numpy's argmax: the first largest.
+    let argmax = |v: &[f64]| (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best });
+    let label = match classifier.label {
+        LabelRule::ArgmaxProbabilities => argmax(&p),
+        LabelRule::ArgmaxScores => argmax(&d),
+        LabelRule::Positive => usize::from(d[0] > 0.0),
+        LabelRule::NonNegative => usize::from(d[0] >= 0.0),
+    };
+    std::iter::once(label as f64).chain(p).collect()
+}
+
+/// Compares a classifier's rows with sklearn's: the label exactly, probabilities within 1e-9.
+fn compare_classifier(
+    model: &Model,
+    classifier: &Classifier,
+    rows: &Json,
+    expected: &Json,
+    what: &str,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    let (Some(rows), Some(expected)) = (rows.as_array(), expected.as_array()) else {
+        return bad;
+    };
+    assert_eq!(rows.len(), expected.len(), "{what}: rows vs predictions");
+    for (i, (row, want)) in rows.iter().zip(expected).enumerate() {
+        let got = classify(model, classifier, &floats(row));
+        let want = floats(want);
+        assert_eq!(got.len(), want.len(), "{what}: classes");
+        let ok = got[0] == want[0] && got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 1e-9);
+        if !ok {
+            bad.push(format!("{what} row {i}: got {got:?}, sklearn {want:?}"));
+        }
+    }
+    bad
+}
+
 fn floats(row: &Json) -> Vec<f64> {
     row.as_array()
         .unwrap()
@@ -159,8 +216,13 @@ fn check_fixture(file: &Path, model: &Model, expected: &Json) -> Vec<String> {
             model.kind, expected["estimator"]
         ));
     }
+    // A classifier's rows are `[label, p...]`.
+    let n_targets = match &model.classifier {
+        Some(c) => 1 + c.classes.len(),
+        None => model.n_targets,
+    };
     if model.n_features as u64 != expected["n_features"].as_u64().unwrap()
-        || model.n_targets as u64 != expected["n_targets"].as_u64().unwrap()
+        || n_targets as u64 != expected["n_targets"].as_u64().unwrap()
     {
         bad.push(format!(
             "{what}: shape {}x{}",
@@ -174,6 +236,21 @@ fn check_fixture(file: &Path, model: &Model, expected: &Json) -> Vec<String> {
     }
     if model.sklearn_version != expected["sklearn_version"].as_str().unwrap() {
         bad.push(format!("{what}: sklearn version {}", model.sklearn_version));
+    }
+    if let Some(classifier) = &model.classifier {
+        for (rows, predictions, label) in [
+            ("rows", "predictions", ""),
+            ("nan_rows", "nan_predictions", " (NaN rows)"),
+        ] {
+            bad.extend(compare_classifier(
+                model,
+                classifier,
+                &expected[rows],
+                &expected[predictions],
+                &format!("{what}{label}"),
+            ));
+        }
+        return bad;
     }
     // A single tree must land in the very same leaf as sklearn: bit-exact.
     let exact = model.kind == "DecisionTreeRegressor";

@@ -28,6 +28,15 @@ impl GraphBuilder {
         name
     }
 
+    /// Adds an int64 initialiser of shape `dims` and returns its name.
+    pub fn constant_i64(&mut self, stem: &str, dims: &[usize], values: &[i64]) -> String {
+        let name = self.fresh(stem);
+        let mut tensor = tensor_i64(dims, values);
+        tensor.name = Some(name.clone());
+        self.initializers.push(tensor);
+        name
+    }
+
     /// Adds a node computing one output from `inputs` and returns the output's name.
     pub fn node(
         &mut self,
@@ -69,6 +78,17 @@ pub fn tensor_f64(dims: &[usize], values: &[f64]) -> TensorProto {
     TensorProto {
         dims: dims.iter().map(|&d| d as i64).collect(),
         data_type: Some(DataType::Double as i32),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+/// An int64 tensor of shape `dims` (little-endian raw data).
+pub fn tensor_i64(dims: &[usize], values: &[i64]) -> TensorProto {
+    debug_assert_eq!(dims.iter().product::<usize>(), values.len());
+    TensorProto {
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(DataType::Int64 as i32),
         raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
         ..Default::default()
     }

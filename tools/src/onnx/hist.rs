@@ -18,17 +18,15 @@
 //! undefined behaviour in C, so no exact answer exists for them.
 //!
 //! The ensemble writes the raw scores `[N, K]` (each tree's leaves target its class), then
-//! `Add` the baseline; [`regression_head`] or [`classification_head`] turn them into the
-//! contract's outputs.
+//! `Add` the baseline; a regressor's link (`Exp` for the poisson and gamma losses) follows,
+//! and a classifier's scores go to the head every classifier shares.
 
-use serde_json::json;
-
+use super::ML_DOMAIN;
 use super::graph::{GraphBuilder, attr_int, attr_ints, attr_tensor, tensor_f64, tensor_u8};
 use super::proto::tensor_proto::DataType;
-use super::proto::{self, AttributeProto, ModelProto, StringStringEntryProto, TensorProto};
-use super::{CONVERTER_VERSION, IR_VERSION, ML_DOMAIN, ML_OPSET, OPSET, Source};
+use super::proto::{AttributeProto, TensorProto};
 use crate::error::ConvertError;
-use crate::estimator::{HistGradientBoosting, HistNode, HistOutput, HistTest, HistTree, Model};
+use crate::estimator::{HistGradientBoosting, HistNode, HistOutput, HistTest, HistTree};
 
 /// `nodes_modes` values.
 const BRANCH_LEQ: u8 = 0;
@@ -37,101 +35,21 @@ const BRANCH_MEMBER: u8 = 6;
 /// `aggregate_function` SUM.
 const SUM: i64 = 1;
 
-/// Contract v2 names and metadata keys (written out here until `onnx_model::contract` has
-/// them).
-pub const LABEL_OUTPUT: &str = "label";
-pub const PROBABILITIES_OUTPUT: &str = "probabilities";
-pub const META_TASK: &str = "task";
-pub const META_FEATURES: &str = "features";
-pub const META_CLASSES: &str = "classes";
-
-/// Builds the whole ONNX model for a HistGradientBoosting `model`; `g` already holds whatever
-/// precedes the ensemble (a scaler) and `x` is the value it feeds the ensemble.
-pub(super) fn build(
-    model: &Model,
-    hist: &HistGradientBoosting,
-    source: &Source,
-    names: &[String],
-    mut g: GraphBuilder,
+/// Appends the ensemble and its link to `g`, writing the regressor's predictions or the
+/// classifier's raw scores `[N, n_targets]` to `out` (the classifier's head follows, as for
+/// every classifier: [`super::classifier`]).
+pub(super) fn ensemble(
+    g: &mut GraphBuilder,
     x: &str,
-) -> Result<ModelProto, ConvertError> {
-    let raw = raw_scores(&mut g, x, hist, model.n_features)?;
-    let features: Vec<serde_json::Value> = names
-        .iter()
-        .map(|name| json!({"name": name, "type": "number", "nullable": true}))
-        .collect();
-    let mut metadata = vec![(
-        META_FEATURES,
-        serde_json::Value::Array(features).to_string(),
-    )];
-    let outputs = match &hist.output {
-        HistOutput::Regression { exp } => {
-            if model.n_targets != 1 {
-                return Err(invalid(format!(
-                    "a regressor has 1 target, found {}",
-                    model.n_targets
-                )));
-            }
-            regression_head(&mut g, &raw, *exp, super::OUTPUT_NAME);
-            metadata.push((META_TASK, "regression".into()));
-            vec![super::matrix(super::OUTPUT_NAME, 1)]
-        }
-        HistOutput::Classification { classes } => {
-            if model.n_targets != classes.len() {
-                return Err(invalid(format!(
-                    "{} classes but {} targets",
-                    classes.len(),
-                    model.n_targets
-                )));
-            }
-            classification_head(&mut g, &raw, classes.len());
-            metadata.push((META_TASK, "classification".into()));
-            metadata.push((
-                META_CLASSES,
-                serde_json::Value::from(classes.clone()).to_string(),
-            ));
-            vec![
-                super::value_info(LABEL_OUTPUT, DataType::Int64, &[]),
-                super::matrix(PROBABILITIES_OUTPUT, classes.len()),
-            ]
-        }
-    };
-    let feature_json = serde_json::to_string(names).expect("a list of strings serialises");
-    let mut props: Vec<(String, String)> =
-        vec![(super::META_FEATURE_NAMES.to_string(), feature_json)];
-    props.extend(
-        super::provenance(model, source)
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    props.extend(metadata.into_iter().map(|(k, v)| (k.to_string(), v)));
-    let graph = proto::GraphProto {
-        node: g.nodes,
-        name: Some(model.kind.clone()),
-        initializer: g.initializers,
-        input: vec![super::matrix(super::INPUT_NAME, model.n_features)],
-        output: outputs,
-        ..Default::default()
-    };
-    Ok(ModelProto {
-        ir_version: Some(IR_VERSION),
-        opset_import: vec![super::opset("", OPSET), super::opset(ML_DOMAIN, ML_OPSET)],
-        producer_name: Some("convert-models".into()),
-        producer_version: Some(CONVERTER_VERSION.into()),
-        doc_string: Some(format!(
-            "{} converted from {}",
-            model.kind, source.file_name
-        )),
-        graph: Some(graph),
-        metadata_props: props
-            .into_iter()
-            .map(|(key, value)| StringStringEntryProto {
-                key: Some(key),
-                value: Some(value),
-            })
-            .collect(),
-        ..Default::default()
-    })
+    hist: &HistGradientBoosting,
+    n_features: usize,
+    out: &str,
+) -> Result<(), ConvertError> {
+    let raw = raw_scores(g, x, hist, n_features)?;
+    let exp = matches!(hist.output, HistOutput::Regression { exp: true });
+    let op = if exp { "Exp" } else { "Identity" };
+    g.node_into(op, "", &[&raw], vec![], out);
+    Ok(())
 }
 
 /// Appends the ensemble and returns the name of its raw scores `[N, K]` (baseline added).
@@ -178,66 +96,6 @@ pub fn raw_scores(
     let trees = g.node("TreeEnsemble", ML_DOMAIN, &[&input], s.attributes(n_scores));
     let baseline = g.constant_f64("baseline", &[n_scores], &hist.baseline);
     Ok(g.node("Add", "", &[&trees, &baseline], vec![]))
-}
-
-/// A regressor's `[N, 1]` prediction: the raw score, or `exp` of it (log link).
-pub fn regression_head(g: &mut GraphBuilder, raw: &str, exp: bool, output: &str) {
-    let op = if exp { "Exp" } else { "Identity" };
-    g.node_into(op, "", &[raw], vec![], output);
-}
-
-/// A classifier's `label` (int64 `[N]`, the index into `classes` of sklearn's `predict`) and
-/// `probabilities` (`[N, n_classes]`) from raw scores `[N, K]`, as HistGradientBoosting
-/// computes them: binary (K = 1): `p1 = expit(raw)`, `p0 = 1 - p1`, label `raw > 0`;
-/// multiclass: softmax and the first largest raw score.
-///
-/// (A small head of its own; the GradientBoostingClassifier one does the same and the two can
-/// be merged.)
-pub fn classification_head(g: &mut GraphBuilder, raw: &str, n_classes: usize) {
-    if n_classes == 2 {
-        let p1 = g.node("Sigmoid", "", &[raw], vec![]);
-        let one = g.constant_f64("one", &[1], &[1.0]);
-        let p0 = g.node("Sub", "", &[&one, &p1], vec![]);
-        g.node_into(
-            "Concat",
-            "",
-            &[&p0, &p1],
-            vec![attr_int("axis", 1)],
-            PROBABILITIES_OUTPUT,
-        );
-        let zero = g.constant_f64("zero", &[1], &[0.0]);
-        let positive = g.node("Greater", "", &[raw, &zero], vec![]);
-        let as_int = g.node(
-            "Cast",
-            "",
-            &[&positive],
-            vec![attr_int("to", DataType::Int64 as i64)],
-        );
-        let axes = g.fresh("axes");
-        g.initializers.push(TensorProto {
-            name: Some(axes.clone()),
-            dims: vec![1],
-            data_type: Some(DataType::Int64 as i32),
-            int64_data: vec![1],
-            ..Default::default()
-        });
-        g.node_into("Squeeze", "", &[&as_int, &axes], vec![], LABEL_OUTPUT);
-    } else {
-        g.node_into(
-            "Softmax",
-            "",
-            &[raw],
-            vec![attr_int("axis", 1)],
-            PROBABILITIES_OUTPUT,
-        );
-        g.node_into(
-            "ArgMax",
-            "",
-            &[raw],
-            vec![attr_int("axis", 1), attr_int("keepdims", 0)],
-            LABEL_OUTPUT,
-        );
-    }
 }
 
 /// The `TreeEnsemble` attributes, built tree by tree.

@@ -87,6 +87,77 @@ const SKLEARN: &[(&str, &str, Role)] = &[
         Role::Estimator,
     ),
     ("sklearn.dummy", "DummyRegressor", Role::Estimator),
+    // Classifiers (issue 18) and GradientBoostingClassifier's init estimator.
+    (
+        "sklearn.linear_model._logistic",
+        "LogisticRegression",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.tree._classes",
+        "DecisionTreeClassifier",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.tree._classes",
+        "ExtraTreeClassifier",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.ensemble._forest",
+        "RandomForestClassifier",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.ensemble._forest",
+        "ExtraTreesClassifier",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.ensemble._gb",
+        "GradientBoostingClassifier",
+        Role::Estimator,
+    ),
+    ("sklearn.dummy", "DummyClassifier", Role::Estimator),
+    // Linear regressors read like LinearRegression (coef_ + intercept_).
+    (
+        "sklearn.linear_model._stochastic_gradient",
+        "SGDRegressor",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.linear_model._huber",
+        "HuberRegressor",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.linear_model._bayes",
+        "BayesianRidge",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.linear_model._bayes",
+        "ARDRegression",
+        Role::Estimator,
+    ),
+    ("sklearn.svm._classes", "LinearSVR", Role::Estimator),
+    ("sklearn.linear_model._ridge", "RidgeCV", Role::Estimator),
+    (
+        "sklearn.linear_model._coordinate_descent",
+        "LassoCV",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.linear_model._coordinate_descent",
+        "ElasticNetCV",
+        Role::Estimator,
+    ),
+    ("sklearn.linear_model._least_angle", "Lars", Role::Estimator),
+    (
+        "sklearn.linear_model._least_angle",
+        "LassoLars",
+        Role::Estimator,
+    ),
     ("sklearn.pipeline", "Pipeline", Role::Estimator),
     (
         "sklearn.preprocessing._data",
@@ -134,6 +205,21 @@ const OPAQUE: &[(&str, &str)] = &[
     ("sklearn._loss._loss", "CyHuberLoss"),
     ("sklearn._loss._loss", "CyPinballLoss"),
     ("sklearn._loss.link", "IdentityLink"),
+    // GradientBoostingClassifier's losses: sklearn <= 1.3 ...
+    ("sklearn.ensemble._gb_losses", "BinomialDeviance"),
+    ("sklearn.ensemble._gb_losses", "MultinomialDeviance"),
+    // ... and >= 1.4.
+    ("sklearn._loss.loss", "HalfBinomialLoss"),
+    ("sklearn._loss.loss", "HalfMultinomialLoss"),
+    ("sklearn._loss._loss", "CyHalfBinomialLoss"),
+    ("sklearn._loss._loss", "CyHalfMultinomialLoss"),
+    // Cython's unpickler for the multinomial loss (REDUCE here only builds an inert object).
+    (
+        "sklearn._loss._loss",
+        "__pyx_unpickle_CyHalfMultinomialLoss",
+    ),
+    ("sklearn._loss.link", "LogitLink"),
+    ("sklearn._loss.link", "MultinomialLogit"),
     ("sklearn._loss.link", "Interval"),
     // HistGradientBoosting's losses and links (sklearn >= 1.1); sklearn <= 1.3 pickles the
     // Cython loss through its `__pyx_unpickle_*` function, which the reader never calls.

@@ -10,7 +10,10 @@
 //! OrdinalEncoder pipeline the reader does not accept.
 
 use super::{ExtractError, Fitted, MAX_TREE_NODES, Meta, Obj, as_f64, f64_values};
-use crate::estimator::{Estimator, HistGradientBoosting, HistNode, HistOutput, HistTest, HistTree};
+use crate::estimator::{
+    Classifier, Estimator, HistGradientBoosting, HistNode, HistOutput, HistTest, HistTree,
+    LabelRule, Probabilities,
+};
 use crate::pickle::{NdArray, NodeId, Value};
 
 /// Words per category bitset (`BITSET_DTYPE_C` is `uint32[8]`: 256 categories).
@@ -31,7 +34,7 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
         None => object.usize("_n_features")?,
     };
     let n_scores = object.usize("n_trees_per_iteration_")?;
-    let output = output(object, classifier, n_scores)?;
+    let (output, classifier) = output(object, classifier, n_scores)?;
 
     let baseline_value = object.require("_baseline_prediction")?;
     let baseline = match baseline_value {
@@ -85,11 +88,9 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
             trees.push(HistTree { class, nodes });
         }
     }
-    let meta: Meta = object.meta(n_features)?;
-    let n_targets = match &output {
-        HistOutput::Regression { .. } => 1,
-        HistOutput::Classification { classes } => classes.len(),
-    };
+    let mut meta: Meta = object.meta(n_features)?;
+    // sklearn routes NaN in every feature, also in features that had none in training.
+    meta.accepts_missing = true;
     Ok(Fitted {
         estimator: Estimator::Hist(HistGradientBoosting {
             trees,
@@ -97,14 +98,21 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
             categorical,
             output,
         }),
-        n_targets,
+        n_targets: n_scores,
         meta,
+        classifier,
     })
 }
 
 /// The output from the fitted loss (`_loss`, sklearn >= 1.1), checked against the number of
-/// raw scores and, for classifiers, `classes_`.
-fn output(object: &Obj<'_>, classifier: bool, n_scores: usize) -> Result<HistOutput, ExtractError> {
+/// raw scores and, for classifiers, `classes_`; a classifier's probabilities come from its raw
+/// scores as the loss's link says (expit for two classes, softmax for more) and its label is
+/// the first largest probability (`np.argmax(self.predict_proba(X))`, as sklearn predicts).
+fn output(
+    object: &Obj<'_>,
+    classifier: bool,
+    n_scores: usize,
+) -> Result<(HistOutput, Option<Classifier>), ExtractError> {
     let loss_id = object
         .get_id("_loss")
         .ok_or_else(|| object.invalid("_loss", "the model is not fitted (no _loss)"))?;
@@ -120,9 +128,9 @@ fn output(object: &Obj<'_>, classifier: bool, n_scores: usize) -> Result<HistOut
         if n_scores != 1 {
             return Err(object.invalid("n_trees_per_iteration_", "a regressor has 1"));
         }
-        return Ok(HistOutput::Regression { exp });
+        return Ok((HistOutput::Regression { exp }, None));
     }
-    let classes = classes(object)?;
+    let classes = super::classes::classes(object)?;
     let expected_scores = match loss.class_name() {
         "HalfBinomialLoss" if classes.len() == 2 => 1,
         "HalfMultinomialLoss" if classes.len() > 2 => classes.len(),
@@ -137,56 +145,17 @@ fn output(object: &Obj<'_>, classifier: bool, n_scores: usize) -> Result<HistOut
             ),
         ));
     }
-    Ok(HistOutput::Classification { classes })
-}
-
-/// `classes_` as JSON values: integers, floats, booleans or strings, as sklearn holds them.
-fn classes(object: &Obj<'_>) -> Result<Vec<serde_json::Value>, ExtractError> {
-    let array = object.array("classes_")?;
-    let bad = |reason: &str| object.invalid("classes_", reason.to_owned());
-    if array.shape.len() != 1 || array.shape[0] < 2 {
-        return Err(bad("expected at least 2 classes in a 1-D array"));
-    }
-    let number = |f: f64| {
-        serde_json::Number::from_f64(f)
-            .map(serde_json::Value::Number)
-            .ok_or_else(|| bad("a class is not a finite number"))
+    let probabilities = if n_scores == 1 {
+        Probabilities::BinaryExpit
+    } else {
+        Probabilities::Softmax
     };
-    match array.dtype.kind {
-        'i' | 'u' => Ok(array
-            .to_i64()
-            .ok_or_else(|| bad("array data does not match its dtype"))?
-            .into_iter()
-            .map(serde_json::Value::from)
-            .collect()),
-        'b' => Ok(array
-            .to_i64()
-            .ok_or_else(|| bad("array data does not match its dtype"))?
-            .into_iter()
-            .map(|v| serde_json::Value::Bool(v != 0))
-            .collect()),
-        'f' => f64_values(object, "classes_", array)?
-            .into_iter()
-            .map(number)
-            .collect(),
-        'O' => array
-            .objects
-            .iter()
-            .map(|id| match object.graph.nodes.get(id.0) {
-                Some(Value::Str(s)) => Ok(serde_json::Value::String(s.clone())),
-                Some(Value::Int(i)) => i64::try_from(*i)
-                    .map(serde_json::Value::from)
-                    .map_err(|_| bad("a class is too large an integer")),
-                Some(Value::Bool(b)) => Ok(serde_json::Value::Bool(*b)),
-                Some(Value::Float(f)) => number(*f),
-                _ => Err(bad("a class is not a string, number or boolean")),
-            })
-            .collect(),
-        kind => Err(ExtractError::Unsupported(format!(
-            "{} with classes_ of dtype kind '{kind}'",
-            object.class_name()
-        ))),
-    }
+    let classifier = Classifier {
+        classes,
+        probabilities,
+        label: LabelRule::ArgmaxProbabilities,
+    };
+    Ok((HistOutput::Classification, Some(classifier)))
 }
 
 /// Per feature, the categories seen in training (`None` for numeric features), from the bin

@@ -1,4 +1,10 @@
-//! LinearRegression, Ridge, Lasso, ElasticNet: `coef_` and `intercept_`.
+//! The linear regressors (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor,
+//! HuberRegressor, BayesianRidge, ARDRegression, LinearSVR, RidgeCV, LassoCV, ElasticNetCV,
+//! Lars, LassoLars): `coef_` and `intercept_`.
+//!
+//! A model fitted on float32 data has float32 `coef_`/`intercept_`; sklearn's `predict` on
+//! float64 rows then computes in float64 with those values widened, which is what the ONNX
+//! graph does with them (float32 to float64 is exact).
 
 use super::{ExtractError, Fitted, Obj, as_f64, f64_values};
 use crate::estimator::{Estimator, Linear};
@@ -6,14 +12,7 @@ use crate::pickle::Value;
 
 /// Extracts `y = x @ coef_.T + intercept_`, for one or several targets.
 pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
-    let class = object.class_name();
     let coef = object.array("coef_")?;
-    if coef.dtype.kind == 'f' && coef.dtype.itemsize == 4 {
-        return Err(ExtractError::Unsupported(format!(
-            "{class} was fitted on float32 data (coef_ is float32, and sklearn then predicts in \
-             float32); refit it on float64 data"
-        )));
-    }
     let flat = f64_values(object, "coef_", coef)?;
     let (n_targets, n_features) = match coef.shape.as_slice() {
         [f] => (1, *f),
@@ -25,11 +24,6 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
     }
     let coef_rows: Vec<Vec<f64>> = flat.chunks_exact(n_features).map(<[f64]>::to_vec).collect();
     let intercept = match object.require("intercept_")? {
-        Value::NdArray(a) if a.dtype.kind == 'f' && a.dtype.itemsize == 4 => {
-            return Err(ExtractError::Unsupported(format!(
-                "{class} was fitted on float32 data (intercept_ is float32); refit it on float64 data"
-            )));
-        }
         Value::NdArray(a) if !a.shape.is_empty() => f64_values(object, "intercept_", a)?,
         scalar => {
             let v = as_f64(scalar).ok_or_else(|| {
@@ -55,5 +49,6 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
         }),
         n_targets,
         meta,
+        classifier: None,
     })
 }

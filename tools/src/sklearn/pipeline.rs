@@ -77,6 +77,8 @@ pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
         )));
     }
     let fitted = final_estimator(last)?;
+    // StandardScaler passes NaN through (sklearn's transform allows it).
+    let accepts_missing = fitted.meta.accepts_missing;
     let (scaler, meta) = match scaler_step {
         Some(step) => {
             let scaler = scaler(step, fitted.meta.n_features)?;
@@ -95,6 +97,8 @@ pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
             .unwrap_or(meta.sklearn_version),
         scaler,
         estimator: fitted.estimator,
+        classifier: fitted.classifier,
+        accepts_missing,
     })
 }
 

@@ -1,10 +1,15 @@
-//! Fitted sklearn trees (`tree_`), DecisionTreeRegressor and the forests.
+//! Fitted sklearn trees (`tree_`), DecisionTree and the forests (regressors and classifiers).
 //!
 //! Nodes are decoded by field name and offset from the pickled record dtype, so both the
 //! 56-byte (sklearn 1.2) and the 64-byte (>= 1.3, with `missing_go_to_left`) layouts work.
+//! A classifier's tree holds per node the (weighted) class counts, or fractions since sklearn
+//! 1.4; its leaves become class probabilities here as sklearn's `predict_proba` computes them
+//! (`value / value.sum()`), and a forest averages them over its trees.
 
-use super::{ExtractError, Fitted, MAX_TREE_NODES, Obj, f64_values};
-use crate::estimator::{Aggregate, Estimator, Tree, TreeEnsemble};
+use super::{ExtractError, Fitted, MAX_TREE_NODES, Obj, classes, f64_values};
+use crate::estimator::{
+    Aggregate, Classifier, Estimator, LabelRule, Probabilities, Tree, TreeEnsemble,
+};
 use crate::pickle::Value;
 
 /// TREE_LEAF in sklearn: the child index of a leaf.
@@ -22,6 +27,17 @@ pub fn decode_tree(
     estimator: &Obj<'_>,
     n_features: usize,
     budget: &mut usize,
+) -> Result<DecodedTree, ExtractError> {
+    decode(estimator, n_features, budget, None)
+}
+
+/// Decodes `tree_` as [`decode_tree`]; with `n_classes`, the tree is a single-output
+/// classifier's (values `[n, 1, n_classes]`, one value per class and node).
+fn decode(
+    estimator: &Obj<'_>,
+    n_features: usize,
+    budget: &mut usize,
+    n_classes: Option<usize>,
 ) -> Result<DecodedTree, ExtractError> {
     let id = estimator
         .get_id("tree_")
@@ -69,17 +85,26 @@ pub fn decode_tree(
     };
 
     let values = tree.array("values")?;
-    let n_outputs = match values.shape.as_slice() {
-        [count, outputs, 1] if *count == n && *outputs > 0 => *outputs,
-        shape => {
+    let (n_outputs, width) = match (values.shape.as_slice(), n_classes) {
+        ([count, outputs, 1], None) if *count == n && *outputs > 0 => (*outputs, *outputs),
+        ([count, 1, classes], Some(expected)) if *count == n && *classes == expected => {
+            (1, expected)
+        }
+        (shape, None) => {
             return Err(tree.invalid(
                 "values",
                 format!("shape {shape:?} is not [{n}, n_outputs, 1] (a regression tree)"),
             ));
         }
+        (shape, Some(classes)) => {
+            return Err(tree.invalid(
+                "values",
+                format!("shape {shape:?} is not [{n}, 1, {classes}] (a single-output classifier)"),
+            ));
+        }
     };
     let flat = f64_values(&tree, "values", values)?;
-    let values: Vec<Vec<f64>> = flat.chunks_exact(n_outputs).map(<[f64]>::to_vec).collect();
+    let values: Vec<Vec<f64>> = flat.chunks_exact(width).map(<[f64]>::to_vec).collect();
 
     // Structural checks, so routing always terminates and indexes stay in range: children
     // come after their parent (as sklearn builds them), leaves have no children.
@@ -125,13 +150,22 @@ fn tree_features(estimator: &Obj<'_>) -> Result<usize, ExtractError> {
     estimator.usize("n_features_")
 }
 
+/// Whether sklearn's `predict` of this single tree accepts NaN: trees that record
+/// `missing_go_to_left` (sklearn >= 1.3) and were grown by the best splitter (a random
+/// splitter's trees refuse NaN in sklearn 1.3-1.5).
+fn single_tree_accepts_missing(object: &Obj<'_>, tree: &Tree) -> bool {
+    tree.missing_go_to_left.is_some() && object.str("splitter").unwrap_or("best") == "best"
+}
+
 /// A single DecisionTreeRegressor.
 pub fn decision_tree(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
     let n_features = tree_features(object)?;
     let mut budget = MAX_TREE_NODES;
     let decoded = decode_tree(object, n_features, &mut budget)?;
-    let meta = object.meta(n_features)?;
+    let mut meta = object.meta(n_features)?;
+    meta.accepts_missing = single_tree_accepts_missing(object, &decoded.tree);
     Ok(Fitted {
+        classifier: None,
         n_targets: decoded.n_outputs,
         estimator: Estimator::Trees(TreeEnsemble {
             trees: vec![decoded.tree],
@@ -146,6 +180,100 @@ pub fn decision_tree(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
 /// RandomForestRegressor / ExtraTreesRegressor: the mean of `estimators_`, each a `member`.
 pub fn forest(object: &Obj<'_>, member: &str) -> Result<Fitted, ExtractError> {
     let n_features = tree_features(object)?;
+    let trees = forest_trees(object, member, n_features, None)?;
+    let n_targets = trees.first().map_or(1, |t| t.values[0].len());
+    let meta = object.meta(n_features)?;
+    Ok(Fitted {
+        estimator: Estimator::Trees(TreeEnsemble {
+            trees,
+            aggregate: Aggregate::Average,
+            leaf_scale: 1.0,
+            base: vec![0.0; n_targets],
+        }),
+        n_targets,
+        meta,
+        classifier: None,
+    })
+}
+
+/// A single DecisionTreeClassifier: its leaves' class probabilities.
+pub fn decision_tree_classifier(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
+    let n_features = tree_features(object)?;
+    let classes = classifier_classes(object)?;
+    let mut budget = MAX_TREE_NODES;
+    let mut decoded = decode(object, n_features, &mut budget, Some(classes.len()))?;
+    normalise_leaves(&mut decoded.tree);
+    let mut meta = object.meta(n_features)?;
+    meta.accepts_missing = single_tree_accepts_missing(object, &decoded.tree);
+    Ok(tree_classifier(vec![decoded.tree], classes, meta))
+}
+
+/// RandomForestClassifier / ExtraTreesClassifier: the mean over `estimators_` (each a
+/// `member`) of each tree's class probabilities.
+pub fn forest_classifier(object: &Obj<'_>, member: &str) -> Result<Fitted, ExtractError> {
+    let n_features = tree_features(object)?;
+    let classes = classifier_classes(object)?;
+    let mut trees = forest_trees(object, member, n_features, Some(classes.len()))?;
+    trees.iter_mut().for_each(normalise_leaves);
+    let meta = object.meta(n_features)?;
+    Ok(tree_classifier(trees, classes, meta))
+}
+
+/// The classes of a single-output tree classifier.
+fn classifier_classes(
+    object: &Obj<'_>,
+) -> Result<Vec<onnx_model::contract::ClassLabel>, ExtractError> {
+    if object.get("n_outputs_").is_some() && object.usize("n_outputs_")? != 1 {
+        return Err(ExtractError::Unsupported(format!(
+            "{} with several outputs (multi-output classification)",
+            object.class_name()
+        )));
+    }
+    classes::classes(object)
+}
+
+/// Trees whose leaves hold class probabilities, averaged; the label is the first most
+/// probable class (`classes_[argmax(predict_proba)]`).
+fn tree_classifier(
+    trees: Vec<Tree>,
+    classes: Vec<onnx_model::contract::ClassLabel>,
+    meta: super::Meta,
+) -> Fitted {
+    let n_classes = classes.len();
+    Fitted {
+        estimator: Estimator::Trees(TreeEnsemble {
+            trees,
+            aggregate: Aggregate::Average,
+            leaf_scale: 1.0,
+            base: vec![0.0; n_classes],
+        }),
+        n_targets: n_classes,
+        meta,
+        classifier: Some(Classifier {
+            classes,
+            probabilities: Probabilities::Scores,
+            label: LabelRule::ArgmaxProbabilities,
+        }),
+    }
+}
+
+/// sklearn's `predict_proba` of one tree: each node's values divided by their sum (a sum of
+/// zero divides by one), summed in class order as numpy does for a handful of classes.
+fn normalise_leaves(tree: &mut Tree) {
+    for values in &mut tree.values {
+        let sum: f64 = values.iter().sum();
+        let normaliser = if sum == 0.0 { 1.0 } else { sum };
+        values.iter_mut().for_each(|v| *v /= normaliser);
+    }
+}
+
+/// The decoded trees of a forest's `estimators_`, each a `member`.
+fn forest_trees(
+    object: &Obj<'_>,
+    member: &str,
+    n_features: usize,
+    n_classes: Option<usize>,
+) -> Result<Vec<Tree>, ExtractError> {
     let members = match object.require("estimators_")? {
         Value::List(items) => items,
         other => {
@@ -160,7 +288,7 @@ pub fn forest(object: &Obj<'_>, member: &str) -> Result<Fitted, ExtractError> {
     }
     let mut budget = MAX_TREE_NODES;
     let mut trees = Vec::with_capacity(members.len());
-    let mut n_targets = None;
+    let mut n_targets: Option<usize> = None;
     for (i, id) in members.iter().enumerate() {
         let estimator = Obj::new(
             object.graph,
@@ -174,24 +302,13 @@ pub fn forest(object: &Obj<'_>, member: &str) -> Result<Fitted, ExtractError> {
                 estimator.class
             )));
         }
-        let decoded = decode_tree(&estimator, n_features, &mut budget)?;
+        let decoded = decode(&estimator, n_features, &mut budget, n_classes)?;
         if *n_targets.get_or_insert(decoded.n_outputs) != decoded.n_outputs {
             return Err(estimator.invalid("tree_", "trees disagree on the number of outputs"));
         }
         trees.push(decoded.tree);
     }
-    let n_targets = n_targets.unwrap_or(1);
-    let meta = object.meta(n_features)?;
-    Ok(Fitted {
-        estimator: Estimator::Trees(TreeEnsemble {
-            trees,
-            aggregate: Aggregate::Average,
-            leaf_scale: 1.0,
-            base: vec![0.0; n_targets],
-        }),
-        n_targets,
-        meta,
-    })
+    Ok(trees)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_serve::{BodyError, FullBody};
 use onnx_model::ModelInfo;
+use onnx_model::contract::Task;
 use serde::{Deserialize, Serialize};
 
 use super::input;
@@ -81,22 +82,33 @@ pub async fn predict(
     check_content_type(&headers)?;
     let FullBody(body) = body.map_err(NodeError::from)?;
     let info = served.model.info();
-    let mut rows = input::parse(&body, &info.feature_names, state.config.max_batch_rows)
-        .map_err(NodeError::Validation)?;
+    let nullable: Vec<bool> = info.features.iter().map(|f| f.nullable).collect();
+    let mut rows = input::parse_nullable(
+        &body,
+        &info.feature_names,
+        &nullable,
+        state.config.max_batch_rows,
+    )
+    .map_err(NodeError::Validation)?;
     let prediction = served.batcher.predict(rows.values).await?;
     rows.values = prediction.rows;
     let predictions = prediction.values;
     // Sized up front: a 1000-row answer is ~150 kB, and growing a small buffer to that
     // copies it a dozen times.
     let mut json = Vec::with_capacity(body.len() + 32 * predictions.len() + 128);
-    write_answer(
-        &mut json,
-        &served.json_keys,
-        &rows,
-        &info.name,
-        &predictions,
-        served.batcher.n_targets(),
-    );
+    match info.task {
+        Task::Regression => write_answer(
+            &mut json,
+            &served.json_keys,
+            &rows,
+            &info.name,
+            &predictions,
+            served.batcher.n_targets(),
+        ),
+        Task::Classification => {
+            write_classifier_answer(&mut json, &served.json_keys, &rows, info, &predictions)
+        }
+    }
     Ok(([(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], json).into_response())
 }
 
@@ -139,6 +151,58 @@ fn write_answer(
     predictions: &[f64],
     n_targets: usize,
 ) {
+    write_head(out, json_keys, rows, model);
+    out.extend_from_slice(br#","prediction":"#);
+    if n_targets == 1 {
+        write_json(out, predictions);
+    } else {
+        out.push(b'[');
+        for (i, row) in predictions.chunks(n_targets).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json(out, row);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+/// Writes a classifier's `/predict` answer: the head as for a regressor, then
+/// `"prediction"` (one label per row, typed as sklearn's `classes_`), `"probabilities"` (one
+/// row of `predict_proba` per row) and `"classes"`. `predictions` holds per row the label's
+/// index and the probabilities (`Model::predict_into`'s classifier rows).
+fn write_classifier_answer(
+    out: &mut Vec<u8>,
+    json_keys: &[String],
+    rows: &input::Rows,
+    info: &ModelInfo,
+    predictions: &[f64],
+) {
+    let width = 1 + info.n_classes();
+    write_head(out, json_keys, rows, &info.name);
+    out.extend_from_slice(br#","prediction":["#);
+    for (i, row) in predictions.chunks(width).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // The model checked the index against its classes when it predicted.
+        write_json(out, &info.classes[row[0] as usize]);
+    }
+    out.extend_from_slice(br#"],"probabilities":["#);
+    for (i, row) in predictions.chunks(width).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(out, &row[1..]);
+    }
+    out.extend_from_slice(br#"],"classes":"#);
+    write_json(out, &info.classes);
+    out.push(b'}');
+}
+
+/// `{"message":...,"input":...,"model":...` (no closing brace).
+fn write_head(out: &mut Vec<u8>, json_keys: &[String], rows: &input::Rows, model: &str) {
     out.extend_from_slice(br#"{"message":"#);
     write_json(out, PREDICT_MESSAGE);
     out.extend_from_slice(br#","input":"#);
@@ -164,20 +228,6 @@ fn write_answer(
     }
     out.extend_from_slice(br#","model":"#);
     write_json(out, model);
-    out.extend_from_slice(br#","prediction":"#);
-    if n_targets == 1 {
-        write_json(out, predictions);
-    } else {
-        out.push(b'[');
-        for (i, row) in predictions.chunks(n_targets).enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_json(out, row);
-        }
-        out.push(b']');
-    }
-    out.push(b'}');
 }
 
 /// Appends `value` as serde_json writes it (writing into a `Vec` cannot fail, and neither can

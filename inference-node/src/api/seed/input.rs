@@ -41,9 +41,20 @@ pub struct Rows {
     pub batch: bool,
 }
 
-/// Parses and validates a `/predict` body against `features`; batches hold at most
-/// `max_rows` rows.
+/// Parses and validates a `/predict` body against `features` (none nullable); batches hold
+/// at most `max_rows` rows.
 pub fn parse(body: &[u8], features: &[String], max_rows: usize) -> Result<Rows, Vec<FieldError>> {
+    parse_nullable(body, features, &[], max_rows)
+}
+
+/// [`parse`], where a `null` for feature `i` with `nullable[i]` is a missing value (NaN);
+/// elsewhere `null` is refused like any other non-number.
+pub fn parse_nullable(
+    body: &[u8],
+    features: &[String],
+    nullable: &[bool],
+    max_rows: usize,
+) -> Result<Rows, Vec<FieldError>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(vec![error(
             "missing",
@@ -60,11 +71,11 @@ pub fn parse(body: &[u8], features: &[String], max_rows: usize) -> Result<Rows, 
     }
     .map_err(|e| vec![json_invalid(body, &e)])?;
     match document {
-        Item::List { items, len } => parse_list(&items, len, features, max_rows),
+        Item::List { items, len } => parse_list(&items, len, features, nullable, max_rows),
         item => {
             let mut values = Vec::with_capacity(features.len());
             let mut errors = Errors::default();
-            parse_row(&item, features, None, &mut values, &mut errors);
+            parse_row(&item, features, nullable, None, &mut values, &mut errors);
             rows_or_errors(values, false, errors)
         }
     }
@@ -89,6 +100,7 @@ fn parse_list(
     items: &[Item<'_>],
     len: usize,
     features: &[String],
+    nullable: &[bool],
     max_rows: usize,
 ) -> Result<Rows, Vec<FieldError>> {
     if len == 0 {
@@ -113,7 +125,14 @@ fn parse_list(
     let mut values = Vec::with_capacity(items.len() * features.len());
     let mut errors = Errors::default();
     for (index, item) in items.iter().enumerate() {
-        parse_row(item, features, Some(index), &mut values, &mut errors);
+        parse_row(
+            item,
+            features,
+            nullable,
+            Some(index),
+            &mut values,
+            &mut errors,
+        );
     }
     rows_or_errors(values, true, errors)
 }
@@ -168,6 +187,7 @@ impl Errors {
 fn parse_row(
     item: &Item<'_>,
     features: &[String],
+    nullable: &[bool],
     index: Option<usize>,
     values: &mut Vec<f64>,
     errors: &mut Errors,
@@ -196,9 +216,12 @@ fn parse_row(
             return;
         }
     };
-    for name in features {
+    for (i, name) in features.iter().enumerate() {
         // NOTE: like Python's json, a repeated key keeps its last value.
         match fields.iter().rev().find(|(key, _)| key == name) {
+            Some((_, value)) if value.get() == "null" && nullable.get(i) == Some(&true) => {
+                values.push(f64::NAN);
+            }
             Some((_, value)) => match number(value) {
                 Ok(v) => values.push(v),
                 Err((kind, msg)) => {

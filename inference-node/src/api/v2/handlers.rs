@@ -6,10 +6,13 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use http_serve::{BodyError, FullBody};
-use onnx_model::contract::OUTPUT_NAME;
+use onnx_model::ModelInfo;
+use onnx_model::contract::{LABEL_NAME, OUTPUT_NAME, PROBABILITIES_NAME, Task};
 
 use super::binary;
-use super::wire::{self, InferRequest, InferResponse, ModelMetadata, OutputTensor, ServerMetadata};
+use super::wire::{
+    self, InferRequest, InferResponse, ModelMetadata, OutputData, OutputTensor, ServerMetadata,
+};
 use crate::error::{NodeError, V2Error};
 use crate::registry::Served;
 use crate::state::AppState;
@@ -128,17 +131,55 @@ async fn run_infer(
     let info = served.model.info();
     let (rows, n_rows) = wire::decode(&mut request, info, state.config.max_batch_rows)?;
     let data = served.batcher.predict(rows).await?.values;
+    let mut outputs = match info.task {
+        Task::Regression => vec![OutputTensor::new(
+            OUTPUT_NAME,
+            "FP64",
+            vec![n_rows, info.n_targets],
+            OutputData::Fp64(data),
+        )],
+        Task::Classification => classifier_outputs(info, n_rows, &data),
+    };
+    // Requested outputs (checked against the model's by `wire::decode`) select among them.
+    if let Some(requested) = &request.outputs {
+        outputs.retain(|o| requested.iter().any(|r| r.name == o.name));
+    }
     let response = InferResponse {
         model_name: info.name.clone(),
         model_version: wire::VERSION,
         id: request.id.take(),
-        outputs: vec![OutputTensor::new(
-            OUTPUT_NAME,
-            vec![n_rows, info.n_targets],
-            data,
-        )],
+        outputs,
     };
     Ok(binary::respond(&request, response)?)
+}
+
+/// A classifier's `label` (`[N]`, typed as its classes) and `probabilities` (`[N, C]`) from
+/// its prediction rows `[label index, p...]`.
+fn classifier_outputs(info: &ModelInfo, n_rows: usize, data: &[f64]) -> Vec<OutputTensor> {
+    let width = 1 + info.n_classes();
+    let labels = data
+        .chunks(width)
+        .map(|row| info.classes[row[0] as usize].clone())
+        .collect();
+    let probabilities = data
+        .chunks(width)
+        .flat_map(|row| &row[1..])
+        .copied()
+        .collect();
+    vec![
+        OutputTensor::new(
+            LABEL_NAME,
+            wire::label_datatype(&info.classes),
+            vec![n_rows],
+            OutputData::Labels(labels),
+        ),
+        OutputTensor::new(
+            PROBABILITIES_NAME,
+            "FP64",
+            vec![n_rows, info.n_classes()],
+            OutputData::Fp64(probabilities),
+        ),
+    ]
 }
 
 fn check_version(name: &str, version: &str) -> Result<(), NodeError> {

@@ -1,11 +1,13 @@
 //! Open Inference Protocol (KServe V2) wire types and request decoding.
 //!
-//! A model has one input `input` (`[-1, n_features]`) and one output `variable`
-//! (`[-1, n_targets]`), both FP64. Requests may send FP64, FP32, INT64 or INT32 data (FP32
-//! values are rounded to single precision, as a float32 tensor would hold them), as JSON
-//! (nested or flat) or as binary tensor data ([`Datatype::read`]: little-endian, row-major;
-//! the framing is [`super::binary`]'s). BYTES tensors are read (binary: 4-byte little-endian
-//! length, then the bytes, per element) but refused, as no model has string columns yet.
+//! A model has one input `input` (`[-1, n_features]`); a regressor one output `variable`
+//! (`[-1, n_targets]`, FP64), a classifier two: `label` (`[-1]`; INT64, BYTES or BOOL as its
+//! classes are integers, strings or booleans) and `probabilities` (`[-1, n_classes]`, FP64).
+//! Requests may send FP64, FP32, INT64 or INT32 data (FP32 values are rounded to single
+//! precision, as a float32 tensor would hold them), as JSON (nested or flat) or as binary
+//! tensor data ([`Datatype::read`]: little-endian, row-major; the framing is
+//! [`super::binary`]'s). BYTES tensors are read (binary: 4-byte little-endian length, then the
+//! bytes, per element) but refused, as no model has string columns yet.
 
 use std::fmt;
 
@@ -16,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use onnx_model::ModelInfo;
-use onnx_model::contract::{INPUT_NAME, OUTPUT_NAME};
+use onnx_model::contract::{
+    ClassLabel, Feature, INPUT_NAME, LABEL_NAME, OUTPUT_NAME, PROBABILITIES_NAME, Task,
+};
 
 use crate::error::NodeError;
 
@@ -60,11 +64,44 @@ pub struct ModelMetadata {
     pub inputs: Vec<TensorMetadata>,
     /// Outputs.
     pub outputs: Vec<TensorMetadata>,
+    /// What the model is beyond its tensors: task, features, classes.
+    pub parameters: ModelParameters,
+}
+
+/// The `parameters` of model metadata.
+#[derive(Debug, Serialize)]
+pub struct ModelParameters {
+    /// `regression` or `classification`.
+    pub task: Task,
+    /// Each input column: name, type (`number`), nullable.
+    pub features: Vec<Feature>,
+    /// A classifier's classes, typed as sklearn's `classes_`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<ClassLabel>,
 }
 
 impl ModelMetadata {
     /// Describes `info` in V2 terms.
     pub fn from_info(info: &ModelInfo) -> ModelMetadata {
+        let outputs = match info.task {
+            Task::Regression => vec![TensorMetadata {
+                name: OUTPUT_NAME,
+                datatype: "FP64",
+                shape: vec![-1, info.n_targets as i64],
+            }],
+            Task::Classification => vec![
+                TensorMetadata {
+                    name: LABEL_NAME,
+                    datatype: label_datatype(&info.classes),
+                    shape: vec![-1],
+                },
+                TensorMetadata {
+                    name: PROBABILITIES_NAME,
+                    datatype: "FP64",
+                    shape: vec![-1, info.n_classes() as i64],
+                },
+            ],
+        };
         ModelMetadata {
             name: info.name.clone(),
             versions: vec![VERSION],
@@ -74,12 +111,30 @@ impl ModelMetadata {
                 datatype: "FP64",
                 shape: vec![-1, info.feature_names.len() as i64],
             }],
-            outputs: vec![TensorMetadata {
-                name: OUTPUT_NAME,
-                datatype: "FP64",
-                shape: vec![-1, info.n_targets as i64],
-            }],
+            outputs,
+            parameters: ModelParameters {
+                task: info.task,
+                features: info.features.clone(),
+                classes: info.classes.clone(),
+            },
         }
+    }
+}
+
+/// The V2 datatype of a classifier's labels: INT64, BYTES (strings) or BOOL.
+pub fn label_datatype(classes: &[ClassLabel]) -> &'static str {
+    match classes.first() {
+        Some(ClassLabel::Bool(_)) => "BOOL",
+        Some(ClassLabel::Str(_)) => "BYTES",
+        Some(ClassLabel::Int(_)) | None => "INT64",
+    }
+}
+
+/// The names of `info`'s outputs.
+pub fn output_names(info: &ModelInfo) -> &'static [&'static str] {
+    match info.task {
+        Task::Regression => &[OUTPUT_NAME],
+        Task::Classification => &[LABEL_NAME, PROBABILITIES_NAME],
     }
 }
 
@@ -211,7 +266,7 @@ pub struct OutputTensor {
     pub shape: Vec<usize>,
     /// Row-major values; absent when they travel as binary data after the JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<Vec<f64>>,
+    pub data: Option<OutputData>,
     /// `binary_data_size` when the values travel as binary data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<OutputParameters>,
@@ -226,26 +281,50 @@ pub struct OutputParameters {
 
 impl OutputTensor {
     /// An output tensor with its values in the JSON.
-    pub fn new(name: &'static str, shape: Vec<usize>, data: Vec<f64>) -> OutputTensor {
+    pub fn new(
+        name: &'static str,
+        datatype: &'static str,
+        shape: Vec<usize>,
+        data: OutputData,
+    ) -> OutputTensor {
         OutputTensor {
             name,
-            datatype: "FP64",
+            datatype,
             shape,
             data: Some(data),
             parameters: None,
         }
     }
 
-    /// Moves the values out of the JSON into `out` as little-endian FP64, row-major, and
-    /// records their size in `parameters.binary_data_size`.
+    /// Moves the values out of the JSON into `out` as binary tensor data (row-major; FP64 and
+    /// INT64 little-endian, BOOL one byte each, BYTES a 4-byte little-endian length then the
+    /// bytes) and records their size in `parameters.binary_data_size`.
     pub fn move_data_to_binary(&mut self, out: &mut Vec<u8>) {
-        let data = self.data.take().unwrap_or_default();
-        out.reserve(data.len() * 8);
-        for value in &data {
-            out.extend_from_slice(&value.to_le_bytes());
+        let start = out.len();
+        match self.data.take() {
+            Some(OutputData::Fp64(values)) => {
+                out.reserve(values.len() * 8);
+                for value in values {
+                    out.extend_from_slice(&value.to_le_bytes());
+                }
+            }
+            Some(OutputData::Labels(labels)) => {
+                for label in labels {
+                    match label {
+                        ClassLabel::Int(i) => out.extend_from_slice(&i.to_le_bytes()),
+                        ClassLabel::Bool(b) => out.push(u8::from(b)),
+                        ClassLabel::Str(s) => {
+                            let length = u32::try_from(s.len()).unwrap_or(u32::MAX);
+                            out.extend_from_slice(&length.to_le_bytes());
+                            out.extend_from_slice(s.as_bytes());
+                        }
+                    }
+                }
+            }
+            None => {}
         }
         self.parameters = Some(OutputParameters {
-            binary_data_size: data.len() * 8,
+            binary_data_size: out.len() - start,
         });
     }
 }
@@ -340,6 +419,16 @@ pub fn read_strings(bytes: &[u8]) -> Result<Vec<String>, String> {
         rest = tail;
     }
     Ok(strings)
+}
+
+/// An output tensor's values.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum OutputData {
+    /// FP64 values.
+    Fp64(Vec<f64>),
+    /// Class labels: JSON numbers (INT64), strings (BYTES) or booleans (BOOL).
+    Labels(Vec<ClassLabel>),
 }
 
 /// Reads a tensor's `data` for the shape `dims` into row-major values: either flat (one list
@@ -486,10 +575,15 @@ pub fn decode(
 ) -> Result<(Vec<f64>, usize), NodeError> {
     let bad = |m: String| NodeError::BadRequest(m);
     if let Some(outputs) = &request.outputs {
+        let names = output_names(info);
         for output in outputs {
-            if output.name != OUTPUT_NAME {
+            if !names.contains(&output.name.as_str()) {
+                let known = match names {
+                    [only] => format!("the only output is '{only}'"),
+                    many => format!("the outputs are '{}'", many.join("', '")),
+                };
                 return Err(bad(format!(
-                    "unexpected inference output '{}' for model '{}': the only output is '{OUTPUT_NAME}'",
+                    "unexpected inference output '{}' for model '{}': {known}",
                     output.name, info.name
                 )));
             }
@@ -625,16 +719,7 @@ mod tests {
     use super::*;
 
     fn info() -> ModelInfo {
-        ModelInfo {
-            name: "M".into(),
-            feature_names: vec!["a".into(), "b".into()],
-            n_targets: 1,
-            estimator: String::new(),
-            source_file: String::new(),
-            source_sha256: String::new(),
-            sklearn_version: String::new(),
-            converter_version: String::new(),
-        }
+        ModelInfo::regression("M", vec!["a".into(), "b".into()], 1)
     }
 
     fn decode_str(body: &str) -> Result<(Vec<f64>, usize), NodeError> {
@@ -856,5 +941,36 @@ mod tests {
             let got = request(params, output).wants_binary_output(OUTPUT_NAME);
             assert_eq!(got, want, "{params} {output}");
         }
+    }
+
+    #[test]
+    fn labels_travel_as_binary_in_their_datatypes_layout() {
+        let binary = |labels: Vec<ClassLabel>| {
+            let mut output =
+                OutputTensor::new("label", "X", vec![labels.len()], OutputData::Labels(labels));
+            let mut bytes = Vec::new();
+            output.move_data_to_binary(&mut bytes);
+            assert!(output.data.is_none());
+            assert_eq!(
+                output.parameters.as_ref().unwrap().binary_data_size,
+                bytes.len()
+            );
+            bytes
+        };
+        let ints = binary(vec![ClassLabel::Int(-2), ClassLabel::Int(7)]);
+        assert_eq!(ints, [(-2i64).to_le_bytes(), 7i64.to_le_bytes()].concat());
+        assert_eq!(
+            binary(vec![ClassLabel::Bool(true), ClassLabel::Bool(false)]),
+            [1, 0]
+        );
+        let strings = binary(vec![
+            ClassLabel::Str("ab".into()),
+            ClassLabel::Str(String::new()),
+        ]);
+        assert_eq!(
+            strings,
+            [&2u32.to_le_bytes()[..], b"ab", &0u32.to_le_bytes()].concat()
+        );
+        assert_eq!(read_strings(&strings).unwrap(), ["ab", ""]);
     }
 }
