@@ -4,7 +4,7 @@
 //! pickle [`crate::pickle::Graph`] into a [`Model`], and `onnx` turns a [`Model`] into an ONNX
 //! graph. Everything here is plain data in float64.
 
-/// A whole model: optional StandardScaler followed by one final estimator.
+/// A whole model: preprocessing steps (from a Pipeline) followed by one final estimator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     /// Human-readable estimator description, e.g. `RandomForestRegressor` or
@@ -12,19 +12,140 @@ pub struct Model {
     pub kind: String,
     /// Column names the model was fit with (`feature_names_in_`), if it was fit on a DataFrame.
     pub feature_names: Option<Vec<String>>,
+    /// The model's input width (before preprocessing).
     pub n_features: usize,
     pub n_targets: usize,
     /// `_sklearn_version` from the pickle (empty if absent).
     pub sklearn_version: String,
-    /// A `StandardScaler` applied first (from a Pipeline).
-    pub scaler: Option<StandardScaler>,
+    /// Preprocessing applied in order before the estimator (a Pipeline's transform steps).
+    pub steps: Vec<Step>,
     pub estimator: Estimator,
     /// For a classifier: how the estimator's `n_targets` outputs (its scores, or the class
     /// probabilities) become sklearn's `predict` and `predict_proba`; `None` for a regressor.
     pub classifier: Option<Classifier>,
-    /// Whether sklearn's `predict` accepts NaN (a missing value) in every feature: the
-    /// features are then recorded as nullable.
+    /// Whether the final estimator accepts NaN (a missing value) in every one of its input
+    /// columns; with [`Model::steps`] this decides which features are nullable
+    /// ([`Model::nullable`]).
     pub accepts_missing: bool,
+}
+
+impl Model {
+    /// Per input column: whether the model accepts a missing value (NaN) there, i.e. an imputer
+    /// replaces it before anything that refuses NaN, or the final estimator accepts NaN.
+    pub fn nullable(&self) -> Vec<bool> {
+        let width = steps_width(&self.steps, self.n_features).unwrap_or(0);
+        chain_nullable(
+            &self.steps,
+            self.n_features,
+            vec![self.accepts_missing; width],
+        )
+    }
+}
+
+/// The width after `steps` applied to `width` columns, or `None` if a step does not fit.
+pub fn steps_width(steps: &[Step], width: usize) -> Option<usize> {
+    steps.iter().try_fold(width, |w, step| step.width(w))
+}
+
+/// Input-column nullability of a chain of steps whose output columns accept NaN per `out`.
+fn chain_nullable(steps: &[Step], width: usize, out: Vec<bool>) -> Vec<bool> {
+    let Some((last, before)) = steps.split_last() else {
+        return out;
+    };
+    let last_in = steps_width(before, width).unwrap_or(0);
+    let accepted = last.nullable(last_in, &out);
+    chain_nullable(before, width, accepted)
+}
+
+/// One preprocessing step, computed in float64 as sklearn's `transform` does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Per column `x = x <op> values[j]` (the scalers, one operation each, in sklearn's order;
+    /// NaN passes through).
+    Arith { op: ArithOp, values: Vec<f64> },
+    /// `np.clip(x, min, max)` (MinMaxScaler with `clip=True`; NaN passes through).
+    Clip { min: f64, max: f64 },
+    /// SimpleImputer on NaN.
+    Impute(Imputer),
+    /// ColumnTransformer: each part reads some columns; the outputs are concatenated in order.
+    Columns(Vec<ColumnPart>),
+}
+
+/// The arithmetic of a [`Step::Arith`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Sub,
+    Div,
+    Mul,
+    Add,
+}
+
+/// SimpleImputer (`missing_values=NaN`): NaN in column `j` becomes `statistics[j]`; the output
+/// is the columns `keep` (sklearn drops the columns whose statistic is NaN), then one 0/1
+/// column per `indicator` input column (MissingIndicator's `features_`, from `add_indicator`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imputer {
+    pub statistics: Vec<f64>,
+    pub keep: Vec<usize>,
+    pub indicator: Vec<usize>,
+}
+
+/// One transformer of a ColumnTransformer (or its `remainder='passthrough'`): `steps` applied
+/// to the input columns `columns`, in that order (no steps: passthrough).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnPart {
+    pub columns: Vec<usize>,
+    pub steps: Vec<Step>,
+}
+
+impl Step {
+    /// The output width for `width` input columns, or `None` if the step does not fit them.
+    pub fn width(&self, width: usize) -> Option<usize> {
+        match self {
+            Step::Arith { values, .. } => (values.len() == width).then_some(width),
+            Step::Clip { .. } => Some(width),
+            Step::Impute(imputer) => {
+                let fits = imputer.statistics.len() == width
+                    && imputer
+                        .keep
+                        .iter()
+                        .chain(&imputer.indicator)
+                        .all(|&j| j < width);
+                fits.then_some(imputer.keep.len() + imputer.indicator.len())
+            }
+            Step::Columns(parts) => parts.iter().try_fold(0, |total, part| {
+                if part.columns.iter().any(|&j| j >= width) {
+                    return None;
+                }
+                Some(total + steps_width(&part.steps, part.columns.len())?)
+            }),
+        }
+    }
+
+    /// Which of the `width` input columns accept NaN, given which output columns do.
+    fn nullable(&self, width: usize, out: &[bool]) -> Vec<bool> {
+        match self {
+            Step::Arith { .. } | Step::Clip { .. } => out.to_vec(),
+            Step::Impute(_) => vec![true; width],
+            Step::Columns(parts) => {
+                // A column no part reads is ignored, so anything is accepted there.
+                let mut accepted = vec![true; width];
+                let mut offset = 0;
+                for part in parts {
+                    let n_out = steps_width(&part.steps, part.columns.len()).unwrap_or(0);
+                    let part_out = out.get(offset..offset + n_out).unwrap_or(&[]).to_vec();
+                    offset += n_out;
+                    let part_in = chain_nullable(&part.steps, part.columns.len(), part_out);
+                    for (&j, ok) in part.columns.iter().zip(part_in) {
+                        if let Some(a) = accepted.get_mut(j) {
+                            *a &= ok;
+                        }
+                    }
+                }
+                accepted
+            }
+        }
+    }
 }
 
 /// What makes a model a classifier: its classes and how its scores become probabilities
@@ -63,13 +184,6 @@ pub enum LabelRule {
     Positive,
     /// `K = 1`: class 1 iff `d >= 0` (GradientBoostingClassifier since sklearn 1.4).
     NonNegative,
-}
-
-/// `(x - mean) / scale`; `None` means that part is disabled (`with_mean=False`/`with_std=False`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StandardScaler {
-    pub mean: Option<Vec<f64>>,
-    pub scale: Option<Vec<f64>>,
 }
 
 /// The final estimator.

@@ -4,7 +4,7 @@
 //! (double `[N, n_features]`); a regressor's output `variable` (double `[N, n_targets]`) or a
 //! classifier's `label` (int64 `[N]`) and `probabilities` (double `[N, n_classes]`); the
 //! metadata (task, features, classes, provenance). Everything is computed in double: the
-//! scaler as `Sub`/`Div` ([`linear`]), linear models as `MatMul` + `Add` ([`linear`]), trees as
+//! preprocessing steps (scalers, imputer, ColumnTransformer, [`preprocess`]), linear models as `MatMul` + `Add` ([`linear`]), trees as
 //! `ai.onnx.ml` opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]), and a
 //! classifier's probabilities and label from those scores ([`classifier`]); HistGradientBoosting
 //! as one `TreeEnsemble` in float64 with NaN routing and category sets ([`hist`]).
@@ -13,6 +13,7 @@ pub mod classifier;
 pub mod graph;
 pub mod hist;
 pub mod linear;
+pub mod preprocess;
 pub mod trees;
 
 pub mod proto {
@@ -83,19 +84,16 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
     }
 
     let mut g = GraphBuilder::default();
-    let mut x = INPUT_NAME.to_string();
-    if let Some(scaler) = &model.scaler {
-        x = linear::scaler(&mut g, &x, scaler, n_features)?;
-    }
+    let (x, width) = preprocess::steps(&mut g, INPUT_NAME, &model.steps, n_features)?;
     let scores = match &model.classifier {
         Some(c) => classifier::scores_name(&mut g, c),
         None => OUTPUT_NAME.to_string(),
     };
     match &model.estimator {
-        Estimator::Linear(l) => linear::linear(&mut g, &x, l, n_features, n_targets, &scores)?,
-        Estimator::Trees(e) => trees::ensemble(&mut g, &x, e, n_features, n_targets, &scores)?,
+        Estimator::Linear(l) => linear::linear(&mut g, &x, l, width, n_targets, &scores)?,
+        Estimator::Trees(e) => trees::ensemble(&mut g, &x, e, width, n_targets, &scores)?,
         // Its own outputs and metadata (contract v2): written whole by `hist`.
-        Estimator::Hist(h) => hist::ensemble(&mut g, &x, h, n_features, &scores)?,
+        Estimator::Hist(h) => hist::ensemble(&mut g, &x, h, width, &scores)?,
     }
     let (task, outputs) = match &model.classifier {
         Some(c) => {
@@ -111,7 +109,8 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
 
     let features: Vec<Feature> = names
         .iter()
-        .map(|name| Feature::number(name.clone(), model.accepts_missing))
+        .zip(model.nullable())
+        .map(|(name, nullable)| Feature::number(name.clone(), nullable))
         .collect();
     let names_json = serde_json::to_string(&names).expect("a list of strings serialises");
     let features_json = serde_json::to_string(&features).expect("features serialise");
@@ -274,7 +273,7 @@ pub(crate) mod testing {
             n_features,
             n_targets,
             sklearn_version: "1.9.0".into(),
-            scaler: None,
+            steps: vec![],
             estimator,
             classifier: None,
             accepts_missing: false,

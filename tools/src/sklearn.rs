@@ -6,7 +6,8 @@
 //! [`trees`] (the `tree_` structure, DecisionTree, RandomForest, ExtraTrees, regressors and
 //! classifiers), [`boosting`] (GradientBoosting regressor and classifier), [`hist_gradient_boosting`]
 //! (HistGradientBoosting regressor and classifier), [`classes`] (a classifier's `classes_`),
-//! [`pipeline`] (StandardScaler + a final estimator).
+//! [`pipeline`] (transformers + a final estimator), [`preprocess`] (the transformers: scalers,
+//! SimpleImputer, ColumnTransformer).
 //! Nothing here panics on a malformed graph: every access is checked.
 
 mod boosting;
@@ -15,6 +16,7 @@ mod hist_gradient_boosting;
 mod linear;
 mod logistic;
 mod pipeline;
+mod preprocess;
 mod trees;
 
 use crate::estimator::{Classifier, Estimator, Model};
@@ -39,7 +41,7 @@ pub enum ExtractError {
 }
 
 /// Turns a decoded pickle into a [`Model`]: one of the estimators [`final_estimator`] lists,
-/// or a Pipeline of an optional StandardScaler and one of those.
+/// or a Pipeline of supported transformers and one of those.
 pub fn extract(graph: &Graph) -> Result<Model, ExtractError> {
     let root = graph.root.ok_or_else(|| ExtractError::Invalid {
         path: "pickle".into(),
@@ -66,7 +68,7 @@ pub fn extract(graph: &Graph) -> Result<Model, ExtractError> {
         n_features: fitted.meta.n_features,
         n_targets: fitted.n_targets,
         sklearn_version: fitted.meta.sklearn_version,
-        scaler: None,
+        steps: vec![],
         estimator: fitted.estimator,
         classifier: fitted.classifier,
         accepts_missing: fitted.meta.accepts_missing,

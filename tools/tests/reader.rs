@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
-use tools::estimator::{Aggregate, Classifier, Estimator, LabelRule, Model, Probabilities, Tree};
+use tools::estimator::{
+    Aggregate, ArithOp, Classifier, Estimator, LabelRule, Model, Probabilities, Step, Tree,
+};
 use tools::pickle::{self, Limits};
 use tools::sklearn;
 
@@ -70,13 +72,16 @@ fn route(tree: &Tree, x: &[f64]) -> usize {
 /// Returns the prediction per target, computed the way sklearn does.
 fn predict(model: &Model, row: &[f64]) -> Vec<f64> {
     let mut x = row.to_vec();
-    if let Some(scaler) = &model.scaler {
-        for (j, v) in x.iter_mut().enumerate() {
-            if let Some(mean) = &scaler.mean {
-                *v -= mean[j];
-            }
-            if let Some(scale) = &scaler.scale {
-                *v /= scale[j];
+    for step in &model.steps {
+        let Step::Arith { op, values } = step else {
+            panic!("only scalers here: {step:?}");
+        };
+        for (v, s) in x.iter_mut().zip(values) {
+            match op {
+                ArithOp::Sub => *v -= s,
+                ArithOp::Div => *v /= s,
+                ArithOp::Mul => *v *= s,
+                ArithOp::Add => *v += s,
             }
         }
     }

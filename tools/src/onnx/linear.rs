@@ -1,37 +1,8 @@
-//! StandardScaler as `Sub`/`Div` and linear models as `MatMul` + `Add`, all in double.
-//!
-//! Both mirror sklearn's own arithmetic: `StandardScaler.transform` computes `(x - mean) / scale`
-//! and linear models compute `x @ coef.T + intercept`.
+//! Linear models as `MatMul` + `Add`, in double, as sklearn computes `x @ coef.T + intercept`.
 
 use super::graph::GraphBuilder;
 use crate::error::ConvertError;
-use crate::estimator::{Linear, StandardScaler};
-
-/// Appends the scaler to the graph; returns the name of the scaled value.
-pub fn scaler(
-    g: &mut GraphBuilder,
-    x: &str,
-    scaler: &StandardScaler,
-    n_features: usize,
-) -> Result<String, ConvertError> {
-    let mut value = x.to_string();
-    if let Some(mean) = &scaler.mean {
-        check_len("StandardScaler mean_", mean.len(), n_features)?;
-        let mean = g.constant_f64("scaler_mean", &[n_features], mean);
-        value = g.node("Sub", "", &[&value, &mean], vec![]);
-    }
-    if let Some(scale) = &scaler.scale {
-        check_len("StandardScaler scale_", scale.len(), n_features)?;
-        if scale.iter().any(|s| *s == 0.0 || !s.is_finite()) {
-            return Err(ConvertError::InvalidModel(
-                "StandardScaler scale_ contains zero or non-finite values".into(),
-            ));
-        }
-        let scale = g.constant_f64("scaler_scale", &[n_features], scale);
-        value = g.node("Div", "", &[&value, &scale], vec![]);
-    }
-    Ok(value)
-}
+use crate::estimator::Linear;
 
 /// Appends `x @ coef.T + intercept` writing `[N, n_targets]` to `output`.
 pub fn linear(
@@ -73,7 +44,7 @@ fn check_len(what: &str, got: usize, expected: usize) -> Result<(), ConvertError
 mod tests {
     use super::super::testing::{assert_close, model, predict};
     use crate::error::ConvertError;
-    use crate::estimator::{Estimator, Linear, StandardScaler};
+    use crate::estimator::{ArithOp, Estimator, Linear, Step};
 
     fn rows() -> Vec<Vec<f64>> {
         vec![
@@ -149,10 +120,16 @@ mod tests {
             4,
             1,
         );
-        m.scaler = Some(StandardScaler {
-            mean: Some(mean.clone()),
-            scale: Some(scale.clone()),
-        });
+        m.steps = vec![
+            Step::Arith {
+                op: ArithOp::Sub,
+                values: mean.clone(),
+            },
+            Step::Arith {
+                op: ArithOp::Div,
+                values: scale.clone(),
+            },
+        ];
         let expected: Vec<_> = rows()
             .iter()
             .map(|x| {
@@ -163,10 +140,10 @@ mod tests {
         assert_close(&predict(&m, &rows()), &expected);
 
         // with_mean=False: only the division.
-        m.scaler = Some(StandardScaler {
-            mean: None,
-            scale: Some(scale.clone()),
-        });
+        m.steps = vec![Step::Arith {
+            op: ArithOp::Div,
+            values: scale.clone(),
+        }];
         let expected: Vec<_> = rows()
             .iter()
             .map(|x| {

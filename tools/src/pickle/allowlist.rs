@@ -165,6 +165,36 @@ const SKLEARN: &[(&str, &str, Role)] = &[
         Role::Estimator,
     ),
     ("sklearn.tree._tree", "Tree", Role::Estimator),
+    // Preprocessing (issue 18): scalers, the imputer and its missing indicator, and
+    // ColumnTransformer, which keeps its passthrough columns as a FunctionTransformer (the
+    // extractor accepts one only without a function).
+    (
+        "sklearn.preprocessing._data",
+        "MinMaxScaler",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.preprocessing._data",
+        "RobustScaler",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.preprocessing._data",
+        "MaxAbsScaler",
+        Role::Estimator,
+    ),
+    ("sklearn.impute._base", "SimpleImputer", Role::Estimator),
+    ("sklearn.impute._base", "MissingIndicator", Role::Estimator),
+    (
+        "sklearn.compose._column_transformer",
+        "ColumnTransformer",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.preprocessing._function_transformer",
+        "FunctionTransformer",
+        Role::Estimator,
+    ),
     // HistGradientBoosting: the estimators, their per-tree predictors and the bin mapper
     // (which knows the categories seen in training).
     (
@@ -246,6 +276,8 @@ const OPAQUE: &[(&str, &str)] = &[
     ("sklearn._loss.link", "MultinomialLogit"),
     // The classifier's label encoder (its classes_ are read from the classifier itself).
     ("sklearn.preprocessing._label", "LabelEncoder"),
+    // ColumnTransformer's `output_indices_` holds Python slices (never read).
+    ("builtins", "slice"),
     // Random states stored on GradientBoosting and on each tree.
     ("numpy.random._pickle", "__randomstate_ctor"),
     ("numpy.random._pickle", "__bit_generator_ctor"),

@@ -1,14 +1,16 @@
-//! Pipeline: an optional StandardScaler followed by one supported final estimator.
+//! Pipeline: any number of supported transformers ([`super::preprocess`]) followed by one
+//! supported final estimator.
 
-use super::{ExtractError, Obj, f64_values, final_estimator};
-use crate::estimator::{Model, StandardScaler};
+use super::preprocess::{is_transformer, transformer};
+use super::{ExtractError, Obj, final_estimator};
+use crate::estimator::{Model, steps_width};
 use crate::pickle::Value;
 
 /// Most steps (passthrough included) a Pipeline may list.
 const MAX_STEPS: usize = 16;
 
-/// Extracts `Pipeline([StandardScaler,] estimator)`, skipping `'passthrough'`/None steps.
-pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
+/// The estimators of a Pipeline's `steps`, skipping `'passthrough'`/None steps.
+pub fn pipeline_steps<'g>(pipeline: &Obj<'g>) -> Result<Vec<Obj<'g>>, ExtractError> {
     let graph = pipeline.graph;
     let Value::List(items) = pipeline.require("steps")? else {
         return Err(pipeline.invalid("steps", "expected a list"));
@@ -60,32 +62,56 @@ pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
             }
         }
     }
+    Ok(steps)
+}
+
+/// Extracts `Pipeline([transformer, ...,] estimator)`.
+pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
+    let steps = pipeline_steps(pipeline)?;
     let names: Vec<&str> = steps.iter().map(|s| s.class_name()).collect();
     let kind = format!("Pipeline({})", names.join(", "));
-    let (scaler_step, last) = match steps.as_slice() {
-        [last] => (None, last),
-        [first, last] if first.class_name() == "StandardScaler" => (Some(first), last),
-        _ => {
-            return Err(ExtractError::Unsupported(format!(
-                "{kind}: only an optional StandardScaler followed by one supported regressor"
-            )));
-        }
-    };
-    if matches!(last.class_name(), "Pipeline" | "StandardScaler") {
+    let Some((last, transformers)) = steps.split_last() else {
         return Err(ExtractError::Unsupported(format!(
-            "{kind}: the last step must be a supported regressor"
+            "{kind}: a Pipeline without a final estimator"
+        )));
+    };
+    if is_transformer(last.class_name()) {
+        return Err(ExtractError::Unsupported(format!(
+            "{kind}: the last step must be a supported regressor or classifier"
+        )));
+    }
+    if let Some(other) = transformers
+        .iter()
+        .find(|t| !is_transformer(t.class_name()))
+    {
+        return Err(ExtractError::Unsupported(format!(
+            "{kind}: {} ({}) is not a supported transformer",
+            other.class_name(),
+            other.class
         )));
     }
     let fitted = final_estimator(last)?;
-    // StandardScaler passes NaN through (sklearn's transform allows it).
     let accepts_missing = fitted.meta.accepts_missing;
-    let (scaler, meta) = match scaler_step {
-        Some(step) => {
-            let scaler = scaler(step, fitted.meta.n_features)?;
-            (Some(scaler), step.meta(fitted.meta.n_features)?)
+    // Walk the transformers back from the estimator: each must give the next one's width.
+    let mut chain = Vec::new();
+    let mut meta = fitted.meta;
+    let estimator_meta_version = meta.sklearn_version.clone();
+    let mut width = meta.n_features;
+    for step in transformers.iter().rev() {
+        let t = transformer(step, Some(width))?;
+        let out = steps_width(&t.steps, t.meta.n_features)
+            .ok_or_else(|| step.invalid("", "its parameters do not fit its input"))?;
+        if out != width {
+            return Err(step.invalid(
+                "n_features_in_",
+                format!("the step gives {out} columns, the next step takes {width}"),
+            ));
         }
-        None => (None, fitted.meta),
-    };
+        width = t.meta.n_features;
+        meta = t.meta;
+        chain.push(t.steps);
+    }
+    let steps: Vec<_> = chain.into_iter().rev().flatten().collect();
     Ok(Model {
         kind,
         feature_names: meta.feature_names,
@@ -94,50 +120,18 @@ pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
         sklearn_version: pipeline
             .str("_sklearn_version")
             .map(str::to_owned)
-            .unwrap_or(meta.sklearn_version),
-        scaler,
+            .unwrap_or(estimator_meta_version),
+        steps,
         estimator: fitted.estimator,
         classifier: fitted.classifier,
         accepts_missing,
     })
 }
 
-/// A fitted StandardScaler of `n_features` columns.
-fn scaler(object: &Obj<'_>, n_features: usize) -> Result<StandardScaler, ExtractError> {
-    let column = |attr: &str| -> Result<Vec<f64>, ExtractError> {
-        let values = f64_values(object, attr, object.array(attr)?)?;
-        if values.len() != n_features {
-            return Err(object.invalid(
-                attr,
-                format!("has {} values for {n_features} features", values.len()),
-            ));
-        }
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(object.invalid(attr, "contains a non-finite value"));
-        }
-        Ok(values)
-    };
-    let mean = match object.bool("with_mean")? {
-        true => Some(column("mean_")?),
-        false => None,
-    };
-    let scale = match object.bool("with_std")? {
-        true => {
-            let scale = column("scale_")?;
-            if scale.contains(&0.0) {
-                return Err(object.invalid("scale_", "contains a zero"));
-            }
-            Some(scale)
-        }
-        false => None,
-    };
-    Ok(StandardScaler { mean, scale })
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::extract as extract_model;
-    use crate::estimator::Estimator;
+    use crate::estimator::{ArithOp, Estimator, Step};
     use crate::pickle::{Dtype, Global, Graph, NdArray, NodeId, Value};
 
     /// Builds small estimator graphs by hand.
@@ -233,7 +227,7 @@ mod tests {
         let linear = b.linear();
         let model = extract_model(&b.pipeline(vec![pass, linear])).unwrap();
         assert_eq!(model.kind, "Pipeline(LinearRegression)");
-        assert!(model.scaler.is_none());
+        assert!(model.steps.is_empty());
         assert!(matches!(model.estimator, Estimator::Linear(_)));
 
         let mut b = Builder::default();
@@ -242,9 +236,19 @@ mod tests {
         let linear = b.linear();
         let model = extract_model(&b.pipeline(vec![scaler, none, linear])).unwrap();
         assert_eq!(model.kind, "Pipeline(StandardScaler, LinearRegression)");
-        let scaler = model.scaler.unwrap();
-        assert_eq!(scaler.mean, Some(vec![1.0, 1.0]));
-        assert_eq!(scaler.scale, Some(vec![2.0, 2.0]));
+        assert_eq!(
+            model.steps,
+            [
+                Step::Arith {
+                    op: ArithOp::Sub,
+                    values: vec![1.0, 1.0]
+                },
+                Step::Arith {
+                    op: ArithOp::Div,
+                    values: vec![2.0, 2.0]
+                }
+            ]
+        );
     }
 
     #[test]
@@ -253,20 +257,42 @@ mod tests {
         let scaler = b.scaler(2, false);
         let linear = b.linear();
         let model = extract_model(&b.pipeline(vec![scaler, linear])).unwrap();
-        assert_eq!(model.scaler.unwrap().scale, None);
+        assert_eq!(
+            model.steps,
+            [Step::Arith {
+                op: ArithOp::Sub,
+                values: vec![1.0, 1.0]
+            }]
+        );
+    }
+
+    #[test]
+    fn transformer_chains_of_any_length() {
+        let mut b = Builder::default();
+        let s1 = b.scaler(2, true);
+        let s2 = b.scaler(2, false);
+        let linear = b.linear();
+        let model = extract_model(&b.pipeline(vec![s1, s2, linear])).unwrap();
+        assert_eq!(
+            model.kind,
+            "Pipeline(StandardScaler, StandardScaler, LinearRegression)"
+        );
+        assert_eq!(model.steps.len(), 3);
+        assert_eq!(model.nullable(), [false, false]);
     }
 
     #[test]
     fn other_shapes_are_refused_by_name() {
         let mut b = Builder::default();
         let s1 = b.scaler(2, true);
-        let s2 = b.scaler(2, true);
+        let poly = b.object("PolynomialFeatures", vec![]);
         let linear = b.linear();
-        let err = extract_model(&b.pipeline(vec![s1, s2, linear]))
+        let err = extract_model(&b.pipeline(vec![s1, poly, linear]))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("Pipeline(StandardScaler, StandardScaler, LinearRegression)"),
+            err.contains("Pipeline(StandardScaler, PolynomialFeatures, LinearRegression)")
+                && err.contains("PolynomialFeatures (sklearn.test.PolynomialFeatures) is not a supported transformer"),
             "{err}"
         );
 
