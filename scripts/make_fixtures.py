@@ -66,6 +66,7 @@ from statsmodels.datasets import macrodata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_fixtures_hist import write_hist_fixtures  # noqa: E402
+from make_fixtures_pre import write_pre_fixtures  # noqa: E402
 from train_models import FEATURES, TARGET, load_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -519,6 +520,8 @@ def main() -> None:
     (out / "manifest.json").write_text(to_json(manifest))
     # HistGradientBoosting: a sibling tree with its own manifest (tools/tests/fidelity_hist.rs).
     write_hist_fixtures(args.out_root.parent / "fixtures-hist" / generation, to_json, write_forms)
+    # Preprocessing pipelines: a sibling tree with its own manifest (tools/tests/fidelity_pre.rs).
+    write_pre_fixtures(args.out_root.parent / "fixtures-pre" / generation, to_json, write_forms)
     size = sum(p.stat().st_size for p in out.iterdir())
     print(f"wrote {len(list(out.iterdir()))} files, {size / 1e6:.2f} MB")
 

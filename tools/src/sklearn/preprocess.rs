@@ -180,13 +180,26 @@ fn imputer(object: &Obj<'_>) -> Result<Transform, ExtractError> {
         )));
     }
     let array = object.array("statistics_")?;
-    if array.dtype.kind == 'O' {
-        return Err(ExtractError::Unsupported(format!(
-            "{}: SimpleImputer on string (object) columns",
-            object.path
-        )));
-    }
-    let statistics = f64_values(object, "statistics_", array)?;
+    let statistics = if array.dtype.kind == 'O' {
+        // strategy='constant' keeps its fill value as Python objects (numbers on numeric
+        // columns).
+        let numbers: Option<Vec<f64>> = array
+            .objects
+            .iter()
+            .map(|id| match object.graph.nodes.get(id.0)? {
+                Value::Str(_) => None,
+                other => as_f64(other),
+            })
+            .collect();
+        numbers.ok_or_else(|| {
+            ExtractError::Unsupported(format!(
+                "{}: SimpleImputer on string (object) columns",
+                object.path
+            ))
+        })?
+    } else {
+        f64_values(object, "statistics_", array)?
+    };
     let width = statistics.len();
     let meta = object.meta(width)?;
     let keep_empty =
