@@ -190,7 +190,10 @@ fn preprocessing_pipelines_match_sklearn_through_onnx_runtime() {
     let mut failures = Vec::new();
     let (mut checked, mut classifiers) = (0, 0);
     let generations = generations();
-    assert!(generations.len() >= 2, "preprocessing fixtures in {generations:?}");
+    assert!(
+        generations.len() >= 2,
+        "preprocessing fixtures in {generations:?}"
+    );
     for generation in &generations {
         let manifest: Manifest = read_json(&generation.join("pre_manifest.json"));
         writeln!(report, "sklearn {}", manifest.sklearn_version).unwrap();

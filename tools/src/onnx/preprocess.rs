@@ -101,3 +101,85 @@ fn gather(g: &mut GraphBuilder, x: &str, indices: &[usize]) -> String {
     let indices = g.constant_i64("columns", &[indices.len()], &indices);
     g.node("Gather", "", &[x, &indices], vec![attr_int("axis", 1)])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{model, predict};
+    use crate::estimator::{ArithOp, ColumnPart, Estimator, Imputer, Linear, Step};
+
+    /// A model that outputs its transformed columns (identity weights) after `steps`.
+    fn identity(steps: Vec<Step>, n_in: usize, n_out: usize) -> crate::estimator::Model {
+        let coef = (0..n_out)
+            .map(|t| (0..n_out).map(|f| f64::from(u8::from(t == f))).collect())
+            .collect();
+        let mut m = model(
+            Estimator::Linear(Linear {
+                coef,
+                intercept: vec![0.0; n_out],
+            }),
+            n_in,
+            n_out,
+        );
+        m.steps = steps;
+        m
+    }
+
+    #[test]
+    fn clip_keeps_nan_and_bounds_the_rest() {
+        let m = identity(
+            vec![Step::Clip {
+                min: -1.0,
+                max: 2.0,
+            }],
+            1,
+            1,
+        );
+        let got = predict(&m, &[vec![f64::NAN], vec![-5.0], vec![0.5], vec![9.0]]);
+        assert!(got[[0, 0]].is_nan());
+        assert_eq!(got.column(0).to_vec()[1..], [-1.0, 0.5, 2.0]);
+        assert_eq!(m.nullable(), [false]);
+    }
+
+    #[test]
+    fn imputer_drops_empty_columns_and_appends_indicators() {
+        let imputer = Imputer {
+            statistics: vec![1.5, 0.0, -2.0],
+            keep: vec![0, 2],
+            indicator: vec![0, 1],
+        };
+        let m = identity(vec![Step::Impute(imputer)], 3, 4);
+        let got = predict(
+            &m,
+            &[vec![f64::NAN, 7.0, f64::NAN], vec![3.0, f64::NAN, 4.0]],
+        );
+        assert_eq!(got.row(0).to_vec(), [1.5, -2.0, 1.0, 0.0]);
+        assert_eq!(got.row(1).to_vec(), [3.0, 4.0, 0.0, 1.0]);
+        assert_eq!(m.nullable(), [true, true, true]);
+    }
+
+    #[test]
+    fn columns_concatenate_parts_in_order() {
+        let parts = vec![
+            ColumnPart {
+                columns: vec![2, 0],
+                steps: vec![Step::Arith {
+                    op: ArithOp::Mul,
+                    values: vec![10.0, 100.0],
+                }],
+            },
+            ColumnPart {
+                columns: vec![3],
+                steps: vec![Step::Impute(Imputer {
+                    statistics: vec![-1.0],
+                    keep: vec![0],
+                    indicator: vec![],
+                })],
+            },
+        ];
+        let m = identity(vec![Step::Columns(parts)], 4, 3);
+        let got = predict(&m, &[vec![1.0, 2.0, 3.0, f64::NAN]]);
+        assert_eq!(got.row(0).to_vec(), [30.0, 100.0, -1.0]);
+        // Column 1 is dropped (anything goes), column 3 imputed, 0 and 2 scaled only.
+        assert_eq!(m.nullable(), [false, true, false, true]);
+    }
+}
