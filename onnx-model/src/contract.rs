@@ -2,7 +2,12 @@
 //! (model contract v2; every v1 regressor is a valid v2 model).
 //!
 //! Input [`INPUT_NAME`]: double `[N, n_number_columns]`, the numeric features in feature
-//! order (NaN = a missing value).
+//! order (NaN = a missing value). A model with string features (`"type": "string"`) has a
+//! second input [`INPUT_STRINGS_NAME`]: string `[N, n_string_columns]`, the string features in
+//! feature order, a missing value sent as the empty string `""`; such a model still has
+//! [`INPUT_NAME`], of width 0 when every feature is a string. A feature may carry
+//! `categories`: the model refuses any other value there (OneHotEncoder/OrdinalEncoder with
+//! `handle_unknown='error'`), and the node answers such a value before inference.
 //!
 //! Outputs by [`Task`] (metadata [`META_TASK`], absent = regression):
 //! - regression: [`OUTPUT_NAME`], double `[N, n_targets]`;
@@ -22,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 /// The name of the model's numeric input.
 pub const INPUT_NAME: &str = "input";
+/// The name of the model's string input (only when some feature is a string).
+pub const INPUT_STRINGS_NAME: &str = "input_strings";
 /// The name of a regressor's single output.
 pub const OUTPUT_NAME: &str = "variable";
 /// The name of a classifier's label output (int64 `[N]`, an index into the classes).
@@ -88,6 +95,10 @@ pub struct Feature {
     pub kind: FeatureType,
     /// Whether the model accepts a missing value there (NaN in the input tensor).
     pub nullable: bool,
+    /// The only values the model accepts there, when it refuses others (strings for a string
+    /// column, numbers for a numeric one); absent when any value is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<serde_json::Value>>,
 }
 
 impl Feature {
@@ -97,6 +108,15 @@ impl Feature {
             name: name.into(),
             kind: FeatureType::Number,
             nullable,
+            categories: None,
+        }
+    }
+
+    /// A string column (in [`INPUT_STRINGS_NAME`]).
+    pub fn string(name: impl Into<String>, nullable: bool) -> Feature {
+        Feature {
+            kind: FeatureType::String,
+            ..Feature::number(name, nullable)
         }
     }
 }
@@ -107,7 +127,7 @@ impl Feature {
 pub enum FeatureType {
     /// A column of [`INPUT_NAME`].
     Number,
-    /// A string column (a later input `input_strings`; not served by this version).
+    /// A column of [`INPUT_STRINGS_NAME`] (a missing value is `""`).
     String,
 }
 
@@ -162,6 +182,14 @@ mod tests {
         );
         assert_eq!(parse_features(&json).unwrap(), features);
         assert!(parse_features(r#"[{"name":"a","type":"date","nullable":false}]"#).is_err());
+        let mut color = Feature::string("color", true);
+        color.categories = Some(vec!["red".into(), "blue".into()]);
+        let json = serde_json::to_string(&[color.clone()]).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"name":"color","type":"string","nullable":true,"categories":["red","blue"]}]"#
+        );
+        assert_eq!(parse_features(&json).unwrap(), [color]);
         assert!(parse_features(r#"[{"name":"a","type":"number"}]"#).is_err());
     }
 

@@ -30,6 +30,58 @@ pub struct Model {
 }
 
 impl Model {
+    /// Per input column: whether it is a string feature (read by a string part of the
+    /// model's first step, a ColumnTransformer).
+    pub fn string_columns(&self) -> Vec<bool> {
+        let mut strings = vec![false; self.n_features];
+        if let Some(Step::Columns(parts)) = self.steps.first() {
+            for part in parts.iter().filter(|p| p.strings) {
+                for &j in &part.columns {
+                    if let Some(s) = strings.get_mut(j) {
+                        *s = true;
+                    }
+                }
+            }
+        }
+        strings
+    }
+
+    /// Per input column: the categories an encoder that refuses unknown values reads there
+    /// directly (or after an imputer), without the missing category; `None` if any value is
+    /// accepted.
+    pub fn refused_outside(&self) -> Vec<Option<Categories>> {
+        let mut out = vec![None; self.n_features];
+        if let Some(Step::Columns(parts)) = self.steps.first() {
+            for part in parts {
+                let encoder = part.steps.iter().find_map(|s| match s {
+                    Step::Encode(e) => Some(e),
+                    _ => None,
+                });
+                let only_fill = part.steps.iter().all(|s| match s {
+                    Step::Encode(_) | Step::FillStrings(_) => true,
+                    Step::Impute(i) => i.indicator.is_empty() && i.keep.len() == i.statistics.len(),
+                    _ => false,
+                });
+                let Some(encodings) = encoder.filter(|_| only_fill) else {
+                    continue;
+                };
+                for (&j, e) in part.columns.iter().zip(encodings) {
+                    if e.refuse_unknown && out.get(j).is_some() {
+                        out[j] = Some(match &e.categories {
+                            Categories::Numbers(c) => Categories::Numbers(
+                                c.iter().copied().filter(|v| !v.is_nan()).collect(),
+                            ),
+                            Categories::Strings(c) => Categories::Strings(
+                                c.iter().filter(|v| !v.is_empty()).cloned().collect(),
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Per input column: whether the model accepts a missing value (NaN) there, i.e. an imputer
     /// replaces it before anything that refuses NaN, or the final estimator accepts NaN.
     pub fn nullable(&self) -> Vec<bool> {
@@ -69,6 +121,78 @@ pub enum Step {
     Impute(Imputer),
     /// ColumnTransformer: each part reads some columns; the outputs are concatenated in order.
     Columns(Vec<ColumnPart>),
+    /// SimpleImputer on string columns: a missing value (`""`) in column `j` becomes `fill[j]`
+    /// (strings in, strings out).
+    FillStrings(Vec<String>),
+    /// OneHotEncoder / OrdinalEncoder: one [`Encoding`] per input column, their outputs
+    /// concatenated in column order.
+    Encode(Vec<Encoding>),
+}
+
+/// How an encoder turns one column into numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoding {
+    pub categories: Categories,
+    /// Whether a value outside `categories` is refused (`handle_unknown='error'`): the graph
+    /// then never sees one (the feature's metadata lists the categories).
+    pub refuse_unknown: bool,
+    pub output: EncodingOutput,
+}
+
+/// sklearn's `categories_` of one column, the missing category (if seen in training) as NaN
+/// (numbers) or `""` (strings).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Categories {
+    Numbers(Vec<f64>),
+    Strings(Vec<String>),
+}
+
+impl Categories {
+    pub fn len(&self) -> usize {
+        match self {
+            Categories::Numbers(c) => c.len(),
+            Categories::Strings(c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The index of the missing category (NaN or `""`), if any.
+    pub fn missing(&self) -> Option<usize> {
+        match self {
+            Categories::Numbers(c) => c.iter().position(|v| v.is_nan()),
+            Categories::Strings(c) => c.iter().position(String::is_empty),
+        }
+    }
+}
+
+/// What an [`Encoding`] outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EncodingOutput {
+    /// OneHotEncoder: one 0/1 column per entry (after `drop` and infrequent grouping).
+    OneHot(Vec<OneHotColumn>),
+    /// OrdinalEncoder: the category's index; `unknown` for a value outside the categories;
+    /// `missing` (if set) for the missing category.
+    Ordinal { unknown: f64, missing: Option<f64> },
+}
+
+/// One output column of a OneHotEncoder: 1 iff the value is one of `categories` (indices into
+/// [`Categories`]) or, if `unknown`, outside all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneHotColumn {
+    pub categories: Vec<usize>,
+    pub unknown: bool,
+}
+
+impl Encoding {
+    fn width(&self) -> usize {
+        match &self.output {
+            EncodingOutput::OneHot(columns) => columns.len(),
+            EncodingOutput::Ordinal { .. } => 1,
+        }
+    }
 }
 
 /// The arithmetic of a [`Step::Arith`].
@@ -91,10 +215,12 @@ pub struct Imputer {
 }
 
 /// One transformer of a ColumnTransformer (or its `remainder='passthrough'`): `steps` applied
-/// to the input columns `columns`, in that order (no steps: passthrough).
+/// to the input columns `columns`, in that order (no steps: passthrough). `strings`: the
+/// columns are string features (only in the model's first step), which `steps` encode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnPart {
     pub columns: Vec<usize>,
+    pub strings: bool,
     pub steps: Vec<Step>,
 }
 
@@ -113,6 +239,10 @@ impl Step {
                         .all(|&j| j < width);
                 fits.then_some(imputer.keep.len() + imputer.indicator.len())
             }
+            Step::FillStrings(fill) => (fill.len() == width).then_some(width),
+            Step::Encode(encodings) => {
+                (encodings.len() == width).then(|| encodings.iter().map(Encoding::width).sum())
+            }
             Step::Columns(parts) => parts.iter().try_fold(0, |total, part| {
                 if part.columns.iter().any(|&j| j >= width) {
                     return None;
@@ -126,7 +256,11 @@ impl Step {
     fn nullable(&self, width: usize, out: &[bool]) -> Vec<bool> {
         match self {
             Step::Arith { .. } | Step::Clip { .. } => out.to_vec(),
-            Step::Impute(_) => vec![true; width],
+            Step::Impute(_) | Step::FillStrings(_) => vec![true; width],
+            Step::Encode(encodings) => encodings
+                .iter()
+                .map(|e| e.categories.missing().is_some() || !e.refuse_unknown)
+                .collect(),
             Step::Columns(parts) => {
                 // A column no part reads is ignored, so anything is accepted there.
                 let mut accepted = vec![true; width];

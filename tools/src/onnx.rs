@@ -25,14 +25,14 @@ pub mod proto {
 use std::collections::BTreeMap;
 
 use onnx_model::contract::{
-    Feature, INPUT_NAME, LABEL_NAME, META_CLASSES, META_CONVERTER_VERSION, META_ESTIMATOR,
-    META_FEATURE_NAMES, META_FEATURES, META_SKLEARN_VERSION, META_SOURCE_FILE, META_SOURCE_SHA256,
-    META_TASK, OUTPUT_NAME, PROBABILITIES_NAME, Task,
+    Feature, INPUT_NAME, INPUT_STRINGS_NAME, LABEL_NAME, META_CLASSES, META_CONVERTER_VERSION,
+    META_ESTIMATOR, META_FEATURE_NAMES, META_FEATURES, META_SKLEARN_VERSION, META_SOURCE_FILE,
+    META_SOURCE_SHA256, META_TASK, OUTPUT_NAME, PROBABILITIES_NAME, Task,
 };
 use prost::Message;
 
 use crate::error::ConvertError;
-use crate::estimator::{Estimator, Model};
+use crate::estimator::{Categories, Estimator, Model};
 use graph::GraphBuilder;
 use proto::tensor_shape_proto::{Dimension, dimension};
 use proto::{
@@ -84,7 +84,14 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
     }
 
     let mut g = GraphBuilder::default();
-    let (x, width) = preprocess::steps(&mut g, INPUT_NAME, &model.steps, n_features)?;
+    let string_columns = model.string_columns();
+    let n_strings = string_columns.iter().filter(|s| **s).count();
+    let inputs = preprocess::Inputs {
+        numbers: INPUT_NAME,
+        strings: (n_strings > 0).then_some(INPUT_STRINGS_NAME),
+        string_columns: &string_columns,
+    };
+    let (x, width) = preprocess::model_steps(&mut g, &inputs, &model.steps, n_features)?;
     let scores = match &model.classifier {
         Some(c) => classifier::scores_name(&mut g, c),
         None => OUTPUT_NAME.to_string(),
@@ -110,7 +117,19 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
     let features: Vec<Feature> = names
         .iter()
         .zip(model.nullable())
-        .map(|(name, nullable)| Feature::number(name.clone(), nullable))
+        .zip(&string_columns)
+        .zip(model.refused_outside())
+        .map(|(((name, nullable), is_string), categories)| {
+            let mut feature = match is_string {
+                true => Feature::string(name.clone(), nullable),
+                false => Feature::number(name.clone(), nullable),
+            };
+            feature.categories = categories.map(|c| match c {
+                Categories::Numbers(c) => c.into_iter().map(serde_json::Value::from).collect(),
+                Categories::Strings(c) => c.into_iter().map(serde_json::Value::from).collect(),
+            });
+            feature
+        })
         .collect();
     let names_json = serde_json::to_string(&names).expect("a list of strings serialises");
     let features_json = serde_json::to_string(&features).expect("features serialise");
@@ -136,7 +155,7 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
         node: g.nodes,
         name: Some(model.kind.clone()),
         initializer: g.initializers,
-        input: vec![matrix(INPUT_NAME, n_features)],
+        input: inputs_of(n_features - n_strings, n_strings),
         output: outputs,
         ..Default::default()
     };
@@ -212,6 +231,20 @@ fn provenance<'a>(model: &'a Model, source: &'a Source) -> [(&'static str, &'a s
         (META_SKLEARN_VERSION, model.sklearn_version.as_str()),
         (META_CONVERTER_VERSION, CONVERTER_VERSION),
     ]
+}
+
+/// The graph inputs: `input` (double, the numeric features; present even with width 0) and,
+/// with string features, `input_strings`.
+fn inputs_of(n_numbers: usize, n_strings: usize) -> Vec<ValueInfoProto> {
+    let mut inputs = vec![matrix(INPUT_NAME, n_numbers)];
+    if n_strings > 0 {
+        inputs.push(value_info(
+            INPUT_STRINGS_NAME,
+            DataType::String,
+            &[n_strings],
+        ));
+    }
+    inputs
 }
 
 /// A double `[N, width]` tensor description with a dynamic batch dimension.

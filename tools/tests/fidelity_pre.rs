@@ -16,8 +16,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
+use onnx_model::contract::{Feature, FeatureType};
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{Tensor, TensorRef};
 use serde::Deserialize;
 use tools::golden;
 use tools::onnx::Source;
@@ -44,8 +45,12 @@ struct Expected {
     n_features: usize,
     feature_names: Vec<String>,
     nullable: Vec<bool>,
+    types: Vec<String>,
+    refuses_unknown: Vec<bool>,
     #[serde(deserialize_with = "golden::matrix")]
     rows: Vec<Vec<f64>>,
+    #[serde(default)]
+    strings: Vec<Vec<String>>,
     #[serde(default, deserialize_with = "golden::matrix")]
     predictions: Vec<Vec<f64>>,
     #[serde(default)]
@@ -111,45 +116,52 @@ fn check_file(path: &Path, expected: &Expected, dir: &Path) -> Result<f64, Strin
     };
     let bytes = tools::onnx::encode(&model, &source).map_err(|e| format!("encode: {e}"))?;
     let meta = tools::onnx::metadata(&bytes).unwrap();
-    let features: Vec<serde_json::Value> = serde_json::from_str(&meta["features"]).unwrap();
-    let names: Vec<&str> = features
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
-    let nullable: Vec<bool> = features
-        .iter()
-        .map(|f| f["nullable"].as_bool().unwrap())
-        .collect();
-    if names != expected.feature_names
-        || nullable != expected.nullable
-        || !features.iter().all(|f| f["type"] == "number")
-    {
-        return Err(format!("metadata features {features:?}"));
-    }
+    let features = onnx_model::contract::parse_features(&meta["features"])?;
+    check_features(&features, expected)?;
     if meta["task"] != expected.task {
         return Err(format!("metadata task {}", meta["task"]));
     }
     let onnx = dir.join(format!("{}.onnx", source.file_name));
     std::fs::write(&onnx, &bytes).unwrap();
-    let x = golden::to_array(&expected.rows)?;
+    let n_rows = expected.rows.len();
+    let width = expected.rows.first().map_or(0, Vec::len);
+    let flat: Vec<f64> = expected.rows.iter().flatten().copied().collect();
+    let x = Array2::from_shape_vec((n_rows, width), flat).map_err(|e| e.to_string())?;
     let env = onnx_model::runtime::environment(None)
         .expect("ONNX Runtime (run scripts/setup-ort.sh or set ORT_DYLIB_PATH)");
-    if expected.task == "regression" {
+    if expected.task == "regression" && expected.strings.is_empty() {
+        // Numeric regressors load through the inference node's loader.
         let loaded = onnx_model::Model::load(env, "fixture", &onnx)
             .map_err(|e| format!("ONNX Runtime load: {e}"))?;
         let got = loaded.predict(x.view()).map_err(|e| e.to_string())?;
+        return max_relative(&got, &expected.predictions, 1e-12);
+    }
+    let mut session = Session::builder(env)
+        .and_then(|mut b| b.commit_from_file(&onnx))
+        .map_err(|e| format!("ONNX Runtime load: {e}"))?;
+    let mut inputs = ort::inputs!["input" => TensorRef::from_array_view(x.view()).unwrap()];
+    if !expected.strings.is_empty() {
+        let n_strings = expected.strings[0].len();
+        let flat: Vec<String> = expected.strings.iter().flatten().cloned().collect();
+        let strings = Tensor::from_string_array(([n_rows, n_strings], &*flat)).unwrap();
+        inputs.push(("input_strings".into(), strings.into()));
+    }
+    let outputs = session
+        .run(inputs)
+        .map_err(|e| format!("ONNX Runtime: {e}"))?;
+    if expected.task == "regression" {
+        let got = outputs["variable"]
+            .try_extract_array::<f64>()
+            .unwrap()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap()
+            .to_owned();
         return max_relative(&got, &expected.predictions, 1e-12);
     }
     let classes: Vec<serde_json::Value> = serde_json::from_str(&meta["classes"]).unwrap();
     if classes != expected.classes {
         return Err(format!("metadata classes {classes:?}"));
     }
-    let mut session = Session::builder(env)
-        .and_then(|mut b| b.commit_from_file(&onnx))
-        .map_err(|e| format!("ONNX Runtime load: {e}"))?;
-    let outputs = session
-        .run(ort::inputs!["input" => TensorRef::from_array_view(x.view()).unwrap()])
-        .map_err(|e| format!("ONNX Runtime: {e}"))?;
     let labels = outputs["label"].try_extract_array::<i64>().unwrap();
     let probabilities = outputs["probabilities"]
         .try_extract_array::<f64>()
@@ -171,6 +183,63 @@ fn check_file(path: &Path, expected: &Expected, dir: &Path) -> Result<f64, Strin
         &expected.probabilities,
         probability_bound(&expected.estimator),
     )
+}
+
+/// The metadata features against sklearn's behaviour: names, types, nullable exactly where
+/// sklearn accepts a missing value, and `categories` exactly where sklearn refuses unknown
+/// values (every held-out value of such a column being one of them).
+fn check_features(features: &[Feature], expected: &Expected) -> Result<(), String> {
+    let names: Vec<&str> = features.iter().map(|f| f.name.as_str()).collect();
+    let types: Vec<&str> = features
+        .iter()
+        .map(|f| match f.kind {
+            FeatureType::Number => "number",
+            FeatureType::String => "string",
+        })
+        .collect();
+    let nullable: Vec<bool> = features.iter().map(|f| f.nullable).collect();
+    let refusing: Vec<bool> = features.iter().map(|f| f.categories.is_some()).collect();
+    if names != expected.feature_names
+        || types != expected.types
+        || nullable != expected.nullable
+        || refusing != expected.refuses_unknown
+    {
+        return Err(format!("metadata features {features:?}"));
+    }
+    let (mut number, mut string) = (0, 0);
+    for f in features {
+        let values: Vec<serde_json::Value> = match f.kind {
+            FeatureType::Number => {
+                number += 1;
+                expected
+                    .rows
+                    .iter()
+                    .map(|r| r[number - 1])
+                    .filter(|v| !v.is_nan())
+                    .map(serde_json::Value::from)
+                    .collect()
+            }
+            FeatureType::String => {
+                string += 1;
+                expected
+                    .strings
+                    .iter()
+                    .map(|r| r[string - 1].clone())
+                    .filter(|v| !v.is_empty())
+                    .map(serde_json::Value::from)
+                    .collect()
+            }
+        };
+        if let Some(categories) = &f.categories
+            && let Some(v) = values.iter().find(|v| !categories.contains(v))
+        {
+            return Err(format!(
+                "{}: held-out value {v} not in {categories:?}",
+                f.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `predict_proba` bound for a classifier pipeline: 1e-12 for trees and forests, 1e-9 for

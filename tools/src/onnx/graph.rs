@@ -28,6 +28,20 @@ impl GraphBuilder {
         name
     }
 
+    /// Adds a string initialiser of shape `dims` and returns its name.
+    pub fn constant_str(&mut self, stem: &str, dims: &[usize], values: &[String]) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), values.len());
+        let name = self.fresh(stem);
+        self.initializers.push(TensorProto {
+            name: Some(name.clone()),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: Some(DataType::String as i32),
+            string_data: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+            ..Default::default()
+        });
+        name
+    }
+
     /// Adds an int64 initialiser of shape `dims` and returns its name.
     pub fn constant_i64(&mut self, stem: &str, dims: &[usize], values: &[i64]) -> String {
         let name = self.fresh(stem);

@@ -3,12 +3,54 @@
 //! Each mirrors sklearn's `transform`: the scalers one `Sub`/`Div`/`Mul`/`Add` per operation in
 //! sklearn's order, `clip` as `Clip`, the imputer as `Where(IsNaN(x), statistics, x)` with its
 //! missing indicator `Cast(IsNaN(x))`, and ColumnTransformer as `Gather` on columns and
-//! `Concat` of the parts in order.
+//! `Concat` of the parts in order; string columns (read from the second input by the model's
+//! first step, a ColumnTransformer) imputed with `Where(Equal(x, ""), fill, x)`; the encoders
+//! as `Equal` against their categories (`IsNaN` for a missing numeric category), cast to
+//! double, then exact 0/1 `MatMul`s (OneHotEncoder's columns, OrdinalEncoder's index) and
+//! `Where` for unknown and missing values.
 
 use super::graph::{GraphBuilder, attr_int};
 use super::proto::tensor_proto::DataType;
 use crate::error::ConvertError;
-use crate::estimator::{ArithOp, ColumnPart, Imputer, Step};
+use crate::estimator::{ArithOp, Categories, ColumnPart, Encoding, EncodingOutput, Imputer, Step};
+
+/// The model's inputs as its first step sees them.
+pub struct Inputs<'a> {
+    /// The double input (the numeric features in feature order).
+    pub numbers: &'a str,
+    /// The string input (the string features in feature order), if the model has one.
+    pub strings: Option<&'a str>,
+    /// Per feature: whether it is a string.
+    pub string_columns: &'a [bool],
+}
+
+/// Appends a model's steps reading `inputs` (`width` features); returns the result and its
+/// width. Only a first-step ColumnTransformer may read string features.
+pub fn model_steps(
+    g: &mut GraphBuilder,
+    inputs: &Inputs<'_>,
+    all: &[Step],
+    width: usize,
+) -> Result<(String, usize), ConvertError> {
+    let has_strings = inputs.string_columns.contains(&true);
+    match all.split_first() {
+        Some((Step::Columns(parts), rest)) => {
+            let out_width = all[0].width(width).ok_or_else(|| misfit(width))?;
+            let x = columns(g, inputs, parts)?;
+            steps(g, &x, rest, out_width)
+        }
+        _ if has_strings => Err(ConvertError::InvalidModel(
+            "string features outside a ColumnTransformer".into(),
+        )),
+        _ => steps(g, inputs.numbers, all, width),
+    }
+}
+
+fn misfit(width: usize) -> ConvertError {
+    ConvertError::InvalidModel(format!(
+        "a preprocessing step does not fit its {width} input columns"
+    ))
+}
 
 /// Appends `steps` applied to `x` (`width` columns); returns the result and its width.
 pub fn steps(
@@ -30,11 +72,7 @@ fn step(
     step: &Step,
     width: usize,
 ) -> Result<(String, usize), ConvertError> {
-    let out_width = step.width(width).ok_or_else(|| {
-        ConvertError::InvalidModel(format!(
-            "a preprocessing step does not fit its {width} input columns"
-        ))
-    })?;
+    let out_width = step.width(width).ok_or_else(|| misfit(width))?;
     let value = match step {
         Step::Arith { op, values } => {
             if values.iter().any(|v| !v.is_finite())
@@ -59,7 +97,30 @@ fn step(
             g.node("Clip", "", &[x, &min, &max], vec![])
         }
         Step::Impute(imputer) => impute(g, x, imputer, width),
-        Step::Columns(parts) => columns(g, x, parts)?,
+        Step::Columns(parts) => {
+            let numbers = vec![false; width];
+            let inputs = Inputs {
+                numbers: x,
+                strings: None,
+                string_columns: &numbers,
+            };
+            columns(g, &inputs, parts)?
+        }
+        Step::FillStrings(fill) => {
+            let empty = g.constant_str("empty", &[], &[String::new()]);
+            let missing = g.node("Equal", "", &[x, &empty], vec![]);
+            let fill = g.constant_str("fill", &[width], fill);
+            g.node("Where", "", &[&missing, &fill, x], vec![])
+        }
+        Step::Encode(encodings) => {
+            let mut outputs = Vec::new();
+            for (j, encoding) in encodings.iter().enumerate() {
+                let column = gather(g, x, &[j]);
+                outputs.push(encode(g, &column, encoding)?);
+            }
+            let inputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+            g.node("Concat", "", &inputs, vec![attr_int("axis", 1)])
+        }
     };
     Ok((value, out_width))
 }
@@ -84,15 +145,132 @@ fn impute(g: &mut GraphBuilder, x: &str, imputer: &Imputer, width: usize) -> Str
     g.node("Concat", "", &[&filled, &flags], vec![attr_int("axis", 1)])
 }
 
-fn columns(g: &mut GraphBuilder, x: &str, parts: &[ColumnPart]) -> Result<String, ConvertError> {
+fn columns(
+    g: &mut GraphBuilder,
+    inputs: &Inputs<'_>,
+    parts: &[ColumnPart],
+) -> Result<String, ConvertError> {
     let mut outputs = Vec::new();
     for part in parts {
-        let selected = gather(g, x, &part.columns);
+        // A feature's position within its own input (numbers or strings).
+        let mut positions = Vec::new();
+        for &j in &part.columns {
+            let is_string = inputs.string_columns.get(j) == Some(&true);
+            if is_string != part.strings {
+                return Err(ConvertError::InvalidModel(format!(
+                    "feature {j} is read both as a string and as a number"
+                )));
+            }
+            let before = inputs.string_columns[..j]
+                .iter()
+                .filter(|s| **s == is_string)
+                .count();
+            positions.push(before);
+        }
+        let source = match (part.strings, inputs.strings) {
+            (false, _) => inputs.numbers,
+            (true, Some(strings)) => strings,
+            (true, None) => {
+                return Err(ConvertError::InvalidModel(
+                    "string features but no string input".into(),
+                ));
+            }
+        };
+        let selected = gather(g, source, &positions);
         let (value, _) = steps(g, &selected, &part.steps, part.columns.len())?;
         outputs.push(value);
     }
     let inputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
     Ok(g.node("Concat", "", &inputs, vec![attr_int("axis", 1)]))
+}
+
+/// One encoder column (`[N, 1]`) as its output columns.
+fn encode(g: &mut GraphBuilder, x: &str, encoding: &Encoding) -> Result<String, ConvertError> {
+    let k = encoding.categories.len();
+    let missing = encoding.categories.missing();
+    // `is_missing`: [N, 1] bool, whether x is the missing value (NaN or "").
+    let (equal, is_missing) = match &encoding.categories {
+        Categories::Numbers(c) => {
+            let categories = g.constant_f64("categories", &[k], c);
+            let equal = g.node("Equal", "", &[x, &categories], vec![]);
+            (equal, g.node("IsNaN", "", &[x], vec![]))
+        }
+        Categories::Strings(c) => {
+            let categories = g.constant_str("categories", &[k], c);
+            let equal = g.node("Equal", "", &[x, &categories], vec![]);
+            let empty = g.constant_str("empty", &[], &[String::new()]);
+            (equal, g.node("Equal", "", &[x, &empty], vec![]))
+        }
+    };
+    let mut matches = to_double(g, &equal);
+    if let (Categories::Numbers(_), Some(m)) = (&encoding.categories, missing) {
+        // NaN never equals NaN: the missing category matches through IsNaN.
+        let mut at = vec![0.0; k];
+        at[m] = 1.0;
+        let at = g.constant_f64("missing_at", &[k], &at);
+        let nan = to_double(g, &is_missing);
+        let nan = g.node("Mul", "", &[&nan, &at], vec![]);
+        matches = g.node("Add", "", &[&matches, &nan], vec![]);
+    }
+    let ones = g.constant_f64("ones", &[k, 1], &vec![1.0; k]);
+    let known = g.node("MatMul", "", &[&matches, &ones], vec![]);
+    let zero = g.constant_f64("zero", &[], &[0.0]);
+    let unknown = g.node("Equal", "", &[&known, &zero], vec![]);
+    match &encoding.output {
+        EncodingOutput::OneHot(columns) => {
+            let o = columns.len();
+            let mut weights = vec![0.0; k * o];
+            for (c, column) in columns.iter().enumerate() {
+                for &i in &column.categories {
+                    if i >= k {
+                        return Err(ConvertError::InvalidModel(format!(
+                            "a one-hot column reads category {i} of {k}"
+                        )));
+                    }
+                    weights[i * o + c] = 1.0;
+                }
+            }
+            let weights = g.constant_f64("onehot", &[k, o], &weights);
+            let out = g.node("MatMul", "", &[&matches, &weights], vec![]);
+            if !columns.iter().any(|c| c.unknown) {
+                return Ok(out);
+            }
+            let flags: Vec<f64> = columns
+                .iter()
+                .map(|c| f64::from(u8::from(c.unknown)))
+                .collect();
+            let flags = g.constant_f64("unknown_to", &[o], &flags);
+            let unknown = to_double(g, &unknown);
+            let extra = g.node("Mul", "", &[&unknown, &flags], vec![]);
+            Ok(g.node("Add", "", &[&out, &extra], vec![]))
+        }
+        EncodingOutput::Ordinal {
+            unknown: unknown_value,
+            missing: missing_value,
+        } => {
+            let index: Vec<f64> = (0..k)
+                .map(|i| if Some(i) == missing { 0.0 } else { i as f64 })
+                .collect();
+            let index = g.constant_f64("ordinal", &[k, 1], &index);
+            let mut out = g.node("MatMul", "", &[&matches, &index], vec![]);
+            let value = g.constant_f64("unknown_value", &[], &[*unknown_value]);
+            out = g.node("Where", "", &[&unknown, &value, &out], vec![]);
+            if let (Some(_), Some(v)) = (missing, missing_value) {
+                let value = g.constant_f64("missing_value", &[], &[*v]);
+                out = g.node("Where", "", &[&is_missing, &value, &out], vec![]);
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn to_double(g: &mut GraphBuilder, x: &str) -> String {
+    g.node(
+        "Cast",
+        "",
+        &[x],
+        vec![attr_int("to", DataType::Double as i64)],
+    )
 }
 
 /// The columns `indices` of `x`, in that order.
@@ -162,6 +340,7 @@ mod tests {
         let parts = vec![
             ColumnPart {
                 columns: vec![2, 0],
+                strings: false,
                 steps: vec![Step::Arith {
                     op: ArithOp::Mul,
                     values: vec![10.0, 100.0],
@@ -169,6 +348,7 @@ mod tests {
             },
             ColumnPart {
                 columns: vec![3],
+                strings: false,
                 steps: vec![Step::Impute(Imputer {
                     statistics: vec![-1.0],
                     keep: vec![0],

@@ -195,6 +195,16 @@ const SKLEARN: &[(&str, &str, Role)] = &[
         "FunctionTransformer",
         Role::Estimator,
     ),
+    (
+        "sklearn.preprocessing._encoders",
+        "OneHotEncoder",
+        Role::Estimator,
+    ),
+    (
+        "sklearn.preprocessing._encoders",
+        "OrdinalEncoder",
+        Role::Estimator,
+    ),
     // HistGradientBoosting: the estimators, their per-tree predictors and the bin mapper
     // (which knows the categories seen in training).
     (
@@ -278,6 +288,8 @@ const OPAQUE: &[(&str, &str)] = &[
     ("sklearn.preprocessing._label", "LabelEncoder"),
     // ColumnTransformer's `output_indices_` holds Python slices (never read).
     ("builtins", "slice"),
+    // The encoders' `dtype` parameter (the class itself, never called).
+    ("numpy", "float64"),
     // Random states stored on GradientBoosting and on each tree.
     ("numpy.random._pickle", "__randomstate_ctor"),
     ("numpy.random._pickle", "__bit_generator_ctor"),

@@ -3,7 +3,7 @@
 
 use super::preprocess::{is_transformer, transformer};
 use super::{ExtractError, Obj, final_estimator};
-use crate::estimator::{Model, steps_width};
+use crate::estimator::{Model, Step, steps_width};
 use crate::pickle::Value;
 
 /// Most steps (passthrough included) a Pipeline may list.
@@ -97,8 +97,22 @@ pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
     let mut meta = fitted.meta;
     let estimator_meta_version = meta.sklearn_version.clone();
     let mut width = meta.n_features;
-    for step in transformers.iter().rev() {
+    for (i, step) in transformers.iter().enumerate().rev() {
         let t = transformer(step, Some(width))?;
+        let reads_columns = matches!(t.steps.as_slice(), [Step::Columns(_)]);
+        if t.strings_out || (t.strings_in && (i > 0 || !reads_columns)) {
+            return Err(ExtractError::Unsupported(format!(
+                "{kind}: string columns are only supported inside the first step, a ColumnTransformer"
+            )));
+        }
+        let sparse = ["sparse_output", "sparse"]
+            .iter()
+            .any(|attr| matches!(step.get(attr), Some(Value::Bool(true))));
+        if step.class_name() == "OneHotEncoder" && sparse {
+            return Err(ExtractError::Unsupported(format!(
+                "{kind}: OneHotEncoder with sparse output outside a ColumnTransformer"
+            )));
+        }
         let out = steps_width(&t.steps, t.meta.n_features)
             .ok_or_else(|| step.invalid("", "its parameters do not fit its input"))?;
         if out != width {

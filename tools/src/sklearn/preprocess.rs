@@ -1,11 +1,15 @@
 //! The supported transformers, as [`Step`]s: StandardScaler, MinMaxScaler (with `clip`),
 //! RobustScaler, MaxAbsScaler, SimpleImputer (NaN, numeric columns, `add_indicator`),
-//! ColumnTransformer (columns by index, name or mask; `remainder` drop or passthrough) and
-//! nested Pipelines of these. Anything else is refused naming the class or the option.
+//! ColumnTransformer (columns by index, name or mask; `remainder` drop or passthrough),
+//! OneHotEncoder and OrdinalEncoder (numeric or string columns), SimpleImputer on string
+//! columns, and nested Pipelines of these. Anything else is refused naming the class or the
+//! option. String columns are only read by a ColumnTransformer's parts.
 
 use super::pipeline::pipeline_steps;
 use super::{ExtractError, Meta, Obj, as_f64, f64_values};
-use crate::estimator::{ArithOp, ColumnPart, Imputer, Step};
+use crate::estimator::{
+    ArithOp, Categories, ColumnPart, Encoding, EncodingOutput, Imputer, OneHotColumn, Step,
+};
 use crate::pickle::{NodeId, Value};
 
 /// Most transformers a ColumnTransformer may list.
@@ -24,6 +28,8 @@ pub fn is_transformer(name: &str) -> bool {
             | "SimpleImputer"
             | "ColumnTransformer"
             | "FunctionTransformer"
+            | "OneHotEncoder"
+            | "OrdinalEncoder"
             | "Pipeline"
     )
 }
@@ -32,6 +38,21 @@ pub fn is_transformer(name: &str) -> bool {
 pub struct Transform {
     pub steps: Vec<Step>,
     pub meta: Meta,
+    /// Whether it reads string columns (an encoder of strings, an imputer of strings).
+    pub strings_in: bool,
+    /// Whether it outputs string columns (an imputer of strings).
+    pub strings_out: bool,
+}
+
+impl Transform {
+    fn numeric(steps: Vec<Step>, meta: Meta) -> Transform {
+        Transform {
+            steps,
+            meta,
+            strings_in: false,
+            strings_out: false,
+        }
+    }
 }
 
 /// Extracts the transformer `object`; `out` is the width the next step takes, if known (the
@@ -48,7 +69,7 @@ pub fn transformer(object: &Obj<'_>, out: Option<usize>) -> Result<Transform, Ex
             let scale = column(object, "scale_", out)?;
             let meta = object.meta(scale.len())?;
             let steps = vec![arith(ArithOp::Div, scale)];
-            Ok(Transform { steps, meta })
+            Ok(Transform::numeric(steps, meta))
         }
         "MinMaxScaler" => min_max(object, out),
         "SimpleImputer" => imputer(object),
@@ -62,28 +83,41 @@ pub fn transformer(object: &Obj<'_>, out: Option<usize>) -> Result<Transform, Ex
                     object.path
                 )));
             };
-            let mut out = Vec::new();
-            let mut meta = None;
+            let mut out: Option<Transform> = None;
             let mut width = 0;
             for step in &steps {
                 let t = transformer(step, None)?;
-                if meta.is_some() && t.meta.n_features != width {
-                    return Err(step.invalid(
-                        "n_features_in_",
-                        format!(
-                            "is {} but the previous step gives {width}",
-                            t.meta.n_features
-                        ),
-                    ));
-                }
-                width = crate::estimator::steps_width(&t.steps, t.meta.n_features)
+                let step_width = crate::estimator::steps_width(&t.steps, t.meta.n_features)
                     .ok_or_else(|| step.invalid("", "its parameters do not fit its input"))?;
-                meta.get_or_insert(t.meta);
-                out.extend(t.steps);
+                match &mut out {
+                    None => out = Some(t),
+                    Some(chain) => {
+                        if t.meta.n_features != width {
+                            return Err(step.invalid(
+                                "n_features_in_",
+                                format!(
+                                    "is {} but the previous step gives {width}",
+                                    t.meta.n_features
+                                ),
+                            ));
+                        }
+                        if t.strings_in != chain.strings_out {
+                            return Err(ExtractError::Unsupported(format!(
+                                "{}: a step that reads {} after one that gives {}",
+                                step.path,
+                                kind_name(t.strings_in),
+                                kind_name(chain.strings_out)
+                            )));
+                        }
+                        chain.strings_out = t.strings_out;
+                        chain.steps.extend(t.steps);
+                    }
+                }
+                width = step_width;
             }
-            let meta = meta.ok_or_else(|| first.invalid("", "no transformer"))?;
-            Ok(Transform { steps: out, meta })
+            out.ok_or_else(|| first.invalid("", "no transformer"))
         }
+        "OneHotEncoder" | "OrdinalEncoder" => encoder(object),
         other => Err(ExtractError::Unsupported(format!(
             "{other} ({}) is not a supported transformer",
             object.class
@@ -134,10 +168,7 @@ fn scaler(
         }
         steps.push(arith(ArithOp::Div, scale));
     }
-    Ok(Transform {
-        steps,
-        meta: object.meta(width)?,
-    })
+    Ok(Transform::numeric(steps, object.meta(width)?))
 }
 
 /// `x * scale_ + min_`, then `np.clip(x, *feature_range)` if `clip`.
@@ -164,7 +195,7 @@ fn min_max(object: &Obj<'_>, out: Option<usize>) -> Result<Transform, ExtractErr
             max: high,
         });
     }
-    Ok(Transform { steps, meta })
+    Ok(Transform::numeric(steps, meta))
 }
 
 /// Whether `value` is a float NaN (Python float or numpy scalar).
@@ -191,12 +222,10 @@ fn imputer(object: &Obj<'_>) -> Result<Transform, ExtractError> {
                 other => as_f64(other),
             })
             .collect();
-        numbers.ok_or_else(|| {
-            ExtractError::Unsupported(format!(
-                "{}: SimpleImputer on string (object) columns",
-                object.path
-            ))
-        })?
+        match numbers {
+            Some(numbers) => numbers,
+            None => return string_imputer(object, array),
+        }
     } else {
         f64_values(object, "statistics_", array)?
     };
@@ -236,14 +265,12 @@ fn imputer(object: &Obj<'_>) -> Result<Transform, ExtractError> {
         .iter()
         .map(|s| if s.is_nan() { 0.0 } else { *s })
         .collect();
-    Ok(Transform {
-        steps: vec![Step::Impute(Imputer {
-            statistics,
-            keep,
-            indicator,
-        })],
-        meta,
-    })
+    let step = Step::Impute(Imputer {
+        statistics,
+        keep,
+        indicator,
+    });
+    Ok(Transform::numeric(vec![step], meta))
 }
 
 /// A FunctionTransformer without a function (ColumnTransformer's passthrough) is the identity.
@@ -257,10 +284,7 @@ fn identity(object: &Obj<'_>) -> Result<Transform, ExtractError> {
         }
     }
     let width = object.usize("n_features_in_")?;
-    Ok(Transform {
-        steps: vec![],
-        meta: object.meta(width)?,
-    })
+    Ok(Transform::numeric(vec![], object.meta(width)?))
 }
 
 fn column_transformer(object: &Obj<'_>) -> Result<Transform, ExtractError> {
@@ -304,7 +328,7 @@ fn column_transformer(object: &Obj<'_>) -> Result<Transform, ExtractError> {
         let columns = select(object, *cols, width, meta.feature_names.as_deref(), &path)?;
         let steps = match object.graph.nodes.get(trans.0) {
             Some(Value::Str(s)) if s == "drop" => continue,
-            Some(Value::Str(s)) if s == "passthrough" => vec![],
+            Some(Value::Str(s)) if s == "passthrough" => (vec![], false),
             Some(Value::Object { .. }) => {
                 let part = Obj::new(object.graph, *trans, &format!("{}[{name:?}]", object.path))?;
                 if !is_transformer(part.class_name()) {
@@ -325,15 +349,28 @@ fn column_transformer(object: &Obj<'_>) -> Result<Transform, ExtractError> {
                         ),
                     ));
                 }
-                t.steps
+                let nested_columns = t.steps.iter().any(|s| matches!(s, Step::Columns(_)));
+                if t.strings_out || (t.strings_in && nested_columns) {
+                    return Err(ExtractError::Unsupported(format!(
+                        "{}: string columns must be encoded by the parts of the model's first ColumnTransformer",
+                        part.path
+                    )));
+                }
+                (t.steps, t.strings_in)
             }
             _ => return Err(invalid("expected a transformer, 'drop' or 'passthrough'")),
         };
+        let (steps, strings) = steps;
         if columns.is_empty() {
             continue;
         }
-        parts.push(ColumnPart { columns, steps });
+        parts.push(ColumnPart {
+            columns,
+            strings,
+            steps,
+        });
     }
+    let strings_in = parts.iter().any(|p| p.strings);
     let step = Step::Columns(parts);
     if step.width(width).is_none_or(|w| w == 0) {
         return Err(object.invalid("transformers_", "the transformers do not fit the input"));
@@ -341,6 +378,8 @@ fn column_transformer(object: &Obj<'_>) -> Result<Transform, ExtractError> {
     Ok(Transform {
         steps: vec![step],
         meta,
+        strings_in,
+        strings_out: false,
     })
 }
 
@@ -417,4 +456,265 @@ fn index(j: i128, width: usize) -> Option<usize> {
     let w = width as i128;
     let j = if j < 0 { j + w } else { j };
     (0..w).contains(&j).then_some(j as usize)
+}
+
+fn kind_name(strings: bool) -> &'static str {
+    if strings { "strings" } else { "numbers" }
+}
+
+/// SimpleImputer on string columns (most_frequent / constant): `""` becomes the statistic.
+fn string_imputer(
+    object: &Obj<'_>,
+    array: &crate::pickle::NdArray,
+) -> Result<Transform, ExtractError> {
+    let fill: Option<Vec<String>> = array
+        .objects
+        .iter()
+        .map(|id| match object.graph.nodes.get(id.0)? {
+            Value::Str(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    let fill = fill.ok_or_else(|| {
+        ExtractError::Unsupported(format!(
+            "{}: SimpleImputer statistics_ mixing strings with other values (or an empty string)",
+            object.path
+        ))
+    })?;
+    if !matches!(object.get("indicator_"), None | Some(Value::None)) {
+        return Err(ExtractError::Unsupported(format!(
+            "{}: SimpleImputer add_indicator on string columns",
+            object.path
+        )));
+    }
+    let meta = object.meta(fill.len())?;
+    Ok(Transform {
+        steps: vec![Step::FillStrings(fill)],
+        meta,
+        strings_in: true,
+        strings_out: true,
+    })
+}
+
+/// OneHotEncoder / OrdinalEncoder.
+fn encoder(object: &Obj<'_>) -> Result<Transform, ExtractError> {
+    let unsupported = |what: String| {
+        ExtractError::Unsupported(format!("{}: {} {what}", object.path, object.class_name()))
+    };
+    let Value::List(ids) = object.require("categories_")? else {
+        return Err(object.invalid("categories_", "expected a list of arrays"));
+    };
+    let mut all = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        all.push(categories(object, *id, i)?);
+    }
+    let strings = all.iter().all(|c| matches!(c, Categories::Strings(_)));
+    if !strings && all.iter().any(|c| matches!(c, Categories::Strings(_))) {
+        return Err(unsupported("mixing string and numeric columns".into()));
+    }
+    let meta = object.meta(all.len())?;
+    let handle_unknown = object.str("handle_unknown").unwrap_or("error");
+    let infrequent =
+        object.get("_infrequent_enabled").is_some() && object.bool("_infrequent_enabled")?;
+    let mut encodings = Vec::new();
+    if object.class_name() == "OrdinalEncoder" {
+        if infrequent {
+            return Err(unsupported(
+                "with infrequent categories (min_frequency / max_categories)".into(),
+            ));
+        }
+        let unknown = match handle_unknown {
+            "error" => f64::NAN,
+            "use_encoded_value" => object.float("unknown_value")?,
+            other => return Err(unsupported(format!("handle_unknown={other:?}"))),
+        };
+        let missing_features = missing_indices(object)?;
+        let missing_value = match object.get("encoded_missing_value") {
+            Some(_) => object.float("encoded_missing_value")?,
+            None => f64::NAN,
+        };
+        for (i, categories) in all.into_iter().enumerate() {
+            let missing = missing_features.contains(&i).then_some(missing_value);
+            encodings.push(Encoding {
+                categories,
+                refuse_unknown: handle_unknown == "error",
+                output: EncodingOutput::Ordinal { unknown, missing },
+            });
+        }
+    } else {
+        if !matches!(handle_unknown, "error" | "ignore" | "infrequent_if_exist") {
+            return Err(unsupported(format!("handle_unknown={handle_unknown:?}")));
+        }
+        let infrequent_indices = match infrequent {
+            true => optional_index_arrays(object, "_infrequent_indices", all.len())?,
+            false => vec![None; all.len()],
+        };
+        let drop_attr = if object.get("_drop_idx_after_grouping").is_some() {
+            "_drop_idx_after_grouping"
+        } else {
+            "drop_idx_"
+        };
+        let drops = drop_indices(object, drop_attr, all.len())?;
+        for (i, categories) in all.into_iter().enumerate() {
+            let rare = infrequent_indices[i].clone().unwrap_or_default();
+            let mut columns: Vec<OneHotColumn> = (0..categories.len())
+                .filter(|c| !rare.contains(c))
+                .map(|c| OneHotColumn {
+                    categories: vec![c],
+                    unknown: false,
+                })
+                .collect();
+            if !rare.is_empty() {
+                columns.push(OneHotColumn {
+                    categories: rare,
+                    unknown: handle_unknown == "infrequent_if_exist",
+                });
+            }
+            if let Some(d) = drops[i] {
+                if d >= columns.len() {
+                    return Err(object.invalid(drop_attr, "an index out of range"));
+                }
+                columns.remove(d);
+            }
+            encodings.push(Encoding {
+                categories,
+                refuse_unknown: handle_unknown == "error",
+                output: EncodingOutput::OneHot(columns),
+            });
+        }
+    }
+    Ok(Transform {
+        steps: vec![Step::Encode(encodings)],
+        meta,
+        strings_in: strings,
+        strings_out: false,
+    })
+}
+
+/// One column's `categories_`: strings (None / NaN as the missing category `""`, last) or
+/// numbers (NaN last).
+fn categories(object: &Obj<'_>, id: NodeId, i: usize) -> Result<Categories, ExtractError> {
+    let attr = format!("categories_[{i}]");
+    let Some(Value::NdArray(array)) = object.graph.nodes.get(id.0) else {
+        return Err(object.invalid(&attr, "expected an array"));
+    };
+    let categories = if array.dtype.kind == 'O' {
+        let mut strings = Vec::new();
+        for id in &array.objects {
+            match object.graph.nodes.get(id.0) {
+                Some(Value::Str(s)) if s.is_empty() => {
+                    return Err(ExtractError::Unsupported(format!(
+                        "{}: column {i} has the empty string as a category (it stands for a missing value)",
+                        object.path
+                    )));
+                }
+                Some(Value::Str(s)) => strings.push(s.clone()),
+                Some(v) if matches!(v, Value::None) || is_nan(v) => strings.push(String::new()),
+                _ => {
+                    return Err(ExtractError::Unsupported(format!(
+                        "{}: column {i} has categories that are neither strings nor numbers",
+                        object.path
+                    )));
+                }
+            }
+        }
+        Categories::Strings(strings)
+    } else {
+        let values = match array.dtype.kind {
+            'f' => array.to_f64(),
+            'i' | 'u' => array
+                .to_i64()
+                .map(|v| v.iter().map(|&x| x as f64).collect()),
+            _ => None,
+        };
+        Categories::Numbers(
+            values.ok_or_else(|| object.invalid(&attr, "expected numbers or strings"))?,
+        )
+    };
+    if categories.is_empty() {
+        return Err(object.invalid(&attr, "no categories"));
+    }
+    if categories
+        .missing()
+        .is_some_and(|m| m + 1 != categories.len())
+    {
+        return Err(object.invalid(&attr, "the missing category is not last"));
+    }
+    Ok(categories)
+}
+
+/// OrdinalEncoder's `_missing_indices` keys (the columns whose missing category is encoded as
+/// `encoded_missing_value`).
+fn missing_indices(object: &Obj<'_>) -> Result<Vec<usize>, ExtractError> {
+    match object.get("_missing_indices") {
+        None => Ok(vec![]),
+        Some(Value::Dict(items)) => items
+            .iter()
+            .map(|(k, _)| match object.graph.nodes.get(k.0) {
+                Some(v) => as_f64(v).filter(|x| *x >= 0.0).map(|x| x as usize),
+                None => None,
+            })
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| object.invalid("_missing_indices", "expected column indices")),
+        Some(_) => Err(object.invalid("_missing_indices", "expected a dict")),
+    }
+}
+
+/// A list of `n` entries, each None or an integer array (`_infrequent_indices`).
+fn optional_index_arrays(
+    object: &Obj<'_>,
+    attr: &str,
+    n: usize,
+) -> Result<Vec<Option<Vec<usize>>>, ExtractError> {
+    let Value::List(ids) = object.require(attr)? else {
+        return Err(object.invalid(attr, "expected a list"));
+    };
+    if ids.len() != n {
+        return Err(object.invalid(attr, format!("{} entries for {n} columns", ids.len())));
+    }
+    ids.iter()
+        .map(|id| match object.graph.nodes.get(id.0) {
+            Some(Value::None) => Ok(None),
+            Some(Value::NdArray(a)) if matches!(a.dtype.kind, 'i' | 'u') => a
+                .to_i64()
+                .and_then(|v| v.iter().map(|&x| usize::try_from(x).ok()).collect())
+                .map(Some)
+                .ok_or_else(|| object.invalid(attr, "bad indices")),
+            _ => Err(object.invalid(attr, "expected None or an index array")),
+        })
+        .collect()
+}
+
+/// OneHotEncoder's dropped column per input column (`drop_idx_`: None, or an array of
+/// indices, object-typed with None entries when some columns drop nothing).
+fn drop_indices(
+    object: &Obj<'_>,
+    attr: &str,
+    n: usize,
+) -> Result<Vec<Option<usize>>, ExtractError> {
+    let array = match object.get(attr) {
+        None | Some(Value::None) => return Ok(vec![None; n]),
+        Some(Value::NdArray(a)) => a,
+        Some(_) => return Err(object.invalid(attr, "expected an array")),
+    };
+    let drops: Option<Vec<Option<usize>>> = match array.dtype.kind {
+        'i' | 'u' => array.to_i64().and_then(|v| {
+            v.iter()
+                .map(|&x| usize::try_from(x).ok().map(Some))
+                .collect()
+        }),
+        'O' => array
+            .objects
+            .iter()
+            .map(|id| match object.graph.nodes.get(id.0) {
+                Some(Value::None) => Some(None),
+                Some(v) => as_f64(v).filter(|x| *x >= 0.0).map(|x| Some(x as usize)),
+                None => None,
+            })
+            .collect(),
+        _ => None,
+    };
+    drops
+        .filter(|d| d.len() == n)
+        .ok_or_else(|| object.invalid(attr, format!("expected {n} indices")))
 }
