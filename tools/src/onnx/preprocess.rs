@@ -283,7 +283,10 @@ fn gather(g: &mut GraphBuilder, x: &str, indices: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{model, predict};
-    use crate::estimator::{ArithOp, ColumnPart, Estimator, Imputer, Linear, Step};
+    use crate::estimator::{
+        ArithOp, Categories, ColumnPart, Encoding, EncodingOutput, Estimator, Imputer, Linear,
+        OneHotColumn, Step,
+    };
 
     /// A model that outputs its transformed columns (identity weights) after `steps`.
     fn identity(steps: Vec<Step>, n_in: usize, n_out: usize) -> crate::estimator::Model {
@@ -361,5 +364,68 @@ mod tests {
         assert_eq!(got.row(0).to_vec(), [30.0, 100.0, -1.0]);
         // Column 1 is dropped (anything goes), column 3 imputed, 0 and 2 scaled only.
         assert_eq!(m.nullable(), [false, true, false, true]);
+    }
+
+    fn onehot(categories: Vec<usize>, unknown: bool) -> OneHotColumn {
+        OneHotColumn {
+            categories,
+            unknown,
+        }
+    }
+
+    #[test]
+    fn one_hot_groups_drops_and_sends_unknown_values_to_the_infrequent_column() {
+        // Categories 1, 2, 3, NaN; 1 is dropped, {3, NaN} infrequent (and unknown values).
+        let encoding = Encoding {
+            categories: Categories::Numbers(vec![1.0, 2.0, 3.0, f64::NAN]),
+            refuse_unknown: false,
+            output: EncodingOutput::OneHot(vec![onehot(vec![1], false), onehot(vec![2, 3], true)]),
+        };
+        let m = identity(vec![Step::Encode(vec![encoding])], 1, 2);
+        let got = predict(
+            &m,
+            &[vec![1.0], vec![2.0], vec![3.0], vec![f64::NAN], vec![7.5]],
+        );
+        let want = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]];
+        for (row, want) in got.rows().into_iter().zip(want) {
+            assert_eq!(row.to_vec(), want);
+        }
+        assert_eq!(m.nullable(), [true]);
+    }
+
+    #[test]
+    fn ordinal_encodes_unknown_and_missing_values() {
+        let encoding = Encoding {
+            categories: Categories::Numbers(vec![-4.0, 0.5, f64::NAN]),
+            refuse_unknown: false,
+            output: EncodingOutput::Ordinal {
+                unknown: f64::NAN,
+                missing: Some(-2.0),
+            },
+        };
+        let refusing = Encoding {
+            categories: Categories::Numbers(vec![10.0, 20.0]),
+            refuse_unknown: true,
+            output: EncodingOutput::Ordinal {
+                unknown: f64::NAN,
+                missing: None,
+            },
+        };
+        let m = identity(vec![Step::Encode(vec![encoding, refusing])], 2, 2);
+        let got = predict(
+            &m,
+            &[
+                vec![0.5, 20.0],
+                vec![-4.0, 10.0],
+                vec![f64::NAN, 10.0],
+                vec![3.0, 20.0],
+            ],
+        );
+        assert_eq!(got.column(0).to_vec()[..3], [1.0, 0.0, -2.0]);
+        assert!(got[[3, 0]].is_nan());
+        // (The identity layer spreads row 3's NaN to its other column.)
+        assert_eq!(got.column(1).to_vec()[..3], [1.0, 0.0, 0.0]);
+        // A refusing encoder without a missing category does not accept NaN.
+        assert_eq!(m.nullable(), [true, false]);
     }
 }
