@@ -239,12 +239,24 @@ def specs():
 def refused_specs():
     """name -> (model, data, substring of the refusal)."""
     x, y = fair_data()
+    strings, _ = fair_strings()
     return {
         "refused_polynomial": (Pipeline([("poly", PolynomialFeatures()), ("ridge", Ridge())]), (x, y),
                                "PolynomialFeatures"),
         "refused_log": (Pipeline([("log", FunctionTransformer(np.log1p)), ("ridge", Ridge())]), (x, y), "log1p"),
         "refused_missing_minus_one": (Pipeline([("impute", SimpleImputer(missing_values=-1.0)), ("ridge", Ridge())]),
                                       (x, y), "missing_values"),
+        "refused_sparse_onehot": (Pipeline([("onehot", OneHotEncoder()), ("ridge", Ridge())]), (x[["occupation"]], y),
+                                  "sparse output"),
+        "refused_sparse_columns": (
+            Pipeline([("columns", ColumnTransformer([("onehot", OneHotEncoder(), ["age", "yrs_married"])])),
+                      ("ridge", Ridge())]), (x, y), "sparse output"),
+        "refused_strings_outside_columns": (
+            Pipeline([("ordinal", OrdinalEncoder()), ("ridge", Ridge())]), (strings[["occupation"]], y),
+            "only supported inside the first step"),
+        "refused_empty_string_category": (
+            Pipeline([("columns", ColumnTransformer([("onehot", dense_onehot(), ["occupation"])])), ("ridge", Ridge())]),
+            (strings.assign(occupation=strings["occupation"].replace("occupation 1", "")), y), "empty string"),
     }
 
 
@@ -380,7 +392,7 @@ def write_models(out: Path, to_json, write_forms) -> None:
         manifest["models"][name] = {"estimator": exp["estimator"], "expected": file, "refused": None, "files": files}
         print(f"  {name:<32} {exp['estimator']:<60} nullable {sum(flags)}/{len(flags)}")
     for name, (model, (x, y), needle) in refused_specs().items():
-        model.fit(x.fillna(0.0), y)
+        model.fit(x.fillna(0.0) if "strings" not in name and "string" not in name else x, y)
         files = write_forms(model, out, name, ["p4.pkl"])
         manifest["models"][name] = {"estimator": type(model).__name__, "expected": None, "refused": needle,
                                     "files": files}

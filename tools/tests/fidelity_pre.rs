@@ -326,5 +326,5 @@ fn unsupported_preprocessing_is_refused_by_name() {
             }
         }
     }
-    assert!(seen >= 6, "only {seen} refused preprocessing fixtures");
+    assert!(seen >= 14, "only {seen} refused preprocessing fixtures");
 }
