@@ -328,3 +328,61 @@ fn unsupported_preprocessing_is_refused_by_name() {
     }
     assert!(seen >= 14, "only {seen} refused preprocessing fixtures");
 }
+
+/// A model whose every feature is a string still has `input`, of width 0 (contract v2).
+#[test]
+fn a_model_of_strings_only_takes_an_empty_numeric_input() {
+    use tools::estimator::{
+        Categories, ColumnPart, Encoding, EncodingOutput, Estimator, Linear, Model, OneHotColumn,
+        Step,
+    };
+    let onehot = |c: usize| OneHotColumn {
+        categories: vec![c],
+        unknown: false,
+    };
+    let encoding = Encoding {
+        categories: Categories::Strings(vec!["blue".into(), "red".into(), String::new()]),
+        refuse_unknown: true,
+        output: EncodingOutput::OneHot(vec![onehot(0), onehot(1), onehot(2)]),
+    };
+    let model = Model {
+        kind: "Pipeline(ColumnTransformer, LinearRegression)".into(),
+        feature_names: Some(vec!["color".into()]),
+        n_features: 1,
+        n_targets: 1,
+        sklearn_version: "1.9.1".into(),
+        steps: vec![Step::Columns(vec![ColumnPart {
+            columns: vec![0],
+            strings: true,
+            steps: vec![Step::Encode(vec![encoding])],
+        }])],
+        estimator: Estimator::Linear(Linear {
+            coef: vec![vec![1.0, 2.0, 4.0]],
+            intercept: vec![0.5],
+        }),
+        classifier: None,
+        accepts_missing: false,
+    };
+    let source = Source {
+        file_name: "colors.pkl".into(),
+        sha256: "0".repeat(64),
+    };
+    let bytes = tools::onnx::encode(&model, &source).unwrap();
+    let meta = tools::onnx::metadata(&bytes).unwrap();
+    assert_eq!(
+        meta["features"],
+        r#"[{"name":"color","type":"string","nullable":true,"categories":["blue","red"]}]"#
+    );
+    let env = onnx_model::runtime::environment(None).expect("ONNX Runtime");
+    let mut session = Session::builder(env)
+        .and_then(|mut b| b.commit_from_memory(&bytes))
+        .unwrap();
+    let x = Array2::<f64>::zeros((3, 0));
+    let colors = ["red", "", "blue"].map(String::from);
+    let mut inputs = ort::inputs!["input" => TensorRef::from_array_view(x.view()).unwrap()];
+    let strings = Tensor::from_string_array(([3usize, 1], &colors[..])).unwrap();
+    inputs.push(("input_strings".into(), strings.into()));
+    let outputs = session.run(inputs).unwrap();
+    let got = outputs["variable"].try_extract_array::<f64>().unwrap();
+    assert_eq!(got.iter().copied().collect::<Vec<_>>(), [2.5, 4.5, 1.5]);
+}
