@@ -7,11 +7,12 @@
 //! classifiers), [`boosting`] (GradientBoosting regressor and classifier), [`hist_gradient_boosting`]
 //! (HistGradientBoosting regressor and classifier), [`classes`] (a classifier's `classes_`),
 //! [`pipeline`] (transformers + a final estimator), [`preprocess`] (the transformers: scalers,
-//! SimpleImputer, ColumnTransformer).
+//! SimpleImputer, ColumnTransformer), [`encoders`] (OneHotEncoder, OrdinalEncoder).
 //! Nothing here panics on a malformed graph: every access is checked.
 
 mod boosting;
 mod classes;
+mod encoders;
 mod hist_gradient_boosting;
 mod linear;
 mod logistic;
@@ -329,6 +330,11 @@ pub(crate) fn as_f64(v: &Value) -> Option<f64> {
         Value::NdArray(a) if a.shape.is_empty() => a.to_f64()?.first().copied(),
         _ => None,
     }
+}
+
+/// Whether `value` is a float NaN (Python float or numpy scalar).
+pub(crate) fn is_nan(value: &Value) -> bool {
+    as_f64(value).is_some_and(f64::is_nan) && !matches!(value, Value::Int(_) | Value::Bool(_))
 }
 
 /// Elements of a float64 array, refusing other dtypes with a message naming `what`.

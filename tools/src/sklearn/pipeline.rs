@@ -1,69 +1,10 @@
 //! Pipeline: any number of supported transformers ([`super::preprocess`]) followed by one
 //! supported final estimator.
 
-use super::preprocess::{is_transformer, transformer};
+use super::preprocess::{is_transformer, pipeline_steps, transformer};
 use super::{ExtractError, Obj, final_estimator};
 use crate::estimator::{Model, Step, steps_width};
 use crate::pickle::Value;
-
-/// Most steps (passthrough included) a Pipeline may list.
-const MAX_STEPS: usize = 16;
-
-/// The estimators of a Pipeline's `steps`, skipping `'passthrough'`/None steps.
-pub fn pipeline_steps<'g>(pipeline: &Obj<'g>) -> Result<Vec<Obj<'g>>, ExtractError> {
-    let graph = pipeline.graph;
-    let Value::List(items) = pipeline.require("steps")? else {
-        return Err(pipeline.invalid("steps", "expected a list"));
-    };
-    if items.len() > MAX_STEPS {
-        return Err(ExtractError::Unsupported(format!(
-            "Pipeline with {} steps",
-            items.len()
-        )));
-    }
-    let mut steps = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("{}.steps[{i}]", pipeline.path);
-        let Some(Value::Tuple(pair)) = graph.nodes.get(item.0) else {
-            return Err(ExtractError::Invalid {
-                path,
-                reason: "expected a (name, estimator) tuple".into(),
-            });
-        };
-        let (Some(name), Some(estimator)) = (pair.first(), pair.get(1)) else {
-            return Err(ExtractError::Invalid {
-                path,
-                reason: "expected a (name, estimator) tuple".into(),
-            });
-        };
-        let name = match graph.nodes.get(name.0) {
-            Some(Value::Str(s)) => s.as_str(),
-            _ => "?",
-        };
-        match graph.nodes.get(estimator.0) {
-            Some(Value::None) => continue,
-            Some(Value::Str(s)) if s == "passthrough" => continue,
-            Some(Value::Object { .. }) => steps.push(Obj::new(
-                graph,
-                *estimator,
-                &format!("{}.steps[{name:?}]", pipeline.path),
-            )?),
-            Some(other) => {
-                return Err(ExtractError::Unsupported(format!(
-                    "Pipeline step {name:?} is a {}",
-                    other.kind()
-                )));
-            }
-            None => {
-                return Err(ExtractError::Invalid {
-                    path,
-                    reason: "dangling reference".into(),
-                });
-            }
-        }
-    }
-    Ok(steps)
-}
 
 /// Extracts `Pipeline([transformer, ...,] estimator)`.
 pub fn extract(pipeline: &Obj<'_>) -> Result<Model, ExtractError> {
