@@ -1,13 +1,16 @@
 //! ONNX export: turns an [`estimator::Model`](crate::estimator::Model) into an ONNX model.
 //!
-//! The graph follows the model contract (`onnx_model::contract`, v2): one input `input`
-//! (double `[N, n_features]`); a regressor's output `variable` (double `[N, n_targets]`) or a
+//! The graph follows the model contract (`onnx_model::contract`, v2): the input `input`
+//! (double `[N, n_number_features]`) and, with string features, `input_strings` (string
+//! `[N, n_string_features]`); a regressor's output `variable` (double `[N, n_targets]`) or a
 //! classifier's `label` (int64 `[N]`) and `probabilities` (double `[N, n_classes]`); the
-//! metadata (task, features, classes, provenance). Everything is computed in double: the
-//! preprocessing steps (scalers, imputer, ColumnTransformer, [`preprocess`]), linear models as `MatMul` + `Add` ([`linear`]), trees as
-//! `ai.onnx.ml` opset-5 `TreeEnsemble` after sklearn's float32 rounding ([`trees`]), and a
-//! classifier's probabilities and label from those scores ([`classifier`]); HistGradientBoosting
-//! as one `TreeEnsemble` in float64 with NaN routing and category sets ([`hist`]).
+//! metadata (task, features with their types, nullability and refused categories, classes,
+//! provenance). Everything is computed in double: the preprocessing steps (scalers, imputer,
+//! ColumnTransformer, encoders; [`preprocess`]), linear models as `MatMul` + `Add`
+//! ([`linear`]), trees as `ai.onnx.ml` opset-5 `TreeEnsemble` after sklearn's float32 rounding
+//! ([`trees`]), and a classifier's probabilities and label from those scores ([`classifier`]);
+//! HistGradientBoosting as one `TreeEnsemble` in float64 with NaN routing and category sets
+//! ([`hist`]).
 
 pub mod classifier;
 pub mod graph;
