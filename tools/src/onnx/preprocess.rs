@@ -82,13 +82,14 @@ fn step(
                     "a scaler has a zero or non-finite value".into(),
                 ));
             }
-            let op = match op {
-                ArithOp::Sub => "Sub",
-                ArithOp::Div => "Div",
-                ArithOp::Mul => "Mul",
-                ArithOp::Add => "Add",
+            // (The StandardScaler's stems of earlier versions, so its graphs stay the same.)
+            let (op, stem) = match op {
+                ArithOp::Sub => ("Sub", "scaler_mean"),
+                ArithOp::Div => ("Div", "scaler_scale"),
+                ArithOp::Mul => ("Mul", "scaler_mul"),
+                ArithOp::Add => ("Add", "scaler_add"),
             };
-            let values = g.constant_f64("scaler", &[width], values);
+            let values = g.constant_f64(stem, &[width], values);
             g.node(op, "", &[x, &values], vec![])
         }
         Step::Clip { min, max } => {
