@@ -6,7 +6,8 @@
 //! `max_wait`. It runs the model once on the concatenated rows and hands every job its slice
 //! of the output. Under load the queue fills while the previous call runs, so batches grow
 //! with concurrency; with one client they stay at one row and add no delay (`max_wait` 0).
-//! Inference therefore never runs on the async workers.
+//! Inference therefore never runs on the async workers. A model with string features gets
+//! each job's strings beside its numbers (the model's second input).
 //!
 //! The caller allocates a job's output and gets its rows back with the predictions, so the
 //! inference thread neither allocates nor frees per request: memory allocated on one thread
@@ -42,11 +43,14 @@ pub struct BatchPolicy {
 pub struct Batcher {
     queue: Sender<Job>,
     n_features: usize,
+    n_strings: usize,
     n_targets: usize,
 }
 
 struct Job {
     rows: Vec<f64>,
+    /// The rows' string features (row-major; empty for a model without string features).
+    strings: Vec<String>,
     n_rows: usize,
     /// Empty, with room for `n_rows * n_targets` values; the inference thread fills it.
     output: Vec<f64>,
@@ -77,6 +81,8 @@ pub enum PredictError {
 pub struct Prediction {
     /// The rows that were predicted (row-major, as given to [`Batcher::predict`]).
     pub rows: Vec<f64>,
+    /// The rows' string features, as given to [`Batcher::predict_mixed`].
+    pub strings: Vec<String>,
     /// `n_rows * n_targets` predictions, row-major, all finite.
     pub values: Vec<f64>,
 }
@@ -85,7 +91,8 @@ impl Batcher {
     /// Starts the inference thread for `model`; it stops when the last handle is dropped.
     pub fn spawn(model: Arc<Model>, policy: BatchPolicy) -> std::io::Result<Batcher> {
         let (queue, jobs) = mpsc::channel();
-        let n_features = model.n_features();
+        let n_features = model.info().n_number_features();
+        let n_strings = model.info().n_string_features();
         let n_targets = model.info().n_targets;
         std::thread::Builder::new()
             .name(format!("infer-{}", model.name()))
@@ -94,18 +101,45 @@ impl Batcher {
         Ok(Batcher {
             queue,
             n_features,
+            n_strings,
             n_targets,
         })
     }
 
-    /// Predicts `rows` (row-major, `n_rows * n_features` values); answers them with their
-    /// `n_rows * n_targets` predictions, all finite (JSON cannot carry anything else).
+    /// Predicts `rows` of a model without string features (row-major,
+    /// `n_rows * n_features` values); answers them with their `n_rows * n_targets`
+    /// predictions, all finite (JSON cannot carry anything else).
     pub async fn predict(&self, rows: Vec<f64>) -> Result<Prediction, PredictError> {
-        let n_rows = rows.len() / self.n_features;
-        debug_assert_eq!(rows.len(), n_rows * self.n_features);
+        self.predict_mixed(rows, Vec::new()).await
+    }
+
+    /// Predicts rows given as their numeric features (`rows`, row-major,
+    /// `n_rows * n_number_features`) and string features (`strings`, row-major,
+    /// `n_rows * n_string_features`; empty for a model without them), as
+    /// [`Batcher::predict`] does.
+    pub async fn predict_mixed(
+        &self,
+        rows: Vec<f64>,
+        strings: Vec<String>,
+    ) -> Result<Prediction, PredictError> {
+        let n_rows = match (self.n_features, self.n_strings) {
+            (0, 0) => 0,
+            (0, s) => strings.len() / s,
+            (k, _) => rows.len() / k,
+        };
+        if rows.len() != n_rows * self.n_features || strings.len() != n_rows * self.n_strings {
+            return Err(PredictError::Failed(format!(
+                "{} numbers and {} strings do not make rows of {} numbers and {} strings",
+                rows.len(),
+                strings.len(),
+                self.n_features,
+                self.n_strings
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             rows,
+            strings,
             n_rows,
             output: Vec::with_capacity(n_rows * self.n_targets),
             reply,
@@ -188,6 +222,7 @@ fn next_job(jobs: &Receiver<Job>, idle_spin: Duration) -> Option<Job> {
 #[derive(Default)]
 struct Merged {
     rows: Vec<f64>,
+    strings: Vec<String>,
     output: Vec<f64>,
 }
 
@@ -203,14 +238,34 @@ fn execute(
     let n_targets = model.info().n_targets;
     let started = Instant::now();
     let result = if let [job] = batch.as_mut_slice() {
-        predict_into(model, &job.rows, job.n_rows, &mut job.output)
+        predict_into(model, &job.rows, &job.strings, job.n_rows, &mut job.output)
     } else {
         merged.rows.clear();
+        merged.strings.clear();
         merged.output.clear();
         for job in batch.iter() {
             merged.rows.extend_from_slice(&job.rows);
         }
-        let result = predict_into(model, &merged.rows, total_rows, &mut merged.output);
+        // Moved, not copied, and moved back below: each job hands its strings to its caller.
+        for job in batch.iter_mut() {
+            merged.strings.append(&mut job.strings);
+        }
+        let result = predict_into(
+            model,
+            &merged.rows,
+            &merged.strings,
+            total_rows,
+            &mut merged.output,
+        );
+        let mut strings = merged.strings.drain(..);
+        for job in batch.iter_mut() {
+            job.strings.extend(
+                strings
+                    .by_ref()
+                    .take(job.n_rows * model.info().n_string_features()),
+            );
+        }
+        drop(strings);
         if result.is_ok() {
             let mut offset = 0;
             for job in batch.iter_mut() {
@@ -227,6 +282,7 @@ fn execute(
         let answer = match &result {
             Ok(()) => Ok(Prediction {
                 rows: job.rows,
+                strings: job.strings,
                 values: job.output,
             }),
             Err(message) => Err(PredictError::Failed(message.clone())),
@@ -238,10 +294,13 @@ fn execute(
 fn predict_into(
     model: &Model,
     rows: &[f64],
+    strings: &[String],
     n_rows: usize,
     out: &mut Vec<f64>,
 ) -> Result<(), String> {
-    let view =
-        ArrayView2::from_shape((n_rows, model.n_features()), rows).map_err(|e| e.to_string())?;
-    model.predict_into(view, out).map_err(|e| e.to_string())
+    let view = ArrayView2::from_shape((n_rows, model.info().n_number_features()), rows)
+        .map_err(|e| e.to_string())?;
+    model
+        .predict_mixed_into(view, strings, out)
+        .map_err(|e| e.to_string())
 }

@@ -196,11 +196,15 @@ async fn models_lists_every_loaded_model() {
     assert_eq!(body["default_model"], "LinearRegression");
     let models = body["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
-    let mut want = golden_models();
+    let regressors = golden_models();
+    let mut want = regressors.clone();
+    want.extend(common::classifier_golden_models());
     want.sort();
     assert_eq!(names, want);
     for model in models {
-        assert_eq!(model["feature_names"], json!(FEATURES));
+        if regressors.iter().any(|r| model["name"] == r.as_str()) {
+            assert_eq!(model["feature_names"], json!(FEATURES));
+        }
         assert!(!model["estimator"].as_str().unwrap().is_empty(), "{model}");
         assert_eq!(
             model["source_sha256"].as_str().unwrap().len(),

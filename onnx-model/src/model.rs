@@ -7,12 +7,12 @@ use std::sync::Mutex;
 use ndarray::{Array2, ArrayView2};
 use ort::environment::Environment;
 use ort::session::{Session, SessionOutputs};
-use ort::value::{Outlet, TensorElementType, TensorRef, ValueType};
+use ort::value::{Outlet, Tensor, TensorElementType, TensorRef, ValueType};
 use serde::Serialize;
 
 use crate::contract::{
-    self, ClassLabel, Feature, FeatureType, INPUT_NAME, LABEL_NAME, META_CLASSES,
-    META_CONVERTER_VERSION, META_ESTIMATOR, META_FEATURE_NAMES, META_FEATURES,
+    self, ClassLabel, Feature, FeatureType, INPUT_NAME, INPUT_STRINGS_NAME, LABEL_NAME,
+    META_CLASSES, META_CONVERTER_VERSION, META_ESTIMATOR, META_FEATURE_NAMES, META_FEATURES,
     META_SKLEARN_VERSION, META_SOURCE_FILE, META_SOURCE_SHA256, META_TASK, OUTPUT_NAME,
     PROBABILITIES_NAME, Task,
 };
@@ -24,6 +24,13 @@ pub enum ModelError {
     Load { path: PathBuf, reason: String },
     #[error("expected {expected} features per row, got {got}")]
     FeatureCount { expected: usize, got: usize },
+    #[error("expected {expected} string values ({rows} rows of {per_row}), got {got}")]
+    StringCount {
+        expected: usize,
+        rows: usize,
+        per_row: usize,
+        got: usize,
+    },
     #[error("inference failed: {0}")]
     Inference(String),
 }
@@ -77,6 +84,20 @@ impl ModelInfo {
     pub fn n_classes(&self) -> usize {
         self.classes.len()
     }
+
+    /// The number of numeric features (the width of the input [`INPUT_NAME`]).
+    pub fn n_number_features(&self) -> usize {
+        self.features.len() - self.n_string_features()
+    }
+
+    /// The number of string features (the width of [`INPUT_STRINGS_NAME`]; 0 when the model
+    /// has no such input).
+    pub fn n_string_features(&self) -> usize {
+        self.features
+            .iter()
+            .filter(|f| f.kind == FeatureType::String)
+            .count()
+    }
 }
 
 /// A loaded model. `predict` is synchronous and thread-safe (the session sits behind a mutex,
@@ -104,7 +125,8 @@ impl Model {
                 ))
             })?,
         };
-        let n_features = input_width(&session).map_err(&fail)?;
+        let (n_numbers, n_strings) = input_widths(&session).map_err(&fail)?;
+        let n_features = n_numbers + n_strings;
         let feature_names: Option<Vec<String>> = match meta.custom(META_FEATURE_NAMES) {
             Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
                 fail(format!(
@@ -122,15 +144,14 @@ impl Model {
                 .map(|name| Feature::number(name, false))
                 .collect(),
         };
-        if features.iter().any(|f| f.kind == FeatureType::String) {
-            return Err(fail(
-                "the model has string features, which this version does not serve".into(),
-            ));
-        }
-        if features.len() != n_features {
+        let listed_strings = features
+            .iter()
+            .filter(|f| f.kind == FeatureType::String)
+            .count();
+        if features.len() - listed_strings != n_numbers || listed_strings != n_strings {
             return Err(fail(format!(
-                "metadata lists {} features but the input has {n_features} columns",
-                features.len()
+                "metadata lists {} numeric and {listed_strings} string features but the inputs have {n_numbers} and {n_strings} columns",
+                features.len() - listed_strings
             )));
         }
         let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
@@ -188,9 +209,18 @@ impl Model {
     /// Runs the model on `rows` (`[N, n_features]`) and returns `[N, n_targets]` (for a
     /// classifier, each row is `[label_index, p_0, ..., p_{C-1}]`).
     pub fn predict(&self, rows: ArrayView2<'_, f64>) -> Result<Array2<f64>, ModelError> {
-        let mut flat = Vec::with_capacity(rows.nrows() * self.info.n_targets);
-        self.predict_into(rows, &mut flat)?;
-        Array2::from_shape_vec((rows.nrows(), self.info.n_targets), flat)
+        self.predict_mixed(rows, &[])
+    }
+
+    /// [`Model::predict_mixed_into`] into a new `[N, n_targets]` array.
+    pub fn predict_mixed(
+        &self,
+        numbers: ArrayView2<'_, f64>,
+        strings: &[String],
+    ) -> Result<Array2<f64>, ModelError> {
+        let mut flat = Vec::with_capacity(numbers.nrows() * self.info.n_targets);
+        self.predict_mixed_into(numbers, strings, &mut flat)?;
+        Array2::from_shape_vec((numbers.nrows(), self.info.n_targets), flat)
             .map_err(|e| ModelError::Inference(e.to_string()))
     }
 
@@ -198,26 +228,63 @@ impl Model {
     /// predictions, row-major, to `out` (the caller chooses who allocates). A classifier
     /// appends per row the index of its label into [`ModelInfo::classes`] (as an `f64`), then
     /// its `n_classes` probabilities.
+    /// A model with string features needs [`Model::predict_mixed_into`].
     pub fn predict_into(
         &self,
         rows: ArrayView2<'_, f64>,
         out: &mut Vec<f64>,
     ) -> Result<(), ModelError> {
-        if rows.ncols() != self.n_features() {
-            return Err(ModelError::FeatureCount {
-                expected: self.n_features(),
-                got: rows.ncols(),
+        if self.info.n_string_features() > 0 {
+            return Err(ModelError::StringCount {
+                expected: rows.nrows() * self.info.n_string_features(),
+                rows: rows.nrows(),
+                per_row: self.info.n_string_features(),
+                got: 0,
             });
         }
-        let input = TensorRef::from_array_view(rows).map_err(inference)?;
+        self.predict_mixed_into(rows, &[], out)
+    }
+
+    /// Runs the model on `numbers` (`[N, n_number_features]`, the numeric features in
+    /// feature order, NaN = missing) and `strings` (`N * n_string_features` values,
+    /// row-major, the string features in feature order, `""` = missing) and appends the
+    /// predictions to `out` as [`Model::predict_into`] does. `strings` is empty for a model
+    /// without string features.
+    pub fn predict_mixed_into(
+        &self,
+        numbers: ArrayView2<'_, f64>,
+        strings: &[String],
+        out: &mut Vec<f64>,
+    ) -> Result<(), ModelError> {
+        let n_rows = numbers.nrows();
+        let n_numbers = self.info.n_number_features();
+        let n_strings = self.info.n_string_features();
+        if numbers.ncols() != n_numbers {
+            return Err(ModelError::FeatureCount {
+                expected: n_numbers,
+                got: numbers.ncols(),
+            });
+        }
+        if strings.len() != n_rows * n_strings {
+            return Err(ModelError::StringCount {
+                expected: n_rows * n_strings,
+                rows: n_rows,
+                per_row: n_strings,
+                got: strings.len(),
+            });
+        }
+        let input = TensorRef::from_array_view(numbers).map_err(inference)?;
+        let mut inputs = ort::inputs![INPUT_NAME => input];
+        if n_strings > 0 {
+            let tensor =
+                Tensor::from_string_array(([n_rows, n_strings], strings)).map_err(inference)?;
+            inputs.push((INPUT_STRINGS_NAME.into(), tensor.into()));
+        }
         let mut session = self
             .session
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let outputs = session
-            .run(ort::inputs![INPUT_NAME => input])
-            .map_err(inference)?;
-        let n_rows = rows.nrows();
+        let outputs = session.run(inputs).map_err(inference)?;
         match self.info.task {
             Task::Regression => regression_output(&outputs, n_rows, self.info.n_targets, out),
             Task::Classification => {
@@ -300,16 +367,42 @@ fn build_session(env: &Environment, path: &Path) -> ort::Result<Session> {
         .commit_from_file(path)
 }
 
-/// Checks the single double `[N, k]` input `input` and returns `k`.
-fn input_width(session: &Session) -> Result<usize, String> {
-    let [input] = session.inputs() else {
-        return Err(format!(
-            "expected exactly one input, found {}",
-            session.inputs().len()
-        ));
-    };
-    check_name(input, INPUT_NAME, "input")?;
-    matrix_width(input, "input")
+/// Checks the inputs: double `[N, k]` `input`, then, for a model with string features,
+/// string `[N, s]` `input_strings` (where `input` may be of width 0). Returns `(k, s)`.
+fn input_widths(session: &Session) -> Result<(usize, usize), String> {
+    match session.inputs() {
+        [input] => {
+            check_name(input, INPUT_NAME, "input")?;
+            Ok((matrix_width(input, "input")?, 0))
+        }
+        [input, strings] => {
+            check_name(input, INPUT_NAME, "input")?;
+            check_name(strings, INPUT_STRINGS_NAME, "input")?;
+            let numbers = width_of(input, TensorElementType::Float64, "double")?;
+            let n_strings = width_of(strings, TensorElementType::String, "string")?;
+            if n_strings == 0 {
+                return Err(format!("input {INPUT_STRINGS_NAME:?} has no columns"));
+            }
+            Ok((numbers, n_strings))
+        }
+        other => Err(format!(
+            "expected the inputs {INPUT_NAME:?} and optionally {INPUT_STRINGS_NAME:?}, found {}",
+            other.len()
+        )),
+    }
+}
+
+/// The second dimension (possibly 0) of a `[N, k]` tensor of `ty`.
+fn width_of(outlet: &Outlet, ty: TensorElementType, type_name: &str) -> Result<usize, String> {
+    match outlet.dtype() {
+        ValueType::Tensor { ty: t, shape, .. } if *t == ty && shape.len() == 2 && shape[1] >= 0 => {
+            Ok(shape[1] as usize)
+        }
+        other => Err(format!(
+            "input {:?} must be a {type_name} [N, k] tensor, found {other:?}",
+            outlet.name()
+        )),
+    }
 }
 
 /// Checks a regressor's single double `[N, k]` output `variable` and returns `k`.

@@ -7,6 +7,7 @@
 //! inference node uses (`onnx_model`, real ONNX Runtime), compared with the golden predictions
 //! when `golden.json` has them, and only then renamed into place. [`check`] re-verifies existing files.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -48,15 +49,34 @@ pub struct Job {
 #[derive(Debug)]
 pub enum Outcome {
     Converted { job: Job, summary: Summary },
-    UpToDate { job: Job },
+    UpToDate { job: Job, about: About },
     Verified { job: Job, summary: Summary },
     Failed { path: PathBuf, error: ConvertError },
 }
 
+/// What a converted model is, as its metadata says: estimator, task, features, classes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct About {
+    /// The scikit-learn estimator's class name.
+    pub estimator: String,
+    /// `regression` or `classification`.
+    pub task: String,
+    /// The number of numeric features.
+    pub n_number: usize,
+    /// The number of string features.
+    pub n_string: usize,
+    /// A classifier's classes, as JSON (`"a"`, `1`, `true`); empty for a regressor.
+    pub classes: Vec<String>,
+}
+
+/// Most classes a summary line lists; the rest are counted.
+const LISTED_CLASSES: usize = 10;
+
 /// What a model is and how close it came to sklearn.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
-    pub estimator: String,
+    /// What the model is.
+    pub about: About,
     /// Number of trees, for tree models.
     pub trees: Option<usize>,
     /// Largest |ONNX - sklearn| over the golden rows; `None` without golden predictions.
@@ -80,9 +100,9 @@ impl fmt::Display for Outcome {
                 job.source.display(),
                 job.onnx.display()
             ),
-            Outcome::UpToDate { job } => write!(
+            Outcome::UpToDate { job, about } => write!(
                 f,
-                "up to date {} -> {}",
+                "up to date {} -> {} ({about})",
                 job.source.display(),
                 job.onnx.display()
             ),
@@ -96,9 +116,90 @@ impl fmt::Display for Outcome {
     }
 }
 
+impl About {
+    /// Reads a converted model's metadata (a model without `features` metadata has numeric
+    /// features named by `feature_names`; without `task` it is a regressor).
+    pub fn from_metadata(meta: &BTreeMap<String, String>) -> About {
+        use onnx_model::contract::{
+            FeatureType, META_CLASSES, META_ESTIMATOR, META_FEATURE_NAMES, META_FEATURES, META_TASK,
+        };
+        let features = meta
+            .get(META_FEATURES)
+            .and_then(|json| onnx_model::contract::parse_features(json).ok());
+        let (n_number, n_string) = match features {
+            Some(features) => {
+                let n_string = features
+                    .iter()
+                    .filter(|f| f.kind == FeatureType::String)
+                    .count();
+                (features.len() - n_string, n_string)
+            }
+            None => {
+                let names = meta
+                    .get(META_FEATURE_NAMES)
+                    .and_then(|json| serde_json::from_str::<Vec<String>>(json).ok());
+                (names.map_or(0, |n| n.len()), 0)
+            }
+        };
+        let classes = meta
+            .get(META_CLASSES)
+            .and_then(|json| serde_json::from_str::<Vec<serde_json::Value>>(json).ok())
+            .unwrap_or_default()
+            .iter()
+            .map(serde_json::Value::to_string)
+            .collect();
+        About {
+            estimator: meta.get(META_ESTIMATOR).cloned().unwrap_or_default(),
+            task: meta
+                .get(META_TASK)
+                .cloned()
+                .unwrap_or_else(|| "regression".into()),
+            n_number,
+            n_string,
+            classes,
+        }
+    }
+}
+
+/// `RandomForestRegressor, regression, 4 features (4 number)`, or for a classifier
+/// `LogisticRegression, classification, 5 features (3 number, 2 string), 2 classes ["no", "yes"]`.
+impl fmt::Display for About {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.n_number + self.n_string;
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{}, {}, {n} feature{} (",
+            self.estimator,
+            self.task,
+            plural(n)
+        )?;
+        match (self.n_number, self.n_string) {
+            (k, 0) => write!(f, "{k} number)")?,
+            (0, s) => write!(f, "{s} string)")?,
+            (k, s) => write!(f, "{k} number, {s} string)")?,
+        }
+        if !self.classes.is_empty() {
+            let listed = &self.classes[..self.classes.len().min(LISTED_CLASSES)];
+            write!(
+                f,
+                ", {} class{} [{}",
+                self.classes.len(),
+                if self.classes.len() == 1 { "" } else { "es" },
+                listed.join(", ")
+            )?;
+            if self.classes.len() > listed.len() {
+                write!(f, ", ... {} more", self.classes.len() - listed.len())?;
+            }
+            write!(f, "]")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.estimator)?;
+        write!(f, "{}", self.about)?;
         match self.trees {
             Some(1) => write!(f, ", 1 tree")?,
             Some(n) => write!(f, ", {n} trees")?,
@@ -245,7 +346,12 @@ pub fn run(paths: &[PathBuf], options: &Options, mut report: impl FnMut(&Outcome
 pub fn convert(job: Job, force: bool) -> Outcome {
     match try_convert(&job, force) {
         Ok(Some(summary)) => Outcome::Converted { job, summary },
-        Ok(None) => Outcome::UpToDate { job },
+        Ok(None) => {
+            let about = recorded_metadata(&job.onnx)
+                .map(|meta| About::from_metadata(&meta))
+                .unwrap_or_default();
+            Outcome::UpToDate { job, about }
+        }
         Err(error) => Outcome::Failed {
             path: job.source,
             error,
@@ -257,7 +363,9 @@ fn try_convert(job: &Job, force: bool) -> Result<Option<Summary>, ConvertError> 
     let limits = Limits::default();
     let bytes = read_capped(&job.source, limits.max_bytes)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    if !force && recorded_sha256(&job.onnx).is_some_and(|recorded| recorded == sha256) {
+    let recorded = recorded_metadata(&job.onnx)
+        .and_then(|mut meta| meta.remove(onnx_model::contract::META_SOURCE_SHA256));
+    if !force && recorded.is_some_and(|recorded| recorded == sha256) {
         return Ok(None);
     }
     let file_name = file_name(&job.source);
@@ -291,8 +399,11 @@ fn try_convert(job: &Job, force: bool) -> Result<Option<Summary>, ConvertError> 
         path: job.onnx.clone(),
         source: e.error,
     })?;
+    let about = onnx::metadata(&onnx_bytes)
+        .map(|meta| About::from_metadata(&meta))
+        .unwrap_or_default();
     Ok(Some(Summary {
-        estimator: model.kind.clone(),
+        about,
         trees: tree_count(&model),
         max_delta,
     }))
@@ -346,10 +457,7 @@ fn try_check(job: &Job) -> Result<Summary, ConvertError> {
     };
     let max_delta = verify(&job.onnx, &job.source, &tolerance)?;
     Ok(Summary {
-        estimator: meta
-            .get(onnx_model::contract::META_ESTIMATOR)
-            .cloned()
-            .unwrap_or_default(),
+        about: About::from_metadata(&meta),
         trees,
         max_delta,
     })
@@ -370,8 +478,8 @@ fn verify(onnx: &Path, source: &Path, tolerance: &Tolerance) -> Result<Option<f6
         .as_ref()
         .and_then(|g| g.model(&file_name(source)).map(|m| (g, m)))
     else {
-        let probe = Array2::zeros((1, model.n_features()));
-        model.predict(probe.view())?;
+        let (numbers, strings) = probe_row(model.info());
+        model.predict_mixed(numbers.view(), &strings)?;
         return Ok(None);
     };
     let golden_error = |reason: String| ConvertError::Golden {
@@ -404,6 +512,30 @@ fn verify(onnx: &Path, source: &Path, tolerance: &Tolerance) -> Result<Option<f6
     golden::compare(&predictions, &expected.predictions, *tolerance).map(Some)
 }
 
+/// One row every model accepts: each feature's first category when it has categories, else
+/// 0 for a number and `"a"` for a string.
+fn probe_row(info: &onnx_model::ModelInfo) -> (Array2<f64>, Vec<String>) {
+    let mut numbers = Vec::new();
+    let mut strings = Vec::new();
+    for feature in &info.features {
+        let first = feature.categories.as_ref().and_then(|c| c.first());
+        match feature.kind {
+            onnx_model::contract::FeatureType::Number => {
+                numbers.push(first.and_then(serde_json::Value::as_f64).unwrap_or(0.0));
+            }
+            onnx_model::contract::FeatureType::String => strings.push(
+                first
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("a")
+                    .to_string(),
+            ),
+        }
+    }
+    let n = numbers.len();
+    let numbers = Array2::from_shape_vec((1, n), numbers).expect("one row of n values");
+    (numbers, strings)
+}
+
 /// Single trees must match sklearn exactly; everything else within 1e-12 relative.
 pub fn tolerance(model: &Model) -> Tolerance {
     if tree_count(model) == Some(1) {
@@ -422,10 +554,10 @@ fn tree_count(model: &Model) -> Option<usize> {
 }
 
 /// The `source_sha256` an existing `.onnx` records, if it is a readable ONNX model.
-fn recorded_sha256(onnx: &Path) -> Option<String> {
+fn recorded_metadata(onnx: &Path) -> Option<BTreeMap<String, String>> {
     let bytes = std::fs::read(onnx).ok()?;
     let proto = onnx::decode(&bytes).ok()?;
-    onnx::metadata_of(&proto).remove(onnx_model::contract::META_SOURCE_SHA256)
+    Some(onnx::metadata_of(&proto))
 }
 
 fn file_name(path: &Path) -> String {
@@ -450,4 +582,51 @@ fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ConvertError> {
         });
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn about_names_estimator_task_features_and_classes() {
+        let regressor = meta(&[("estimator", "Ridge"), ("feature_names", r#"["a","b"]"#)]);
+        assert_eq!(
+            About::from_metadata(&regressor).to_string(),
+            "Ridge, regression, 2 features (2 number)"
+        );
+        let pipeline = meta(&[
+            ("estimator", "Pipeline"),
+            ("task", "classification"),
+            (
+                "features",
+                r#"[{"name":"a","type":"number","nullable":true},{"name":"s","type":"string","nullable":false}]"#,
+            ),
+            ("classes", r#"["no","yes"]"#),
+        ]);
+        assert_eq!(
+            About::from_metadata(&pipeline).to_string(),
+            r#"Pipeline, classification, 2 features (1 number, 1 string), 2 classes ["no", "yes"]"#
+        );
+        let many = meta(&[
+            ("estimator", "X"),
+            ("task", "classification"),
+            (
+                "features",
+                r#"[{"name":"s","type":"string","nullable":false}]"#,
+            ),
+            ("classes", "[0,1,2,3,4,5,6,7,8,9,10,11]"),
+        ]);
+        assert_eq!(
+            About::from_metadata(&many).to_string(),
+            "X, classification, 1 feature (1 string), 12 classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... 2 more]"
+        );
+    }
 }

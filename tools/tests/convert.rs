@@ -114,7 +114,10 @@ fn converts_once_and_reconverts_a_damaged_onnx() {
     let outcome = convert::convert(job.clone(), false);
     match &outcome {
         Outcome::Converted { summary, .. } => {
-            assert_eq!(summary.estimator, "Ridge");
+            assert_eq!(summary.about.estimator, "Ridge");
+            assert_eq!(summary.about.task, "regression");
+            assert_eq!((summary.about.n_number, summary.about.n_string), (4, 0));
+            assert!(summary.about.classes.is_empty());
             assert_eq!(summary.trees, None);
             assert_eq!(summary.max_delta, None);
         }
@@ -123,7 +126,7 @@ fn converts_once_and_reconverts_a_damaged_onnx() {
     assert!(
         outcome
             .to_string()
-            .ends_with("(Ridge, no golden predictions)"),
+            .ends_with("(Ridge, regression, 4 features (4 number), no golden predictions)"),
         "{outcome}"
     );
     assert!(matches!(

@@ -29,6 +29,23 @@ pub fn golden_models() -> Vec<String> {
         .collect()
 }
 
+/// classifiers-golden.json: the shipped classifiers' README bodies and sklearn's answers.
+pub fn classifier_golden() -> Value {
+    let path = models_dir().join("classifiers-golden.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The shipped classifiers' names (classifiers-golden.json's models).
+pub fn classifier_golden_models() -> Vec<String> {
+    classifier_golden()["models"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
 /// A configuration for the shipped models plus `extra` flags.
 pub fn config(extra: &[&str]) -> Config {
     let dir = models_dir();

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_serve::{BodyError, FullBody};
 use onnx_model::ModelInfo;
-use onnx_model::contract::Task;
+use onnx_model::contract::{Feature, FeatureType, Task};
 use serde::{Deserialize, Serialize};
 
 use super::input;
@@ -82,16 +82,14 @@ pub async fn predict(
     check_content_type(&headers)?;
     let FullBody(body) = body.map_err(NodeError::from)?;
     let info = served.model.info();
-    let nullable: Vec<bool> = info.features.iter().map(|f| f.nullable).collect();
-    let mut rows = input::parse_nullable(
-        &body,
-        &info.feature_names,
-        &nullable,
-        state.config.max_batch_rows,
-    )
-    .map_err(NodeError::Validation)?;
-    let prediction = served.batcher.predict(rows.values).await?;
+    let mut rows = input::parse_features(&body, &info.features, state.config.max_batch_rows)
+        .map_err(NodeError::Validation)?;
+    let prediction = served
+        .batcher
+        .predict_mixed(rows.values, rows.strings)
+        .await?;
     rows.values = prediction.rows;
+    rows.strings = prediction.strings;
     let predictions = prediction.values;
     // Sized up front: a 1000-row answer is ~150 kB, and growing a small buffer to that
     // copies it a dozen times.
@@ -100,6 +98,7 @@ pub async fn predict(
         Task::Regression => write_answer(
             &mut json,
             &served.json_keys,
+            &info.features,
             &rows,
             &info.name,
             &predictions,
@@ -146,12 +145,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), NodeError> {
 fn write_answer(
     out: &mut Vec<u8>,
     json_keys: &[String],
+    features: &[Feature],
     rows: &input::Rows,
     model: &str,
     predictions: &[f64],
     n_targets: usize,
 ) {
-    write_head(out, json_keys, rows, model);
+    write_head(out, json_keys, features, rows, model);
     out.extend_from_slice(br#","prediction":"#);
     if n_targets == 1 {
         write_json(out, predictions);
@@ -180,7 +180,7 @@ fn write_classifier_answer(
     predictions: &[f64],
 ) {
     let width = 1 + info.n_classes();
-    write_head(out, json_keys, rows, &info.name);
+    write_head(out, json_keys, &info.features, rows, &info.name);
     out.extend_from_slice(br#","prediction":["#);
     for (i, row) in predictions.chunks(width).enumerate() {
         if i > 0 {
@@ -201,25 +201,52 @@ fn write_classifier_answer(
     out.push(b'}');
 }
 
-/// `{"message":...,"input":...,"model":...` (no closing brace).
-fn write_head(out: &mut Vec<u8>, json_keys: &[String], rows: &input::Rows, model: &str) {
+/// `{"message":...,"input":...,"model":...` (no closing brace). A missing value is echoed
+/// as `null` (a NaN number, an empty string).
+fn write_head(
+    out: &mut Vec<u8>,
+    json_keys: &[String],
+    features: &[Feature],
+    rows: &input::Rows,
+    model: &str,
+) {
     out.extend_from_slice(br#"{"message":"#);
     write_json(out, PREDICT_MESSAGE);
     out.extend_from_slice(br#","input":"#);
     if rows.batch {
         out.push(b'[');
     }
-    for (i, row) in rows.values.chunks(json_keys.len()).enumerate() {
+    let n_strings = features
+        .iter()
+        .filter(|f| f.kind == FeatureType::String)
+        .count();
+    let n_numbers = json_keys.len() - n_strings;
+    let n_rows = rows
+        .values
+        .len()
+        .checked_div(n_numbers)
+        .or_else(|| rows.strings.len().checked_div(n_strings))
+        .unwrap_or(0);
+    for i in 0..n_rows {
         if i > 0 {
             out.push(b',');
         }
         out.push(b'{');
-        for (j, (key, value)) in json_keys.iter().zip(row).enumerate() {
+        let mut numbers = rows.values[i * n_numbers..(i + 1) * n_numbers].iter();
+        let mut strings = rows.strings[i * n_strings..(i + 1) * n_strings].iter();
+        for (j, (key, feature)) in json_keys.iter().zip(features).enumerate() {
             if j > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(key.as_bytes());
-            write_json(out, value);
+            if feature.kind == FeatureType::String {
+                match strings.next() {
+                    Some(s) if !s.is_empty() => write_json(out, s),
+                    _ => out.extend_from_slice(b"null"),
+                }
+            } else if let Some(v) = numbers.next() {
+                write_json(out, v);
+            }
         }
         out.push(b'}');
     }
@@ -266,12 +293,18 @@ mod tests {
     fn answers_are_what_serde_json_writes() {
         let names = ["a".to_string(), "b\"q".to_string()];
         let keys: Vec<String> = names.iter().map(|n| crate::registry::json_key(n)).collect();
+        let features: Vec<Feature> = names.iter().map(|n| Feature::number(n, false)).collect();
         let answer = |values: Vec<f64>, batch: bool, predictions: &[f64], n_targets: usize| {
             let mut out = Vec::new();
-            let rows = input::Rows { values, batch };
+            let rows = input::Rows {
+                values,
+                strings: Vec::new(),
+                batch,
+            };
             write_answer(
                 &mut out,
                 &keys,
+                &features,
                 &rows,
                 "LinearRegression",
                 predictions,

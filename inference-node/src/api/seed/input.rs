@@ -1,8 +1,11 @@
 //! Validation of the seed's `/predict` body, with FastAPI/pydantic's error shapes.
 //!
 //! The body is one row (`{"gdp_per_capita": 50000, ...}`) or a list of rows. Each row must
-//! have exactly the model's features, each a finite number (numeric strings such as `"5.2"`
-//! are accepted, as pydantic does). Every problem becomes a [`FieldError`] whose `loc` names
+//! have exactly the model's features: a finite number for a numeric feature (numeric strings
+//! such as `"5.2"` are accepted, as pydantic does), a non-empty string for a string feature,
+//! `null` for a missing value where the feature is nullable, and one of the feature's
+//! `categories` where it has them. Numbers and strings are kept apart ([`Rows`]), as the
+//! model's two inputs take them. Every problem becomes a [`FieldError`] whose `loc` names
 //! the field, so a 422 lists all of them at once. The body is read in one pass; each field's
 //! value is kept as raw JSON text and read from there, so `1e999` is reported at its field (as
 //! not finite) instead of failing the whole document.
@@ -16,6 +19,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use onnx_model::contract::{Feature, FeatureType};
 use serde::de::{
     Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
@@ -32,27 +36,36 @@ pub const MAX_LISTED_ERRORS: usize = 100;
 /// `"<object with 200000 members>"` or `"<array of 2000001 bytes>"`.
 pub const MAX_ECHOED_BYTES: usize = 4096;
 
-/// A validated body: rows of features in the model's feature order.
+/// A validated body: rows of features in the model's feature order, numbers and strings
+/// apart (the model's two inputs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rows {
-    /// Row-major values, `n_rows * n_features`.
+    /// Row-major numeric features, `n_rows * n_number_features` (NaN = missing).
     pub values: Vec<f64>,
+    /// Row-major string features, `n_rows * n_string_features` (`""` = missing); empty for a
+    /// model without string features.
+    pub strings: Vec<String>,
     /// Whether the body was a list (the answer is a list too).
     pub batch: bool,
 }
 
-/// Parses and validates a `/predict` body against `features` (none nullable); batches hold
-/// at most `max_rows` rows.
+/// Parses and validates a `/predict` body against numeric, non-nullable features named
+/// `features`; batches hold at most `max_rows` rows.
 pub fn parse(body: &[u8], features: &[String], max_rows: usize) -> Result<Rows, Vec<FieldError>> {
-    parse_nullable(body, features, &[], max_rows)
+    let features: Vec<Feature> = features
+        .iter()
+        .map(|name| Feature::number(name.clone(), false))
+        .collect();
+    parse_features(body, &features, max_rows)
 }
 
-/// [`parse`], where a `null` for feature `i` with `nullable[i]` is a missing value (NaN);
-/// elsewhere `null` is refused like any other non-number.
-pub fn parse_nullable(
+/// Parses and validates a `/predict` body against the model's `features`: a number (or
+/// numeric string) for a numeric feature, a non-empty string for a string feature, `null` for
+/// a missing value where the feature is nullable, and one of its `categories` where it has
+/// them; batches hold at most `max_rows` rows.
+pub fn parse_features(
     body: &[u8],
-    features: &[String],
-    nullable: &[bool],
+    features: &[Feature],
     max_rows: usize,
 ) -> Result<Rows, Vec<FieldError>> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -71,12 +84,26 @@ pub fn parse_nullable(
     }
     .map_err(|e| vec![json_invalid(body, &e)])?;
     match document {
-        Item::List { items, len } => parse_list(&items, len, features, nullable, max_rows),
+        Item::List { items, len } => parse_list(&items, len, features, max_rows),
         item => {
-            let mut values = Vec::with_capacity(features.len());
+            let mut rows = Rows::with_capacity(1, features, false);
             let mut errors = Errors::default();
-            parse_row(&item, features, nullable, None, &mut values, &mut errors);
-            rows_or_errors(values, false, errors)
+            parse_row(&item, features, None, &mut rows, &mut errors);
+            rows_or_errors(rows, errors)
+        }
+    }
+}
+
+impl Rows {
+    fn with_capacity(n_rows: usize, features: &[Feature], batch: bool) -> Rows {
+        let n_strings = features
+            .iter()
+            .filter(|f| f.kind == FeatureType::String)
+            .count();
+        Rows {
+            values: Vec::with_capacity(n_rows * (features.len() - n_strings)),
+            strings: Vec::with_capacity(n_rows * n_strings),
+            batch,
         }
     }
 }
@@ -99,8 +126,7 @@ fn read_document<'de, R: serde_json::de::Read<'de>>(
 fn parse_list(
     items: &[Item<'_>],
     len: usize,
-    features: &[String],
-    nullable: &[bool],
+    features: &[Feature],
     max_rows: usize,
 ) -> Result<Rows, Vec<FieldError>> {
     if len == 0 {
@@ -122,25 +148,18 @@ fn parse_list(
             ),
         }]);
     }
-    let mut values = Vec::with_capacity(items.len() * features.len());
+    let mut rows = Rows::with_capacity(items.len(), features, true);
     let mut errors = Errors::default();
     for (index, item) in items.iter().enumerate() {
-        parse_row(
-            item,
-            features,
-            nullable,
-            Some(index),
-            &mut values,
-            &mut errors,
-        );
+        parse_row(item, features, Some(index), &mut rows, &mut errors);
     }
-    rows_or_errors(values, true, errors)
+    rows_or_errors(rows, errors)
 }
 
 /// The validated rows, or the errors found in them.
-fn rows_or_errors(values: Vec<f64>, batch: bool, errors: Errors) -> Result<Rows, Vec<FieldError>> {
+fn rows_or_errors(rows: Rows, errors: Errors) -> Result<Rows, Vec<FieldError>> {
     if errors.listed.is_empty() {
-        Ok(Rows { values, batch })
+        Ok(rows)
     } else {
         Err(errors.finish())
     }
@@ -186,10 +205,9 @@ impl Errors {
 /// Validates one row (`item`) and appends its values, or its errors.
 fn parse_row(
     item: &Item<'_>,
-    features: &[String],
-    nullable: &[bool],
+    features: &[Feature],
     index: Option<usize>,
-    values: &mut Vec<f64>,
+    rows: &mut Rows,
     errors: &mut Errors,
 ) {
     let loc = |field: Option<&str>| {
@@ -216,30 +234,52 @@ fn parse_row(
             return;
         }
     };
-    for (i, name) in features.iter().enumerate() {
+    for feature in features {
+        let name = feature.name.as_str();
         // NOTE: like Python's json, a repeated key keeps its last value.
-        match fields.iter().rev().find(|(key, _)| key == name) {
-            Some((_, value)) if value.get() == "null" && nullable.get(i) == Some(&true) => {
-                values.push(f64::NAN);
-            }
-            Some((_, value)) => match number(value) {
-                Ok(v) => values.push(v),
-                Err((kind, msg)) => {
-                    errors.push(|| error(kind, loc(Some(name)), msg, to_value(value)));
-                }
-            },
-            None => errors.push(|| {
+        let Some((_, value)) = fields.iter().rev().find(|(key, _)| key == name) else {
+            errors.push(|| {
                 error(
                     "missing",
                     loc(Some(name)),
                     "Field required",
                     item.to_value(),
                 )
-            }),
-        }
+            });
+            continue;
+        };
+        let null = value.get() == "null";
+        let bad = match feature.kind {
+            FeatureType::Number if null && feature.nullable => {
+                rows.values.push(f64::NAN);
+                continue;
+            }
+            FeatureType::String if null && feature.nullable => {
+                rows.strings.push(String::new());
+                continue;
+            }
+            FeatureType::Number => match number(value) {
+                Ok(v) if is_category(feature, &Value::from(v)) => {
+                    rows.values.push(v);
+                    continue;
+                }
+                Ok(_) => category_error(feature),
+                Err((kind, msg)) => (kind, Cow::Borrowed(msg)),
+            },
+            FeatureType::String => match string(value) {
+                Ok(v) if is_category(feature, &Value::from(v.as_ref())) => {
+                    rows.strings.push(v.into_owned());
+                    continue;
+                }
+                Ok(_) => category_error(feature),
+                Err((kind, msg)) => (kind, Cow::Borrowed(msg)),
+            },
+        };
+        let (kind, msg) = bad;
+        errors.push(|| error(kind, loc(Some(name)), &msg, to_value(value)));
     }
     for (key, value) in fields {
-        if !features.iter().any(|f| f == key) {
+        if !features.iter().any(|f| f.name == *key) {
             errors.push(|| {
                 error(
                     "extra_forbidden",
@@ -250,6 +290,72 @@ fn parse_row(
             });
         }
     }
+}
+
+/// Whether `value` is one of the feature's categories (always, when it has none).
+fn is_category(feature: &Feature, value: &Value) -> bool {
+    match &feature.categories {
+        None => true,
+        Some(categories) => categories
+            .iter()
+            .any(|c| match (c.as_f64(), value.as_f64()) {
+                (Some(a), Some(b)) => a == b,
+                _ => c == value,
+            }),
+    }
+}
+
+/// Most categories a 422 message lists.
+const LISTED_CATEGORIES: usize = 20;
+
+/// pydantic's `enum` error: `Input should be 'a', 'b' or 'c'` (at most
+/// [`LISTED_CATEGORIES`] of them named).
+fn category_error(feature: &Feature) -> (&'static str, Cow<'static, str>) {
+    let categories = feature.categories.as_deref().unwrap_or_default();
+    let shown: Vec<String> = categories
+        .iter()
+        .take(LISTED_CATEGORIES)
+        .map(|c| match c {
+            Value::String(s) => format!("'{s}'"),
+            other => other.to_string(),
+        })
+        .collect();
+    let list = match shown.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] if categories.len() <= LISTED_CATEGORIES => {
+            format!("{} or {last}", init.join(", "))
+        }
+        all => format!(
+            "{}, ... ({} categories in all)",
+            all.join(", "),
+            categories.len()
+        ),
+    };
+    ("enum", Cow::Owned(format!("Input should be {list}")))
+}
+
+/// Reads a string feature's value: a non-empty JSON string without NUL characters.
+fn string(raw: &RawValue) -> Result<Cow<'_, str>, (&'static str, &'static str)> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return Err(("string_type", "Input should be a valid string"));
+    }
+    let s: Cow<'_, str> = serde_json::from_str(text)
+        .map_err(|_| ("string_type", "Input should be a valid string"))?;
+    if s.is_empty() {
+        return Err((
+            "string_too_short",
+            "String should have at least 1 character (send null for a missing value)",
+        ));
+    }
+    if s.contains('\0') {
+        return Err((
+            "string_type",
+            "Input should be a valid string without NUL characters",
+        ));
+    }
+    Ok(s)
 }
 
 /// Reads a finite number from a JSON number or numeric string.
@@ -825,6 +931,64 @@ mod tests {
             e.input,
             serde_json::json!([1, "a", null, {"k": [true, 2.5]}])
         );
+    }
+
+    #[test]
+    fn string_features_nulls_and_categories() {
+        let mut color = Feature::string("color", true);
+        color.categories = Some(vec!["red".into(), "blue".into()]);
+        let mut size = Feature::number("size", false);
+        size.categories = Some(vec![1.into(), 2.into()]);
+        let features = [
+            Feature::number("x", true),
+            color,
+            size,
+            Feature::string("s", false),
+        ];
+        let parse = |body: &str| parse_features(body.as_bytes(), &features, 10);
+        let rows = parse(
+            r#"[{"x": null, "color": "red", "size": 2, "s": "a"}, {"x": "1.5", "color": null, "size": 1.0, "s": "é"}]"#,
+        )
+        .unwrap();
+        assert!(rows.values[0].is_nan());
+        assert_eq!(rows.values[1..], [2.0, 1.5, 1.0]);
+        assert_eq!(rows.strings, ["red", "a", "", "é"]);
+        let errors = parse(r#"{"x": 1, "color": "green", "size": 3, "s": null}"#).unwrap_err();
+        let kinds: Vec<(&str, Value, &str)> = errors
+            .iter()
+            .map(|e| (e.kind, e.loc[1].clone(), e.msg.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("enum", "color".into(), "Input should be 'red' or 'blue'"),
+                ("enum", "size".into(), "Input should be 1 or 2"),
+                ("string_type", "s".into(), "Input should be a valid string"),
+            ]
+        );
+        assert_eq!(errors[0].input, Value::from("green"));
+        for (body, kind) in [
+            (
+                r#"{"x": 1, "color": "red", "size": 1, "s": 5}"#,
+                "string_type",
+            ),
+            (
+                r#"{"x": 1, "color": "red", "size": 1, "s": ""}"#,
+                "string_too_short",
+            ),
+            (
+                r#"{"x": 1, "color": "red", "size": 1, "s": "a\u0000"}"#,
+                "string_type",
+            ),
+            (
+                r#"{"x": 1, "color": "red", "size": null, "s": "a"}"#,
+                "float_type",
+            ),
+        ] {
+            let errors = parse(body).unwrap_err();
+            assert_eq!(errors.len(), 1, "{body}");
+            assert_eq!(errors[0].kind, kind, "{body}");
+        }
     }
 
     #[test]

@@ -129,8 +129,13 @@ async fn run_infer(
         binary::attach(&mut request.inputs, binary_data)?;
     }
     let info = served.model.info();
-    let (rows, n_rows) = wire::decode(&mut request, info, state.config.max_batch_rows)?;
-    let data = served.batcher.predict(rows).await?.values;
+    let decoded = wire::decode_mixed(&mut request, info, state.config.max_batch_rows)?;
+    let n_rows = decoded.n_rows;
+    let data = served
+        .batcher
+        .predict_mixed(decoded.values, decoded.strings)
+        .await?
+        .values;
     let mut outputs = match info.task {
         Task::Regression => vec![OutputTensor::new(
             OUTPUT_NAME,

@@ -1,13 +1,16 @@
 //! Open Inference Protocol (KServe V2) wire types and request decoding.
 //!
-//! A model has one input `input` (`[-1, n_features]`); a regressor one output `variable`
+//! A model has the input `input` (`[-1, n_number_features]`); a regressor one output `variable`
 //! (`[-1, n_targets]`, FP64), a classifier two: `label` (`[-1]`; INT64, BYTES or BOOL as its
 //! classes are integers, strings or booleans) and `probabilities` (`[-1, n_classes]`, FP64).
 //! Requests may send FP64, FP32, INT64 or INT32 data (FP32 values are rounded to single
 //! precision, as a float32 tensor would hold them), as JSON (nested or flat) or as binary
 //! tensor data ([`Datatype::read`]: little-endian, row-major; the framing is
-//! [`super::binary`]'s). BYTES tensors are read (binary: 4-byte little-endian length, then the
-//! bytes, per element) but refused, as no model has string columns yet.
+//! [`super::binary`]'s). A model with string features also takes `input_strings` (BYTES
+//! `[-1, n_string_features]`, JSON strings or binary: a 4-byte little-endian length, then the
+//! bytes, per element; `""` is a missing value), and its `input` holds only the numeric
+//! columns (left out when there are none). In binary FP64/FP32 data, NaN is a missing value
+//! where the column is nullable.
 
 use std::fmt;
 
@@ -19,7 +22,8 @@ use serde_json::value::RawValue;
 
 use onnx_model::ModelInfo;
 use onnx_model::contract::{
-    ClassLabel, Feature, INPUT_NAME, LABEL_NAME, OUTPUT_NAME, PROBABILITIES_NAME, Task,
+    ClassLabel, Feature, FeatureType, INPUT_NAME, INPUT_STRINGS_NAME, LABEL_NAME, OUTPUT_NAME,
+    PROBABILITIES_NAME, Task,
 };
 
 use crate::error::NodeError;
@@ -106,11 +110,7 @@ impl ModelMetadata {
             name: info.name.clone(),
             versions: vec![VERSION],
             platform: PLATFORM,
-            inputs: vec![TensorMetadata {
-                name: INPUT_NAME,
-                datatype: "FP64",
-                shape: vec![-1, info.feature_names.len() as i64],
-            }],
+            inputs: input_metadata(info),
             outputs,
             parameters: ModelParameters {
                 task: info.task,
@@ -119,6 +119,28 @@ impl ModelMetadata {
             },
         }
     }
+}
+
+/// A model's inputs: `input` (FP64, the numeric columns; left out when every column is a
+/// string) and, with string columns, `input_strings` (BYTES).
+fn input_metadata(info: &ModelInfo) -> Vec<TensorMetadata> {
+    let (n_numbers, n_strings) = (info.n_number_features(), info.n_string_features());
+    let mut inputs = Vec::new();
+    if n_numbers > 0 || n_strings == 0 {
+        inputs.push(TensorMetadata {
+            name: INPUT_NAME,
+            datatype: "FP64",
+            shape: vec![-1, n_numbers as i64],
+        });
+    }
+    if n_strings > 0 {
+        inputs.push(TensorMetadata {
+            name: INPUT_STRINGS_NAME,
+            datatype: "BYTES",
+            shape: vec![-1, n_strings as i64],
+        });
+    }
+    inputs
 }
 
 /// The V2 datatype of a classifier's labels: INT64, BYTES (strings) or BOOL.
@@ -340,7 +362,7 @@ pub enum Datatype {
     Int64,
     /// 32-bit signed integer.
     Int32,
-    /// Strings (no model has string columns yet: read, then refused).
+    /// Strings (only `input_strings` takes them; on `input` they are read, then refused).
     Bytes,
 }
 
@@ -564,15 +586,40 @@ fn nesting_error<E: serde::de::Error>(len: usize, expected: usize) -> E {
     ))
 }
 
-/// Checks an infer request against the model and returns its rows (row-major) and count.
-///
-/// The input's values come from its JSON `data`, or from its binary data when
-/// [`super::binary::attach`] has cut that from the body.
+/// An infer request's rows, as the model's two inputs take them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Row-major numeric features, `n_rows * n_number_features` (NaN = missing).
+    pub values: Vec<f64>,
+    /// Row-major string features, `n_rows * n_string_features` (`""` = missing); empty for a
+    /// model without string features.
+    pub strings: Vec<String>,
+    /// The number of rows.
+    pub n_rows: usize,
+}
+
+/// [`decode_mixed`] for a model without string features: its rows (row-major) and count.
 pub fn decode(
     request: &mut InferRequest,
     info: &ModelInfo,
     max_rows: usize,
 ) -> Result<(Vec<f64>, usize), NodeError> {
+    let decoded = decode_mixed(request, info, max_rows)?;
+    Ok((decoded.values, decoded.n_rows))
+}
+
+/// Checks an infer request against the model and returns its rows. A model without string
+/// features takes one input, `input`; a model with string features takes `input` (its
+/// numeric columns; left out when it has none) and `input_strings` (BYTES, its string
+/// columns).
+///
+/// An input's values come from its JSON `data`, or from its binary data when
+/// [`super::binary::attach`] has cut that from the body.
+pub fn decode_mixed(
+    request: &mut InferRequest,
+    info: &ModelInfo,
+    max_rows: usize,
+) -> Result<Decoded, NodeError> {
     let bad = |m: String| NodeError::BadRequest(m);
     if let Some(outputs) = &request.outputs {
         let names = output_names(info);
@@ -589,6 +636,9 @@ pub fn decode(
             }
         }
     }
+    if info.n_string_features() > 0 {
+        return decode_with_strings(request, info, max_rows);
+    }
     let [input] = request.inputs.as_mut_slice() else {
         return Err(bad(format!(
             "expected 1 input ('{INPUT_NAME}') for model '{}', got {}",
@@ -602,13 +652,248 @@ pub fn decode(
             input.name, info.name
         )));
     }
+    let (values, n_rows) = decode_numbers(input, info, max_rows)?;
+    Ok(Decoded {
+        values,
+        strings: Vec::new(),
+        n_rows,
+    })
+}
+
+/// The inputs of a model with string features: `input_strings`, and `input` unless every
+/// feature is a string.
+fn decode_with_strings(
+    request: &mut InferRequest,
+    info: &ModelInfo,
+    max_rows: usize,
+) -> Result<Decoded, NodeError> {
+    let bad = |m: String| NodeError::BadRequest(m);
+    let n_numbers = info.n_number_features();
+    let expected: &[&str] = if n_numbers > 0 {
+        &[INPUT_NAME, INPUT_STRINGS_NAME]
+    } else {
+        &[INPUT_STRINGS_NAME]
+    };
+    let takes = || {
+        let columns = |kind: FeatureType| {
+            info.features
+                .iter()
+                .filter(|f| f.kind == kind)
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let strings = format!(
+            "'{INPUT_STRINGS_NAME}' (BYTES [N, {}]: {})",
+            info.n_string_features(),
+            columns(FeatureType::String)
+        );
+        if n_numbers > 0 {
+            format!(
+                "'{INPUT_NAME}' (FP64 [N, {n_numbers}]: {}) and {strings}",
+                columns(FeatureType::Number)
+            )
+        } else {
+            strings
+        }
+    };
+    for (i, input) in request.inputs.iter().enumerate() {
+        if !expected.contains(&input.name.as_str()) {
+            return Err(bad(format!(
+                "unexpected inference input '{}' for model '{}': it takes {}",
+                input.name,
+                info.name,
+                takes()
+            )));
+        }
+        if request.inputs[..i].iter().any(|o| o.name == input.name) {
+            return Err(bad(format!("input '{}' is sent twice", input.name)));
+        }
+    }
+    if request.inputs.len() != expected.len() {
+        return Err(bad(format!(
+            "expected {} inputs for model '{}', got {}: it takes {}",
+            expected.len(),
+            info.name,
+            request.inputs.len(),
+            takes()
+        )));
+    }
+    let mut numbers = None;
+    let mut strings = None;
+    for input in &mut request.inputs {
+        if input.name == INPUT_NAME {
+            numbers = Some(decode_numbers(input, info, max_rows)?);
+        } else {
+            strings = Some(decode_strings(input, info, max_rows)?);
+        }
+    }
+    let (strings, n_rows) = strings.expect("input_strings is among the checked inputs");
+    let values = match numbers {
+        Some((_, rows)) if rows != n_rows => {
+            return Err(bad(format!(
+                "input '{INPUT_NAME}' has {rows} rows and input '{INPUT_STRINGS_NAME}' {n_rows}; they must have the same"
+            )));
+        }
+        Some((values, _)) => values,
+        None => Vec::new(),
+    };
+    Ok(Decoded {
+        values,
+        strings,
+        n_rows,
+    })
+}
+
+/// Reads the string columns (`input_strings`, BYTES `[N, n_string_features]`, JSON strings or
+/// binary): `""` is a missing value where the column is nullable; a column with categories
+/// takes nothing else.
+fn decode_strings(
+    input: &mut InferInput,
+    info: &ModelInfo,
+    max_rows: usize,
+) -> Result<(Vec<String>, usize), NodeError> {
+    let bad = |m: String| NodeError::BadRequest(m);
+    let name = INPUT_STRINGS_NAME;
+    if input.datatype != "BYTES" {
+        return Err(bad(format!(
+            "input '{name}' has datatype {}; expected BYTES (the string columns)",
+            input.datatype
+        )));
+    }
+    let columns: Vec<&Feature> = info
+        .features
+        .iter()
+        .filter(|f| f.kind == FeatureType::String)
+        .collect();
+    let width = columns.len();
+    let shape = &input.shape;
+    let n_rows = match shape.as_slice() {
+        [rows, cols] if *cols == width as i64 && *rows >= 1 => *rows as usize,
+        _ => {
+            return Err(bad(format!(
+                "input '{name}' has shape {shape:?}; expected [N, {width}] with N >= 1"
+            )));
+        }
+    };
+    if n_rows > max_rows {
+        return Err(bad(format!(
+            "input '{name}' has {n_rows} rows; the limit is {max_rows} (INFERENCE_NODE_MAX_BATCH_ROWS)"
+        )));
+    }
+    let count = n_rows * width;
+    let strings = match (input.binary.take(), input.data.take()) {
+        (Some(_), Some(_)) => {
+            return Err(bad(format!(
+                "input '{name}' has both data and binary_data_size: send one of them"
+            )));
+        }
+        (Some(bytes), None) => read_strings(&bytes)
+            .map_err(|e| bad(format!("input '{name}' binary BYTES data: {e}")))?,
+        (None, data) => {
+            if input.binary_data_size()?.is_some() {
+                return Err(bad(format!(
+                    "input '{name}' has binary_data_size, but the request has no Inference-Header-Content-Length header: send binary tensor data after the JSON, with that header"
+                )));
+            }
+            let Some(data) = data else {
+                return Err(bad(format!("input '{name}' has no data")));
+            };
+            read_string_data(data.get(), n_rows, width)
+                .map_err(|e| bad(format!("input '{name}' data {e}")))?
+        }
+    };
+    if strings.len() != count {
+        return Err(bad(format!(
+            "input '{name}' has {} BYTES elements; shape {shape:?} needs {count}",
+            strings.len()
+        )));
+    }
+    for (i, value) in strings.iter().enumerate() {
+        let column = columns[i % width];
+        let at = || {
+            format!(
+                "input '{name}' element {i} (row {}, column '{}')",
+                i / width,
+                column.name
+            )
+        };
+        if value.is_empty() {
+            if !column.nullable {
+                return Err(bad(format!(
+                    "{} is empty (a missing value), which '{}' cannot take",
+                    at(),
+                    column.name
+                )));
+            }
+        } else if value.contains('\0') {
+            return Err(bad(format!("{} holds a NUL character", at())));
+        } else if let Some(categories) = &column.categories
+            && !categories.iter().any(|c| c.as_str() == Some(value))
+        {
+            return Err(bad(format!(
+                "{} is {:?}, which is not one of its {} categories",
+                at(),
+                value,
+                categories.len()
+            )));
+        }
+    }
+    Ok((strings, n_rows))
+}
+
+/// Reads BYTES `data` as JSON strings: flat (`n_rows * width` strings) or nested as the shape
+/// (`n_rows` lists of `width` strings).
+fn read_string_data(json: &str, n_rows: usize, width: usize) -> Result<Vec<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("is not JSON: {e}"))?;
+    let serde_json::Value::Array(items) = value else {
+        return Err("is not a list of strings".into());
+    };
+    let strings = |items: Vec<serde_json::Value>| -> Result<Vec<String>, String> {
+        items
+            .into_iter()
+            .map(|item| match item {
+                serde_json::Value::String(s) => Ok(s),
+                other => Err(format!("holds {other}, which is not a string")),
+            })
+            .collect()
+    };
+    if items.iter().all(serde_json::Value::is_array) && !items.is_empty() {
+        if items.len() != n_rows {
+            return Err(nesting_error::<serde_json::Error>(items.len(), n_rows).to_string());
+        }
+        let mut out = Vec::with_capacity(n_rows * width);
+        for item in items {
+            let serde_json::Value::Array(row) = item else {
+                unreachable!("checked above")
+            };
+            if row.len() != width {
+                return Err(nesting_error::<serde_json::Error>(row.len(), width).to_string());
+            }
+            out.extend(strings(row)?);
+        }
+        Ok(out)
+    } else {
+        strings(items)
+    }
+}
+
+/// Reads a numeric input (`input`, `[N, n_number_features]`): its values (row-major) and
+/// rows. NaN (binary data only) is a missing value where the column is nullable.
+fn decode_numbers(
+    input: &mut InferInput,
+    info: &ModelInfo,
+    max_rows: usize,
+) -> Result<(Vec<f64>, usize), NodeError> {
+    let bad = |m: String| NodeError::BadRequest(m);
     let Some(datatype) = Datatype::parse(&input.datatype) else {
         return Err(bad(format!(
             "input '{INPUT_NAME}' has datatype {}; expected FP64, FP32, INT64 or INT32",
             input.datatype
         )));
     };
-    let n_features = info.feature_names.len();
+    let n_features = info.n_number_features();
     let shape = &input.shape;
     let n_rows = match shape.as_slice() {
         [rows, cols] if *cols == n_features as i64 && *rows >= 1 => *rows as usize,
@@ -625,6 +910,12 @@ pub fn decode(
     }
     let count = n_rows * n_features;
     let no_strings = || {
+        if info.n_string_features() > 0 {
+            return bad(format!(
+                "input '{INPUT_NAME}' has datatype BYTES, but it holds the numeric columns of model '{}' (FP64, FP32, INT64 or INT32); its string columns go in '{INPUT_STRINGS_NAME}'",
+                info.name
+            ));
+        }
         bad(format!(
             "input '{INPUT_NAME}' has datatype BYTES, but model '{}' has no string columns: send FP64, FP32, INT64 or INT32",
             info.name
@@ -706,7 +997,17 @@ pub fn decode(
             values
         }
     };
-    if let Some(position) = values.iter().position(|v| !v.is_finite()) {
+    let nullable: Vec<bool> = info
+        .features
+        .iter()
+        .filter(|f| f.kind == FeatureType::Number)
+        .map(|f| f.nullable)
+        .collect();
+    if let Some(position) = values
+        .iter()
+        .enumerate()
+        .position(|(i, v)| !(v.is_finite() || v.is_nan() && nullable[i % n_features]))
+    {
         return Err(bad(format!(
             "input '{INPUT_NAME}' value {position} is not a finite number"
         )));
