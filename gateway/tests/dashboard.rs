@@ -158,13 +158,20 @@ async fn the_models_document_passes_on_what_the_nodes_describe() {
             .iter()
             .collect();
         assert_eq!(features, node_features, "{model}");
-        assert!(
-            model["features"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|f| f["type"] == "number")
-        );
+        // Each feature's type as the node describes it (the shipped VoteChoice has strings).
+        let types: Vec<&Value> = model["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| &f["type"])
+            .collect();
+        let node_types: Vec<&Value> = described["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| &f["type"])
+            .collect();
+        assert_eq!(types, node_types, "{model}");
         assert_eq!(model["estimator"], described["estimator"]);
     }
 }

@@ -124,3 +124,51 @@ def test_unsupported_endpoints_come_back_as_exceptions(client):
         with pytest.raises(InferenceServerException) as raised:
             call()
         assert (raised.value.status(), raised.value.message()) == ("404", "Not Found")
+
+
+@pytest.fixture(scope="module")
+def classifiers_golden():
+    return json.loads((MODELS_DIR / "classifiers-golden.json").read_text())
+
+
+VOTE_NUMBERS = ["popul", "TVnews", "selfLR", "age", "income"]
+VOTE_STRINGS = ["party", "education"]
+
+
+@pytest.mark.parametrize("binary_data", [True, False])
+def test_string_columns_as_bytes_inputs(client, classifiers_golden, binary_data):
+    # The shipped VoteChoice pipeline: numeric columns in "input" (FP64, NaN = missing), string
+    # columns in "input_strings" (BYTES, "" = missing), tritonclient's default binary inputs
+    # and its JSON form, compared with sklearn's answers to the README's body.
+    golden = classifiers_golden["models"]["VoteChoice"]
+    rows = json.loads(golden["body"])
+    metadata = client.get_model_metadata("VoteChoice")
+    assert metadata["inputs"] == [
+        {"name": "input", "datatype": "FP64", "shape": [-1, 5]},
+        {"name": "input_strings", "datatype": "BYTES", "shape": [-1, 2]},
+    ]
+    numbers = np.array([[np.nan if r[c] is None else r[c] for c in VOTE_NUMBERS] for r in rows], dtype=np.float64)
+    strings = np.array([[(r[c] or "").encode() for c in VOTE_STRINGS] for r in rows], dtype=np.object_)
+    if not binary_data:
+        # JSON has no NaN: the JSON form sends the rows without missing numbers only.
+        keep = ~np.isnan(numbers).any(axis=1)
+        numbers, strings = numbers[keep], strings[keep]
+    else:
+        keep = np.ones(len(rows), dtype=bool)
+    number_input = httpclient.InferInput("input", list(numbers.shape), "FP64")
+    number_input.set_data_from_numpy(numbers, binary_data=binary_data)
+    string_input = httpclient.InferInput("input_strings", list(strings.shape), "BYTES")
+    string_input.set_data_from_numpy(strings, binary_data=binary_data)
+    result = client.infer("VoteChoice", [number_input, string_input])
+    labels = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label").tolist()]
+    assert labels == [l for l, k in zip(golden["labels"], keep) if k]
+    want = np.array(golden["probabilities"], dtype=np.float64)[keep]
+    np.testing.assert_allclose(result.as_numpy("probabilities"), want, rtol=0, atol=1e-9)
+
+    # A string column sent as numbers, or a missing input, is an exception with a message.
+    wrong = httpclient.InferInput("input_strings", list(strings.shape), "FP64")
+    wrong.set_data_from_numpy(np.zeros(strings.shape), binary_data=binary_data)
+    with pytest.raises(InferenceServerException, match="expected BYTES"):
+        client.infer("VoteChoice", [number_input, wrong])
+    with pytest.raises(InferenceServerException, match="input_strings"):
+        client.infer("VoteChoice", [number_input])
