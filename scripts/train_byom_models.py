@@ -52,7 +52,7 @@ SLOW_GROWTH_BELOW = 1.0
 PARTY = ["strong Democrat", "weak Democrat", "independent Democrat", "independent",
          "independent Republican", "weak Republican", "strong Republican"]
 EDUCATION = ["grade school", "high school dropout", "high school", "some college",
-             "associate degree", "bachelor's degree", "postgraduate"]
+             "associate degree", "college degree", "postgraduate"]
 VOTE = {0: "Clinton", 1: "Dole"}
 VOTE_NUMBERS = ["popul", "TVnews", "selfLR", "age", "income"]
 VOTE_STRINGS = ["party", "education"]
@@ -67,7 +67,7 @@ BODIES = {
     ],
     "VoteChoice": [
         {"popul": 190, "TVnews": 7, "selfLR": 6, "age": 52, "income": 19,
-         "party": "weak Republican", "education": "bachelor's degree"},
+         "party": "weak Republican", "education": "college degree"},
         {"popul": 0, "TVnews": 2, "selfLR": None, "age": 29, "income": None,
          "party": "independent", "education": None},
     ],

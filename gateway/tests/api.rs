@@ -404,5 +404,33 @@ async fn model_in_the_path_predicts_as_the_seed_route() {
         "{operation}"
     );
     let body = &operation["requestBody"]["content"]["application/json"]["schema"]["$ref"];
-    assert_eq!(body, "#/components/schemas/PredictBody", "{operation}");
+    assert_eq!(body, "#/components/schemas/ModelPredictBody", "{operation}");
+    // The row shape: an object of feature names to a number, a string or null.
+    let schemas = &doc["components"]["schemas"];
+    let row = &schemas["ModelRow"];
+    assert_eq!(row["type"], "object", "{row}");
+    assert!(row["example"]["party"].is_string(), "{row}");
+    assert!(
+        row["description"]
+            .as_str()
+            .unwrap()
+            .contains("`null` for a missing value"),
+        "{row}"
+    );
+    let value = serde_json::to_string(&schemas["FeatureValue"]).unwrap();
+    assert!(
+        value.contains("number") && value.contains("string"),
+        "{value}"
+    );
+    let seed = &doc["paths"]["/api/predict/gdp_growth_rate"]["post"]["requestBody"];
+    assert_eq!(
+        seed["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/PredictBody"
+    );
+    assert!(
+        seed["description"]
+            .as_str()
+            .unwrap()
+            .contains("ModelPredictBody")
+    );
 }

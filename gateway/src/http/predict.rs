@@ -54,18 +54,64 @@ pub struct PredictRequest {
     pub gdp_growth_rate_ma: f64,
 }
 
+/// A prediction body for any model: one row, or a list of rows (a batch; predictions come
+/// back in the same order). Documentation only, like [`ModelRow`].
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ModelPredictBody {
+    /// One row.
+    Row(ModelRow),
+    /// A batch of rows.
+    Batch(Vec<ModelRow>),
+}
+
+/// One row for any model: an object keyed by the model's feature names (`GET /api/cluster/models`
+/// lists them with their types): a number (or numeric string) for a numeric feature, a string
+/// for a string feature, `null` for a missing value where the feature accepts one. A missing
+/// or extra key, a wrong type, `null` where the model takes no missing value, or a category
+/// the model refuses is a 422 naming the field and the value. Documentation only: the gateway
+/// forwards the body unchanged and the node validates it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "popul": 190, "TVnews": 7, "selfLR": 6, "age": 52, "income": null,
+    "party": "weak Republican", "education": "college degree"
+}))]
+pub struct ModelRow(pub std::collections::BTreeMap<String, FeatureValue>);
+
+/// A feature's value: a number, a string, or `null` (missing).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum FeatureValue {
+    /// A numeric feature's value.
+    Number(f64),
+    /// A string feature's value (or a number written as a string).
+    Text(String),
+    /// A missing value, where the feature accepts one.
+    Missing,
+}
+
 /// A node's prediction, passed through unchanged.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PredictResponse {
     /// Always `GDP growth prediction endpoint`.
     pub message: String,
-    /// The input, echoed.
+    /// The input, echoed (a missing value as `null`).
     #[schema(value_type = Object)]
     pub input: serde_json::Value,
     /// The model that answered.
     pub model: String,
-    /// One value per input row.
-    pub prediction: Vec<f64>,
+    /// One value per input row: a number (or a list of numbers, one per target) for a
+    /// regressor; for a classifier its label, typed as its classes (number, string or
+    /// boolean).
+    #[schema(value_type = Vec<Object>)]
+    pub prediction: Vec<serde_json::Value>,
+    /// A classifier's class probabilities, one list per row in the order of `classes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<Vec<Vec<f64>>>,
+    /// A classifier's classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub classes: Option<Vec<serde_json::Value>>,
 }
 
 /// The healthy nodes.
@@ -92,7 +138,7 @@ pub struct ServicesResponse {
     path = "/api/predict/gdp_growth_rate",
     tag = "predict",
     params(PredictQuery),
-    request_body(content = PredictBody, description = "One row, or a JSON list of rows"),
+    request_body(content = PredictBody, description = "One row, or a JSON list of rows: the GDP features for the GDP models; with `?model=NAME`, that model's own features, as ModelPredictBody describes"),
     responses(
         (status = 200, description = "The node's prediction", body = PredictResponse),
         (status = 404, description = "No healthy node serves the model", body = ErrorBody),
@@ -131,7 +177,7 @@ pub async fn gdp_growth_rate(
     path = "/api/models/{model_name}/predict",
     tag = "predict",
     params(("model_name" = String, Path, description = "Model to use; only nodes serving it are picked", pattern = "^[A-Za-z][A-Za-z0-9_-]{0,63}$")),
-    request_body(content = PredictBody, description = "One row, or a JSON list of rows"),
+    request_body(content = ModelPredictBody, description = "One row, or a JSON list of rows, keyed by the model's feature names"),
     responses(
         (status = 200, description = "The node's prediction", body = PredictResponse),
         (status = 404, description = "No healthy node serves the model", body = ErrorBody),
