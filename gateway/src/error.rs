@@ -92,6 +92,9 @@ pub enum GatewayError {
         /// How many instances it matches.
         matches: usize,
     },
+    /// The instance exists but this endpoint does not remove it (the message says what does).
+    #[error("{0}")]
+    InstanceNotRemovable(String),
     /// A launch would exceed `GATEWAY_MAX_INSTANCES`.
     #[error(
         "the limit of {0} launched instances is reached (GATEWAY_MAX_INSTANCES={0}); stop one (DELETE /api/models/instances/{{id}}) or raise GATEWAY_MAX_INSTANCES"
@@ -137,6 +140,7 @@ impl GatewayError {
             GatewayError::ModelNotLaunchable { .. } => StatusCode::NOT_FOUND,
             GatewayError::InstanceNotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::AmbiguousInstance { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::InstanceNotRemovable(_) => StatusCode::CONFLICT,
             GatewayError::TooManyInstances(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::LaunchFailed(_) => StatusCode::BAD_GATEWAY,
             GatewayError::RuntimeUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

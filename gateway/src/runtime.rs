@@ -1,12 +1,13 @@
 //! The container lifecycle behind `POST /api/models/launch/{model}`, `GET
 //! /api/models/instances/{model}` and `DELETE /api/models/instances/{id}`.
 //!
-//! Two real runtimes run inference nodes: [`docker`] (containers through the Docker Engine API)
-//! and [`process`] (child processes of the gateway, for clusters started without Docker).
-//! `RUNTIME=docker|process` picks one; unset, the gateway uses Docker when the engine answers
-//! and processes otherwise, and logs its choice. Both act only on their own instances: Docker
-//! containers labelled with this cluster (see [`docker::DockerRuntime::labels`]), or processes this gateway
-//! started.
+//! Three real runtimes run inference nodes: [`docker`] (containers through the Docker Engine
+//! API), [`swarm`] (Docker Swarm services through a manager's Engine API, so nodes spread over
+//! several hosts) and [`process`] (child processes of the gateway, for clusters started without
+//! Docker). `RUNTIME=docker|swarm|process` picks one; unset, the gateway uses Docker when the
+//! engine answers and processes otherwise, and logs its choice. Each acts only on its own
+//! instances: Docker containers or Swarm services labelled with this cluster (see
+//! [`docker::DockerRuntime::labels`]), or processes this gateway started.
 //!
 //! A launch answers success only for a node that has started (process: answers `/health`;
 //! container: running and, when its image has a health check, healthy), within
@@ -18,8 +19,8 @@
 //!
 //! Which models may be launched is one rule per runtime ([`Runtime::check_launchable`]): the
 //! process runtime needs `MODELS_DIR/<model>.onnx` (the file the new node will load); the
-//! Docker runtime needs a healthy node that lists the model (nodes run the same image, so the
-//! image has the model), because the gateway's own container has no models directory.
+//! Docker and Swarm runtimes need a healthy node that lists the model (nodes run the same image,
+//! so the image has the model), because the gateway's own container has no models directory.
 //!
 //! The runtimes are built from their own flags, [`settings::RuntimeSettings`], and the Consul
 //! registration their nodes get, [`settings::NodeRegistration`]; the gateway's `Config`
@@ -29,6 +30,7 @@
 pub mod docker;
 pub mod process;
 pub mod settings;
+pub mod swarm;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,7 @@ use crate::error::GatewayError;
 use docker::DockerRuntime;
 use process::ProcessRuntime;
 use settings::{NodeRegistration, RuntimeKind, RuntimeSettings};
+use swarm::SwarmRuntime;
 
 /// How long the automatic runtime choice waits for the Docker Engine to answer.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,14 +53,19 @@ const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// An instance as `GET /api/models/instances/{model}` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Instance {
-    /// Full id (64 hex digits for Docker, 32 for processes).
+    /// Full id (64 hex digits for Docker, 32 for processes, Swarm's 25-character task id).
     pub id: String,
-    /// Name, `<cluster>-<service>-<n>` for instances the gateway launched.
+    /// Name, `<cluster>-<service>-<n>` for instances the gateway launched (Swarm:
+    /// `<service>.<slot>`).
     pub name: String,
-    /// `running`, `exited`, ... (Docker's container state; processes are `running`).
+    /// `running`, `exited`, ... (Docker's container state; Swarm's task state; processes are
+    /// `running`).
     pub status: String,
     /// Image tags of a container; the node binary's file name for a process.
     pub image: Vec<String>,
+    /// Swarm only: the host (swarm node's hostname) the task runs on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// A freshly started instance.
@@ -74,11 +82,13 @@ pub struct Runtime {
     requested: Option<RuntimeKind>,
     backend: OnceCell<Backend>,
     docker: Arc<DockerRuntime>,
+    swarm: Arc<SwarmRuntime>,
     process: Arc<ProcessRuntime>,
 }
 
 enum Backend {
     Docker,
+    Swarm,
     Process,
 }
 
@@ -88,10 +98,12 @@ impl Runtime {
     /// Builds both runtimes from their settings and the registration their nodes get;
     /// nothing is contacted yet.
     pub fn new(settings: &RuntimeSettings, registration: &NodeRegistration) -> Runtime {
+        let docker = Arc::new(DockerRuntime::new(settings, registration));
         Runtime {
             requested: settings.runtime,
             backend: OnceCell::new(),
-            docker: Arc::new(DockerRuntime::new(settings, registration)),
+            swarm: Arc::new(SwarmRuntime::new(settings, registration, docker.clone())),
+            docker,
             process: Arc::new(ProcessRuntime::new(settings, registration)),
         }
     }
@@ -105,6 +117,10 @@ impl Runtime {
                     Some(RuntimeKind::Docker) => {
                         tracing::info!(host = %self.docker.host(), "lifecycle runtime: docker (RUNTIME=docker)");
                         Backend::Docker
+                    }
+                    Some(RuntimeKind::Swarm) => {
+                        tracing::info!(host = %self.docker.host(), "lifecycle runtime: swarm (RUNTIME=swarm)");
+                        Backend::Swarm
                     }
                     Some(RuntimeKind::Process) => {
                         tracing::info!(binary = %self.process.binary().display(), "lifecycle runtime: process (RUNTIME=process)");
@@ -130,6 +146,7 @@ impl Runtime {
             .await;
         match backend {
             Backend::Docker => RuntimeKind::Docker,
+            Backend::Swarm => RuntimeKind::Swarm,
             Backend::Process => RuntimeKind::Process,
         }
     }
@@ -143,7 +160,7 @@ impl Runtime {
     ) -> Result<(), GatewayError> {
         match self.kind().await {
             RuntimeKind::Process => self.process.check_model(model),
-            RuntimeKind::Docker => {
+            RuntimeKind::Docker | RuntimeKind::Swarm => {
                 let served = discovery
                     .endpoints()
                     .iter()
@@ -172,6 +189,10 @@ impl Runtime {
                 let docker = self.docker.clone();
                 tokio::spawn(async move { docker.launch(&model).await })
             }
+            RuntimeKind::Swarm => {
+                let swarm = self.swarm.clone();
+                tokio::spawn(async move { swarm.launch(&model).await })
+            }
             RuntimeKind::Process => {
                 let process = self.process.clone();
                 tokio::spawn(async move { process.launch(&model).await })
@@ -185,15 +206,18 @@ impl Runtime {
     pub async fn instances(&self, model: &str) -> Result<Vec<Instance>, GatewayError> {
         match self.kind().await {
             RuntimeKind::Docker => self.docker.instances(model).await,
+            RuntimeKind::Swarm => self.swarm.instances(model).await,
             RuntimeKind::Process => self.process.instances(model),
         }
     }
 
     /// Stops (SIGTERM, so the node deregisters; killed after the stop timeout) and removes the
-    /// own instance whose id is `id` or starts with it; returns the full id.
+    /// own instance whose id is `id` or starts with it; returns the full id. Swarm removes the
+    /// service of a launched instance (see [`swarm`] for replicas of the stack's services).
     pub async fn stop(&self, id: &str) -> Result<String, GatewayError> {
         match self.kind().await {
             RuntimeKind::Docker => self.docker.stop(id).await,
+            RuntimeKind::Swarm => self.swarm.stop(id).await,
             RuntimeKind::Process => self.process.stop(id).await,
         }
     }
@@ -270,6 +294,7 @@ mod tests {
                 404,
             ),
             (GatewayError::InstanceNotFound("abc".into()), 404),
+            (GatewayError::InstanceNotRemovable("scale".into()), 409),
             (GatewayError::TooManyInstances(3), 429),
             (GatewayError::LaunchFailed("exited".into()), 502),
             (GatewayError::RuntimeUnavailable("down".into()), 503),

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use node_contract::env;
 use reqwest::Url;
 
+use crate::advertise::Subnet;
 use crate::error::NodeError;
 use crate::sched_policy::SchedPolicy;
 
@@ -51,6 +52,11 @@ pub struct Config {
     /// Host other services reach this node at (default: this machine's hostname).
     #[arg(long, env = env::ADVERTISE_ADDRESS)]
     pub advertise_address: Option<String>,
+
+    /// Subnet (CIDR) whose address of this machine is registered instead of the hostname (an
+    /// overlay network spanning hosts); `ADVERTISE_ADDRESS` wins when both are set.
+    #[arg(long, env = env::ADVERTISE_NETWORK)]
+    pub advertise_network: Option<Subnet>,
 
     /// Consul ACL token sent as `X-Consul-Token`.
     #[arg(long, env = env::CONSUL_HTTP_TOKEN, hide_env_values = true)]
@@ -274,6 +280,18 @@ impl Config {
         }
     }
 
+    /// Returns the host registered in Consul: `ADVERTISE_ADDRESS`, else this machine's
+    /// address in `ADVERTISE_NETWORK` (an error when it has none), else the hostname.
+    pub fn registered_host(&self) -> Result<String, NodeError> {
+        match &self.advertise_network {
+            Some(subnet) if self.advertise_address.is_none() => subnet
+                .local_address()
+                .map(|ip| ip.to_string())
+                .map_err(|e| NodeError::Config(format!("ADVERTISE_NETWORK: {e}"))),
+            _ => Ok(self.advertise_host()),
+        }
+    }
+
     /// Returns the host registered in Consul: `ADVERTISE_ADDRESS`, else the hostname.
     pub fn advertise_host(&self) -> String {
         if let Some(address) = &self.advertise_address {
@@ -396,5 +414,33 @@ mod tests {
         assert_eq!(config.advertise_host(), "127.0.0.1");
         let config = Config::try_parse_from(["inference-node"]).unwrap();
         assert!(!config.advertise_host().is_empty());
+    }
+
+    #[test]
+    fn advertise_network_registers_the_address_inside_it() {
+        let config =
+            Config::try_parse_from(["inference-node", "--advertise-network", "127.0.0.0/8"])
+                .unwrap();
+        assert!(config.registered_host().unwrap().starts_with("127."));
+        let both = Config::try_parse_from([
+            "inference-node",
+            "--advertise-network",
+            "127.255.255.254/32",
+            "--advertise-address",
+            "10.1.2.3",
+        ])
+        .unwrap();
+        assert_eq!(both.registered_host().unwrap(), "10.1.2.3");
+        let nowhere = Config::try_parse_from([
+            "inference-node",
+            "--advertise-network",
+            "127.255.255.254/32",
+        ])
+        .unwrap();
+        let err = nowhere.registered_host().unwrap_err().to_string();
+        assert!(err.contains("ADVERTISE_NETWORK"), "{err}");
+        assert!(
+            Config::try_parse_from(["inference-node", "--advertise-network", "10.0.0.1"]).is_err()
+        );
     }
 }

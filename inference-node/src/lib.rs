@@ -14,6 +14,7 @@
 //! - The models themselves (the ONNX contract with `convert-models`, loading, `predict`, finding
 //!   ONNX Runtime) are the `onnx_model` crate's.
 //! - [`config`]: `Config` (clap derive, every setting also from the environment).
+//! - [`advertise`]: `ADVERTISE_NETWORK`'s subnet and this machine's address in it.
 //! - [`metrics`]: Prometheus recorder and request middleware.
 //! - [`registration`]: Consul register / refresh / deregister loop.
 //! - [`shutdown`], [`probe`]: exiting with the parent process, `--health-check`.
@@ -23,8 +24,8 @@
 //! imports `api` but the crate root. `registry` and `batcher` know nothing of HTTP: they return
 //! their own errors, and `error` (used by `api`, `state`, `config`, `shutdown`) turns those into
 //! `NodeError`s and statuses, so `error` points down to them and never the other way.
-//! Beside them: `config` imports `error` and `sched_policy`, `shutdown` `error`,
-//! `registration` `config`; `metrics`, `sched_policy`, `probe` import nothing of the crate.
+//! Beside them: `config` imports `error`, `advertise` and `sched_policy`, `shutdown` `error`,
+//! `registration` `config`; `metrics`, `sched_policy`, `probe`, `advertise` import nothing of the crate.
 //!
 //! [`serve`] runs the whole node on a bound listener until a shutdown future completes. The
 //! shutdown signal, the log setup, the metrics upkeep and the grace period come from
@@ -32,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod advertise;
 pub mod api;
 pub mod batcher;
 pub mod config;
@@ -112,7 +114,7 @@ fn start_registration(state: &AppState, port: u16) -> Result<Option<Registration
     let client = consul::Client::new(url.as_str(), config.consul_token.clone())
         .map_err(|e| NodeError::Config(format!("SERVICE_DISCOVERY_URL: {e}")))?;
     let models: Vec<&str> = state.registry.names().collect();
-    let host = config.advertise_host();
+    let host = config.registered_host()?;
     let service = registration::service_definition(
         config,
         &host,

@@ -24,6 +24,9 @@ pub mod env {
     pub const HOST: &str = "HOST";
     /// The address the node registers in Consul (where the gateway reaches it).
     pub const ADVERTISE_ADDRESS: &str = "ADVERTISE_ADDRESS";
+    /// A subnet (CIDR, e.g. `10.231.0.0/16`): the node registers its own address in it, for a
+    /// node whose hostname does not resolve where the gateway runs (a Swarm overlay network).
+    pub const ADVERTISE_NETWORK: &str = "ADVERTISE_NETWORK";
     /// The model the node serves by default.
     pub const MODEL_NAME: &str = "GDP_MODEL_NAME";
     /// The directory of the node's ONNX models.

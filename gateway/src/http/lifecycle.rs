@@ -23,8 +23,12 @@ use crate::state::AppState;
 /// Pattern a model name must match.
 const MODEL_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]{0,63}$";
 
-/// Pattern an instance id (or a unique prefix of one) must match.
-const INSTANCE_ID_PATTERN: &str = "^[0-9a-f]{1,64}$";
+/// Pattern an instance id must match: a Docker container id or process id (or a unique prefix
+/// of one; lowercase hex), or a whole Swarm task id (25 lowercase letters and digits).
+const INSTANCE_ID_PATTERN: &str = "^([0-9a-f]{1,64}|[0-9a-z]{25})$";
+
+/// Length of a Swarm task id.
+const TASK_ID_LEN: usize = 25;
 
 /// The answer to a launch, as the seed documents it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -195,12 +199,14 @@ pub async fn instances(
 /// Stops and removes one of this cluster's instances, by full id or unique id prefix.
 ///
 /// The node gets SIGTERM (it deregisters from Consul), and SIGKILL after the stop timeout.
-/// Anything that is not this cluster's node instance is 404, even if the id exists.
+/// Anything that is not this cluster's node instance is 404, even if the id exists. Swarm: the
+/// id is a task id; the service of a launched instance is removed, and a replica of the stack's
+/// node service is a 409 (scale that service instead).
 #[utoipa::path(
     delete,
     path = "/api/models/instances/{id}",
     tag = "lifecycle",
-    params(("id" = String, Path, description = "Instance id, full or a unique prefix (the seed calls it `container_id`)", pattern = "^[0-9a-f]{1,64}$")),
+    params(("id" = String, Path, description = "Instance id, full or a unique prefix (the seed calls it `container_id`); Swarm task ids are 25 letters and digits", pattern = "^([0-9a-f]{1,64}|[0-9a-z]{25})$")),
     security((), ("admin_token" = [])),
     responses(
         (status = 200, description = "Stopped and removed", body = ShutdownResponse),
@@ -208,7 +214,8 @@ pub async fn instances(
         (status = 401, description = "Admin token required", body = ErrorBody),
         (status = 403, description = "Wrong admin token", body = ErrorBody),
         (status = 404, description = "No such instance in this cluster", body = ErrorBody),
-        (status = 422, description = "Not a hex id"),
+        (status = 409, description = "Swarm: a replica of the stack's node service (scale the service instead)", body = ErrorBody),
+        (status = 422, description = "Not a hex id or a Swarm task id"),
         (status = 503, description = "Runtime unavailable", body = ErrorBody),
     )
 )]
@@ -254,11 +261,15 @@ pub(super) fn validate_model_name(name: &str) -> Result<(), GatewayError> {
 
 /// Checks an instance id (or prefix) from a path; a mismatch is a 422 in FastAPI's shape.
 fn validate_instance_id(id: &str) -> Result<(), GatewayError> {
-    let ok = (1..=64).contains(&id.len())
+    let hex = (1..=64).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if ok {
+    let task = id.len() == TASK_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+    if hex || task {
         Ok(())
     } else {
         Err(GatewayError::InvalidPathParam {
@@ -307,6 +318,19 @@ mod tests {
         assert!(validate_instance_id("abc123").is_ok());
         assert!(validate_instance_id(&"f".repeat(64)).is_ok());
         for bad in ["", "ABC", "xyz", "../x", &"a".repeat(65)] {
+            assert!(validate_instance_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn swarm_task_ids_are_whole_ids_of_25_letters_and_digits() {
+        assert!(validate_instance_id("k3j9x0q2m7w1v8z4t6y5r0p2n").is_ok());
+        for bad in [
+            "k3j9x0q2m7w1v8z4t6y5r0p2",
+            "k3j9x0q2m7w1v8z4t6y5r0p2nn",
+            "K3J9X0Q2M7W1V8Z4T6Y5R0P2N",
+            "k3j9x0q2m7w1v8z4t6y5r0p2-",
+        ] {
             assert!(validate_instance_id(bad).is_err(), "{bad}");
         }
     }

@@ -373,6 +373,7 @@ impl DockerRuntime {
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "unknown".to_string()),
                 image,
+                host: None,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -539,15 +540,21 @@ impl DockerRuntime {
 
     /// Maps an engine error: unreachable → 503, anything else → 500 (detail logged only).
     fn failed(&self, what: &str, error: DockerError) -> GatewayError {
-        match error {
-            DockerError::DockerResponseServerError {
-                status_code,
-                message,
-            } => GatewayError::RuntimeFailed(format!(
-                "cannot {what}: Docker answered {status_code}: {message}"
-            )),
-            other => unavailable(&self.host, &format!("cannot {what}: {other}")),
-        }
+        engine_error(&self.host, what, error)
+    }
+}
+
+/// Maps an error of the engine at `host` while doing `what`: unreachable → 503, anything else
+/// → 500 (detail logged only).
+pub(crate) fn engine_error(host: &str, what: &str, error: DockerError) -> GatewayError {
+    match error {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => GatewayError::RuntimeFailed(format!(
+            "cannot {what}: Docker answered {status_code}: {message}"
+        )),
+        other => unavailable(host, &format!("cannot {what}: {other}")),
     }
 }
 

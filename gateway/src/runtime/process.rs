@@ -344,6 +344,7 @@ impl ProcessRuntime {
                 name: c.name.clone(),
                 status: "running".to_string(),
                 image: vec![image.clone()],
+                host: None,
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -10,8 +10,8 @@ use crate::flags::parse_positive;
 /// The lifecycle endpoints' flags: which runtime, what it launches, its limits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RuntimeSettings {
-    /// Runtime of the lifecycle endpoints, `docker` or `process` (unset: Docker when its
-    /// engine answers, else processes).
+    /// Runtime of the lifecycle endpoints, `docker`, `swarm` or `process` (unset: Docker when
+    /// its engine answers, else processes; Swarm is only used when asked for).
     #[arg(long, env = "RUNTIME", value_name = "RUNTIME", value_enum)]
     pub runtime: Option<RuntimeKind>,
 
@@ -38,7 +38,8 @@ pub struct RuntimeSettings {
     )]
     pub docker_host: String,
 
-    /// Docker network of launched nodes (default: the network of the gateway's own container).
+    /// Docker network of launched nodes (default: the network of the gateway's own container;
+    /// Swarm: required, the stack's attachable overlay network).
     #[arg(long, env = "DOCKER_NETWORK", value_name = "DOCKER_NETWORK")]
     pub docker_network: Option<String>,
 
@@ -89,6 +90,9 @@ pub enum RuntimeKind {
     Docker,
     /// Child processes of the gateway (the inference-node binary).
     Process,
+    /// Docker Swarm services (one replicated service per launched node) through the manager's
+    /// Engine API.
+    Swarm,
 }
 
 /// How a launched node registers in Consul, as the gateway finds nodes there: the Consul
