@@ -3,7 +3,8 @@
 # independent Python-client tests, the newcomer test (scripts/run.sh from a clean clone, unless
 # ports 8000/8500 are busy), the dashboard's browser tests (headless Chromium, installed when
 # missing) and the Docker end-to-end test when a daemon is reachable (then the gateway's
-# real-engine test, which needs the images that test builds).
+# real-engine test, which needs the images that test builds, and the Swarm end-to-end test on
+# a lab swarm of three engines, as root).
 # Installs what the tests need first (ONNX Runtime library, a Python venv). Ends with a
 # summary line and exits non-zero if anything failed.
 set -uo pipefail
@@ -116,6 +117,14 @@ if [[ -x tests/e2e/docker.sh ]]; then
     stage "Docker end-to-end test" tests/e2e/docker.sh
     stage "gateway Docker runtime on the real engine (cargo test, with the images just built)" \
       cargo test -p gateway --test lifecycle_docker --locked -- --exact "$DOCKER_TEST"
+    # A swarm of 3 engines on this machine (scripts/swarm-lab.sh), with the images just built.
+    if [[ -x tests/e2e/swarm.sh ]]; then
+      if [[ "$(id -u)" -eq 0 ]]; then
+        stage "Swarm end-to-end test (3 engines, faults under load)" tests/e2e/swarm.sh
+      else
+        skip "Swarm end-to-end test" "needs root (network namespaces, veth pairs, a dockerd per worker)"
+      fi
+    fi
   else
     skip "Docker end-to-end test" "no Docker daemon reachable (docker info failed)"
   fi
