@@ -316,6 +316,7 @@ function modelCard(model, index, typed, open) {
       "data-feature": f.name,
       "data-model": model.name,
       "data-type": f.type,
+      "data-nullable": f.nullable ? "true" : "false",
       type: "text",
       inputmode: f.type === "number" ? "decimal" : null,
       autocomplete: "off",
@@ -326,7 +327,7 @@ function modelCard(model, index, typed, open) {
       el(
         "div",
         { class: "field" },
-        el("label", { for: fid }, f.name, el("span", { class: "type", text: ` (${f.type})` })),
+        el("label", { for: fid }, f.name, el("span", { class: "type", text: ` (${f.type}${f.nullable ? ", empty = missing" : ""})` })),
         input,
         el("p", { id: `${fid}-err`, class: "field-error", "data-error-for": f.name }),
       ),
@@ -344,13 +345,16 @@ function modelCard(model, index, typed, open) {
 }
 
 /** One row from the form: numbers for numeric features when the text is one, else the text
- * itself (the node says what is wrong with it); empty fields are left out (the node says
- * they are required). */
+ * itself (the node says what is wrong with it); an empty field is `null` (a missing value)
+ * where the model accepts one, else left out (the node says it is required). */
 function rowFrom(form) {
   const row = {};
   for (const input of form.querySelectorAll("input[data-feature]")) {
     const text = input.value.trim();
-    if (text === "") continue;
+    if (text === "") {
+      if (input.dataset.nullable === "true") row[input.dataset.feature] = null;
+      continue;
+    }
     const n = Number(text);
     row[input.dataset.feature] = input.dataset.type === "number" && Number.isFinite(n) ? n : text;
   }
@@ -370,6 +374,12 @@ async function predict(model, form, out) {
     if (answer.ok && answer.body && Array.isArray(answer.body.prediction)) {
       parts.push(
         el("p", {}, "Prediction: ", el("output", { class: "prediction", text: answer.body.prediction.map(String).join(", ") })),
+        ...(Array.isArray(answer.body.probabilities) && Array.isArray(answer.body.classes)
+          ? [el("p", {}, "Probabilities: ", el("output", {
+              class: "probabilities",
+              text: answer.body.probabilities[0].map((p, k) => `${String(answer.body.classes[k])} ${Number(p).toFixed(3)}`).join(", "),
+            }))]
+          : []),
         el("p", { class: "muted", text: `${answer.status} from model ${answer.body.model}` }),
       );
     } else if (answer.status === 422 && answer.body && Array.isArray(answer.body.detail)) {

@@ -79,9 +79,22 @@ def fill(form, values: dict[str, str]):
             inp.send_keys(value)
 
 
-def sample_row(model) -> dict[str, float]:
-    """A row for `model` built from its described features only."""
-    return {f["name"]: round(1.5 * (i + 1) + 0.25, 2) for i, f in enumerate(model["features"])}
+def sample_row(model) -> dict[str, float | str]:
+    """A row for `model` built from its described features only: a number for a numeric
+    feature, a word for a string feature (the shipped string columns take any word)."""
+    return {
+        f["name"]: f"word{i}" if f["type"] == "string" else round(1.5 * (i + 1) + 0.25, 2)
+        for i, f in enumerate(model["features"])
+    }
+
+
+def as_shown(value) -> str:
+    """A JSON value as the page writes it (JavaScript's String())."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def predict_api(api, model: str, row) :
@@ -156,8 +169,35 @@ def test_the_form_answers_as_the_api_does(browser, api, models):
             f"the prediction of {model['name']}",
             lambda: card.find_element(By.CSS_SELECTOR, "output.prediction").text,
         )
-        expected = predict_api(api, model["name"], row).json()["prediction"]
-        assert [float(v) for v in shown.split(", ")] == [float(v) for v in expected], (shown, expected)
+        expected = predict_api(api, model["name"], row).json()
+        if "classes" in expected:
+            # A classifier: its labels as typed (booleans, strings), and its probabilities.
+            assert shown == ", ".join(as_shown(v) for v in expected["prediction"]), (shown, expected)
+            probabilities = card.find_element(By.CSS_SELECTOR, "output.probabilities").text
+            assert probabilities == ", ".join(
+                f"{as_shown(c)} {p:.3f}" for c, p in zip(expected["classes"], expected["probabilities"][0])
+            ), (probabilities, expected)
+        else:
+            assert [float(v) for v in shown.split(", ")] == [float(v) for v in expected["prediction"]], (shown, expected)
+
+
+def test_an_empty_nullable_field_is_sent_as_a_missing_value(browser, api, models):
+    open_page(browser)
+    model = next(m for m in models if any(f["type"] == "string" for f in m["features"]))
+    assert all(f["nullable"] for f in model["features"]), model
+    row = sample_row(model)
+    names = [f["name"] for f in model["features"]]
+    form = model_form(browser, model["name"])
+    fill(form, {k: ("" if k in names[:2] else str(v)) for k, v in row.items()})
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    card = model_card(browser, model["name"])
+    shown = wait_until(
+        f"the prediction of {model['name']}",
+        lambda: card.find_element(By.CSS_SELECTOR, "output.prediction").text,
+    )
+    sent = {k: (None if k in names[:2] else v) for k, v in row.items()}
+    expected = predict_api(api, model["name"], sent).json()
+    assert shown == ", ".join(as_shown(v) for v in expected["prediction"]), (shown, expected)
 
 
 def test_a_422_shows_next_to_its_field(browser, api, models):

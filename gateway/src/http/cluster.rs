@@ -72,7 +72,7 @@ pub struct ClusterModels {
     "name": "LinearRegression",
     "nodes": ["127.0.0.1:5001", "127.0.0.1:5002"],
     "estimator": "LinearRegression",
-    "features": [{"name": "gdp_per_capita", "type": "number"}],
+    "features": [{"name": "gdp_per_capita", "type": "number", "nullable": false}],
     "classes": null
 }))]
 pub struct ModelSummary {
@@ -97,6 +97,9 @@ pub struct Feature {
     /// Its type as the node describes it; `number` when the node lists names only.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Whether the model accepts `null` (a missing value) there; `false` when the node does
+    /// not say.
+    pub nullable: bool,
 }
 
 /// The cluster at a glance: the healthy nodes with their request, error and latency series.
@@ -261,19 +264,23 @@ fn describe(doc: &Value) -> Option<Vec<ModelSummary>> {
     Some(models)
 }
 
-/// One feature: a name (a number), or `{"name": ..., "type": ...}`.
+/// One feature: a name (a number), or `{"name": ..., "type": ..., "nullable": ...}`.
 fn feature(item: &Value) -> Option<Feature> {
-    let (name, kind) = match item {
-        Value::String(name) => (name.as_str(), "number"),
+    let (name, kind, nullable) = match item {
+        Value::String(name) => (name.as_str(), "number", false),
         Value::Object(obj) => (
             obj.get("name")?.as_str()?,
             obj.get("type").and_then(Value::as_str).unwrap_or("number"),
+            obj.get("nullable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         ),
         _ => return None,
     };
     Some(Feature {
         name: name.to_string(),
         kind: kind.to_string(),
+        nullable,
     })
 }
 
@@ -286,6 +293,7 @@ mod tests {
         Feature {
             name: name.into(),
             kind: kind.into(),
+            nullable: false,
         }
     }
 
