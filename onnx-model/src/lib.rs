@@ -5,7 +5,9 @@
 //! # Layout
 //! - [`contract`]: the input and output names and the metadata keys of a converted model.
 //! - [`Model`] (module `model`): loads one `.onnx` file, checks it against the contract, reads
-//!   its metadata ([`ModelInfo`]) and predicts rows into a caller's buffer; [`ModelError`].
+//!   its metadata ([`ModelInfo`]) and predicts rows into a caller's buffer (numbers only, or
+//!   numbers plus strings for a model with string features: `Model::predict_mixed_into`);
+//!   [`ModelError`].
 //! - [`runtime`]: finds `libonnxruntime.so` (the one place `ORT_DYLIB_PATH` is read) and
 //!   creates the process-wide ONNX Runtime environment; [`runtime::RuntimeError`].
 //!
