@@ -140,6 +140,12 @@ gateway_lists() {
   curl -sf -m 5 "http://127.0.0.1:$GATEWAY_PORT/api/predict/services" | jq -e ".\"Services:\" | length == $1"
 }
 
+all_running() { # every service of the stack has all its replicas running
+  local r
+  r="$(docker service ls --filter "label=com.docker.stack.namespace=$STACK" --format '{{.Replicas}}' | awk '{print $1}')"
+  [[ -n "$r" ]] && ! echo "$r" | awk -F/ '$1 != $2 { bad = 1 } END { exit !bad }'
+}
+
 up() {
   local n=2
   while (($# > 0)); do
@@ -210,6 +216,8 @@ up() {
     return 1
   }
   wait_for 60 "the gateway to list $NODE_REPLICAS nodes" gateway_lists "$NODE_REPLICAS"
+  # Swarm calls a task running once its health check passes, which may be after Consul's.
+  wait_for 60 "every task of the stack running" all_running
   echo
   echo "The swarm lab is up: $((n + 1)) engines, $NODE_REPLICAS node replicas, all passing in Consul."
   echo "  Gateway  http://127.0.0.1:$GATEWAY_PORT"
