@@ -188,9 +188,10 @@ up() {
   for ((k = 1; k <= n; k++)); do start_engine "$k"; done
 
   say "swarm: manager = this host's engine on $MANAGER_ADDR; joining the workers"
+  # Marked first: the engine was not in a swarm (checked above), so `down` may leave it.
+  touch "$STATE/created-swarm"
   docker swarm init --advertise-addr "$MANAGER_ADDR" --listen-addr "$MANAGER_ADDR:2377" \
     --default-addr-pool 10.232.0.0/16 >/dev/null
-  touch "$STATE/created-swarm"
   local token
   token="$(docker swarm join-token -q worker)"
   for ((k = 1; k <= n; k++)); do
