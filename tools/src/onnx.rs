@@ -151,7 +151,11 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
             .map(|(key, value)| (key, value.to_string())),
     );
     let mut opset_import = vec![opset("", OPSET)];
-    if matches!(model.estimator, Estimator::Trees(_) | Estimator::Hist(_)) {
+    let uses_ml = g
+        .nodes
+        .iter()
+        .any(|n| n.domain.as_deref() == Some(ML_DOMAIN));
+    if uses_ml || matches!(model.estimator, Estimator::Trees(_) | Estimator::Hist(_)) {
         opset_import.push(opset(ML_DOMAIN, ML_OPSET));
     }
     let graph = proto::GraphProto {

@@ -138,6 +138,16 @@ pub fn attr_ints(name: &str, values: Vec<i64>) -> AttributeProto {
     }
 }
 
+/// A `STRINGS` attribute.
+pub fn attr_strings(name: &str, values: &[String]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_string()),
+        r#type: Some(AttributeType::Strings as i32),
+        strings: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+        ..Default::default()
+    }
+}
+
 /// A `TENSOR` attribute.
 pub fn attr_tensor(name: &str, tensor: TensorProto) -> AttributeProto {
     AttributeProto {

@@ -5,11 +5,16 @@
 //! missing indicator `Cast(IsNaN(x))`, and ColumnTransformer as `Gather` on columns and
 //! `Concat` of the parts in order; string columns (read from the second input by the model's
 //! first step, a ColumnTransformer) imputed with `Where(Equal(x, ""), fill, x)`; the encoders
-//! as `Equal` against their categories (`IsNaN` for a missing numeric category), cast to
-//! double, then exact 0/1 `MatMul`s (OneHotEncoder's columns, OrdinalEncoder's index) and
-//! `Where` for unknown and missing values.
+//! on numbers as `Equal` against their categories (`IsNaN` for a missing numeric category),
+//! cast to double, then exact 0/1 `MatMul`s (OneHotEncoder's columns, OrdinalEncoder's index)
+//! and `Where` for unknown and missing values; on strings as a lookup: `ai.onnx.ml`
+//! `LabelEncoder` maps each value to its category's index (an unknown value to one past the
+//! last), and `Gather` takes that row of a table of the encoder's outputs (one row per
+//! category, then the unknown value's row), which copies the very values the `MatMul`s would
+//! compute at a fraction of their cost.
 
-use super::graph::{GraphBuilder, attr_int};
+use super::ML_DOMAIN;
+use super::graph::{GraphBuilder, attr_int, attr_ints, attr_strings};
 use super::proto::tensor_proto::DataType;
 use crate::error::ConvertError;
 use crate::estimator::{ArithOp, Categories, ColumnPart, Encoding, EncodingOutput, Imputer, Step};
@@ -189,6 +194,9 @@ fn columns(
 fn encode(g: &mut GraphBuilder, x: &str, encoding: &Encoding) -> Result<String, ConvertError> {
     let k = encoding.categories.len();
     let missing = encoding.categories.missing();
+    if let Categories::Strings(categories) = &encoding.categories {
+        return encode_strings(g, x, categories, &encoding.output, missing);
+    }
     // `is_missing`: [N, 1] bool, whether x is the missing value (NaN or "").
     let (equal, is_missing) = match &encoding.categories {
         Categories::Numbers(c) => {
@@ -263,6 +271,65 @@ fn encode(g: &mut GraphBuilder, x: &str, encoding: &Encoding) -> Result<String, 
             Ok(out)
         }
     }
+}
+
+/// A string encoder column (`[N, 1]`) as a table lookup: row `i` of the table is the output
+/// for category `i` (the missing category `""` included, when it is one), row `k` the output
+/// for a value outside the categories.
+fn encode_strings(
+    g: &mut GraphBuilder,
+    x: &str,
+    categories: &[String],
+    output: &EncodingOutput,
+    missing: Option<usize>,
+) -> Result<String, ConvertError> {
+    let k = categories.len();
+    let (width, table) = match output {
+        EncodingOutput::OneHot(columns) => {
+            let o = columns.len();
+            let mut table = vec![0.0; (k + 1) * o];
+            for (c, column) in columns.iter().enumerate() {
+                for &i in &column.categories {
+                    if i >= k {
+                        return Err(ConvertError::InvalidModel(format!(
+                            "a one-hot column reads category {i} of {k}"
+                        )));
+                    }
+                    table[i * o + c] = 1.0;
+                }
+                if column.unknown {
+                    table[k * o + c] = 1.0;
+                }
+            }
+            (o, table)
+        }
+        EncodingOutput::Ordinal {
+            unknown,
+            missing: missing_value,
+        } => {
+            let mut table: Vec<f64> = (0..k).map(|i| i as f64).collect();
+            if let Some(m) = missing {
+                table[m] = missing_value.unwrap_or(0.0);
+            }
+            table.push(*unknown);
+            (1, table)
+        }
+    };
+    let index: Vec<i64> = (0..k as i64).collect();
+    let index = g.node(
+        "LabelEncoder",
+        ML_DOMAIN,
+        &[x],
+        vec![
+            attr_strings("keys_strings", categories),
+            attr_ints("values_int64s", index),
+            attr_int("default_int64", k as i64),
+        ],
+    );
+    let flat = g.constant_i64("flat", &[1], &[-1]);
+    let index = g.node("Reshape", "", &[&index, &flat], vec![]);
+    let table = g.constant_f64("encoding", &[k + 1, width], &table);
+    Ok(g.node("Gather", "", &[&table, &index], vec![attr_int("axis", 0)]))
 }
 
 fn to_double(g: &mut GraphBuilder, x: &str) -> String {
