@@ -60,6 +60,11 @@ consul_curl() { curl -H @<(printf 'X-Consul-Token: %s\n' "$(cat /run/gdplab/cons
 consul_addrs() {
   consul_curl -sS -m 5 "$CONSUL/v1/health/service/$SERVICE?passing" | jq -r '.[].Service.Address' | sort
 }
+# Addresses of every node instance registered in Consul, passing or not.
+registered_addrs() {
+  consul_curl -sS -m 5 "$CONSUL/v1/health/service/$SERVICE" | jq -r '.[].Service.Address' | sort
+}
+deregistered() { registered_addrs >"$TMP/registered" && ! grep -qx "$1" "$TMP/registered"; }
 passing_is() { [[ "$(consul_addrs | wc -l)" == "$1" ]]; }
 gateway_lists() { curl -sf -m 5 "$GW/api/predict/services" | jq -e ".\"Services:\" | length == $1"; }
 
@@ -199,6 +204,7 @@ docker service rm "$FOREIGN" >/dev/null
 ok "a foreign task: 404, its service untouched"
 expect 200 DELETE "/api/models/instances/$launched"
 wait_until 30 "the launched service removed" bash -c "! docker service inspect $service >/dev/null 2>&1"
+wait_until 30 "the launched node ($launched_ip) deregistered itself from Consul" deregistered "$launched_ip"
 wait_until 30 "4 nodes passing in Consul" passing_is 4
 wait_until 30 "the gateway lists 4 nodes" gateway_lists 4
 
