@@ -187,7 +187,7 @@ pub struct OneHotColumn {
 }
 
 impl Encoding {
-    fn width(&self) -> usize {
+    pub fn width(&self) -> usize {
         match &self.output {
             EncodingOutput::OneHot(columns) => columns.len(),
             EncodingOutput::Ordinal { .. } => 1,

@@ -11,7 +11,10 @@
 //! `LabelEncoder` maps each value to its category's index (an unknown value to one past the
 //! last), and `Gather` takes that row of a table of the encoder's outputs (one row per
 //! category, then the unknown value's row), which copies the very values the `MatMul`s would
-//! compute at a fraction of their cost.
+//! compute at a fraction of their cost. A string imputer right before string encoders is
+//! folded into their lookups (`""` looks up the fill value's row), and a ColumnTransformer
+//! part that reads every column of an input in order reads the input itself: string tensors
+//! are then never copied inside the graph.
 
 use super::ML_DOMAIN;
 use super::graph::{GraphBuilder, attr_int, attr_ints, attr_strings};
@@ -65,8 +68,24 @@ pub fn steps(
     width: usize,
 ) -> Result<(String, usize), ConvertError> {
     let mut value = (x.to_string(), width);
-    for step in steps {
-        value = self::step(g, &value.0, step, value.1)?;
+    let mut i = 0;
+    while i < steps.len() {
+        // A string imputer right before string encoders is folded into their lookups: the
+        // missing value `""` looks up the fill value's row (no string copies in between).
+        if let (Step::FillStrings(fill), Some(Step::Encode(encodings))) =
+            (&steps[i], steps.get(i + 1))
+            && fill.len() == value.1
+            && encodings.len() == value.1
+            && encodings
+                .iter()
+                .all(|e| matches!(e.categories, Categories::Strings(_)))
+        {
+            value = encode_all(g, &value.0, encodings, Some(fill))?;
+            i += 2;
+            continue;
+        }
+        value = self::step(g, &value.0, &steps[i], value.1)?;
+        i += 1;
     }
     Ok(value)
 }
@@ -118,17 +137,52 @@ fn step(
             let fill = g.constant_str("fill", &[width], fill);
             g.node("Where", "", &[&missing, &fill, x], vec![])
         }
-        Step::Encode(encodings) => {
-            let mut outputs = Vec::new();
-            for (j, encoding) in encodings.iter().enumerate() {
-                let column = gather(g, x, &[j]);
-                outputs.push(encode(g, &column, encoding)?);
-            }
-            let inputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
-            g.node("Concat", "", &inputs, vec![attr_int("axis", 1)])
-        }
+        Step::Encode(encodings) => encode_all(g, x, encodings, None)?.0,
     };
     Ok((value, out_width))
+}
+
+/// The encoders of an `Encode` step, one per column of `x`, their outputs concatenated;
+/// `fill` (string columns only): the values a string imputer before them puts in place of
+/// `""`, folded into the lookups. Returns the result and its width.
+fn encode_all(
+    g: &mut GraphBuilder,
+    x: &str,
+    encodings: &[Encoding],
+    fill: Option<&[String]>,
+) -> Result<(String, usize), ConvertError> {
+    let mut outputs = Vec::new();
+    let mut width = 0;
+    for (j, encoding) in encodings.iter().enumerate() {
+        let column = if encodings.len() == 1 {
+            x.to_string()
+        } else {
+            gather(g, x, &[j])
+        };
+        let missing = encoding.categories.missing();
+        let out = match (&encoding.categories, fill) {
+            (Categories::Strings(categories), fill) => {
+                let fill = fill.map(|f| f[j].as_str());
+                encode_strings(g, &column, categories, &encoding.output, missing, fill)?
+            }
+            (Categories::Numbers(_), None) => encode(g, &column, encoding)?,
+            (Categories::Numbers(_), Some(_)) => {
+                return Err(ConvertError::InvalidModel(
+                    "a string imputer before a numeric encoder".into(),
+                ));
+            }
+        };
+        width += encoding.width();
+        outputs.push(out);
+    }
+    if let [only] = outputs.as_slice() {
+        return Ok((only.clone(), width));
+    }
+    let inputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    Ok((
+        g.node("Concat", "", &inputs, vec![attr_int("axis", 1)]),
+        width,
+    ))
 }
 
 fn impute(g: &mut GraphBuilder, x: &str, imputer: &Imputer, width: usize) -> String {
@@ -182,7 +236,18 @@ fn columns(
                 ));
             }
         };
-        let selected = gather(g, source, &positions);
+        // Every column of its input, in order: the input itself (no copy).
+        let all = inputs
+            .string_columns
+            .iter()
+            .filter(|s| **s == part.strings)
+            .count();
+        let identity = positions.len() == all && positions.iter().enumerate().all(|(i, p)| i == *p);
+        let selected = if identity {
+            source.to_string()
+        } else {
+            gather(g, source, &positions)
+        };
         let (value, _) = steps(g, &selected, &part.steps, part.columns.len())?;
         outputs.push(value);
     }
@@ -195,7 +260,7 @@ fn encode(g: &mut GraphBuilder, x: &str, encoding: &Encoding) -> Result<String, 
     let k = encoding.categories.len();
     let missing = encoding.categories.missing();
     if let Categories::Strings(categories) = &encoding.categories {
-        return encode_strings(g, x, categories, &encoding.output, missing);
+        return encode_strings(g, x, categories, &encoding.output, missing, None);
     }
     // `is_missing`: [N, 1] bool, whether x is the missing value (NaN or "").
     let (equal, is_missing) = match &encoding.categories {
@@ -275,13 +340,15 @@ fn encode(g: &mut GraphBuilder, x: &str, encoding: &Encoding) -> Result<String, 
 
 /// A string encoder column (`[N, 1]`) as a table lookup: row `i` of the table is the output
 /// for category `i` (the missing category `""` included, when it is one), row `k` the output
-/// for a value outside the categories.
+/// for a value outside the categories. With `fill` (a string imputer folded in), `""` looks
+/// up the row of the fill value instead.
 fn encode_strings(
     g: &mut GraphBuilder,
     x: &str,
     categories: &[String],
     output: &EncodingOutput,
     missing: Option<usize>,
+    fill: Option<&str>,
 ) -> Result<String, ConvertError> {
     let k = categories.len();
     let (width, table) = match output {
@@ -315,13 +382,24 @@ fn encode_strings(
             (1, table)
         }
     };
-    let index: Vec<i64> = (0..k as i64).collect();
+    let mut keys: Vec<String> = Vec::with_capacity(k + 1);
+    let mut index: Vec<i64> = Vec::with_capacity(k + 1);
+    for (i, category) in categories.iter().enumerate() {
+        if fill.is_none() || !category.is_empty() {
+            keys.push(category.clone());
+            index.push(i as i64);
+        }
+    }
+    if let Some(fill) = fill {
+        keys.push(String::new());
+        index.push(categories.iter().position(|c| c == fill).unwrap_or(k) as i64);
+    }
     let index = g.node(
         "LabelEncoder",
         ML_DOMAIN,
         &[x],
         vec![
-            attr_strings("keys_strings", categories),
+            attr_strings("keys_strings", &keys),
             attr_ints("values_int64s", index),
             attr_int("default_int64", k as i64),
         ],
