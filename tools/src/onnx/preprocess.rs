@@ -574,4 +574,85 @@ mod tests {
         // A refusing encoder without a missing category does not accept NaN.
         assert_eq!(m.nullable(), [true, false]);
     }
+
+    /// Converts `m` (string features only) and predicts `rows` through ONNX Runtime.
+    fn predict_strings(m: &crate::estimator::Model, rows: &[[&str; 2]]) -> ndarray::Array2<f64> {
+        let source = crate::onnx::Source {
+            file_name: "test.pkl".into(),
+            sha256: "00".repeat(32),
+        };
+        let bytes = crate::onnx::encode(m, &source).expect("the model converts");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.onnx");
+        std::fs::write(&path, bytes).unwrap();
+        let env = onnx_model::runtime::environment(None).expect("ONNX Runtime loads");
+        let loaded = onnx_model::Model::load(env, "test", &path).expect("ORT loads it");
+        let strings: Vec<String> = rows.iter().flatten().map(|s| s.to_string()).collect();
+        let numbers = ndarray::Array2::zeros((rows.len(), 0));
+        loaded
+            .predict_mixed(numbers.view(), &strings)
+            .expect("ORT runs it")
+    }
+
+    #[test]
+    fn string_lookups_fold_in_the_imputer_and_keep_unknown_and_missing_rows() {
+        let party = Encoding {
+            categories: Categories::Strings(vec!["a".into(), "b".into()]),
+            refuse_unknown: false,
+            output: EncodingOutput::OneHot(vec![onehot(vec![0], false), onehot(vec![1], true)]),
+        };
+        let level = Encoding {
+            categories: Categories::Strings(vec!["x".into(), String::new()]),
+            refuse_unknown: false,
+            output: EncodingOutput::Ordinal {
+                unknown: -1.0,
+                missing: Some(7.0),
+            },
+        };
+        let rows = [["a", "x"], ["b", ""], ["", "y"], ["q", "x"]];
+        let part = |steps| {
+            Step::Columns(vec![ColumnPart {
+                columns: vec![0, 1],
+                strings: true,
+                steps,
+            }])
+        };
+        // The encoders alone: "" is the missing category of the second column (7), "q" and
+        // "" are unknown to the first (its unknown column).
+        let plain = identity(
+            vec![part(vec![Step::Encode(vec![party.clone(), level.clone()])])],
+            2,
+            3,
+        );
+        let got = predict_strings(&plain, &rows);
+        let want = [
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0, 7.0],
+            [0.0, 1.0, -1.0],
+            [0.0, 1.0, 0.0],
+        ];
+        for (row, want) in got.rows().into_iter().zip(want) {
+            assert_eq!(row.to_vec(), want);
+        }
+        // An imputer before them, folded in: "" becomes "b" in the first column and "zz"
+        // (unknown) in the second.
+        let filled = identity(
+            vec![part(vec![
+                Step::FillStrings(vec!["b".into(), "zz".into()]),
+                Step::Encode(vec![party, level]),
+            ])],
+            2,
+            3,
+        );
+        let got = predict_strings(&filled, &rows);
+        let want = [
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0, -1.0],
+            [0.0, 1.0, -1.0],
+            [0.0, 1.0, 0.0],
+        ];
+        for (row, want) in got.rows().into_iter().zip(want) {
+            assert_eq!(row.to_vec(), want);
+        }
+    }
 }
