@@ -44,6 +44,15 @@ pub fn router(state: AppState) -> Router {
             "/v2/models/{name}/versions/{version}/infer",
             post(v2::handlers::versioned_infer),
         )
+        .route("/v2/repository/index", post(v2::repository::index))
+        .route(
+            "/v2/repository/models/{name}/load",
+            post(v2::repository::load),
+        )
+        .route(
+            "/v2/repository/models/{name}/unload",
+            post(v2::repository::unload),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics::track))

@@ -45,9 +45,11 @@ pub struct Batcher {
     n_features: usize,
     n_strings: usize,
     n_targets: usize,
+    series: Arc<metrics::InferenceSeries>,
 }
 
 struct Job {
+    queued: Instant,
     rows: Vec<f64>,
     /// The rows' string features (row-major; empty for a model without string features).
     strings: Vec<String>,
@@ -88,21 +90,25 @@ pub struct Prediction {
 }
 
 impl Batcher {
-    /// Starts the inference thread for `model`; it stops when the last handle is dropped.
-    pub fn spawn(model: Arc<Model>, policy: BatchPolicy) -> std::io::Result<Batcher> {
+    /// Starts the inference thread for `model` (version `version`, for its metrics); it
+    /// stops once the last handle is dropped and every queued job is answered.
+    pub fn spawn(model: Arc<Model>, version: u64, policy: BatchPolicy) -> std::io::Result<Batcher> {
         let (queue, jobs) = mpsc::channel();
         let n_features = model.info().n_number_features();
         let n_strings = model.info().n_string_features();
         let n_targets = model.info().n_targets;
+        let series = Arc::new(metrics::InferenceSeries::new(model.name(), version));
+        let thread_series = series.clone();
         std::thread::Builder::new()
-            .name(format!("infer-{}", model.name()))
+            .name(format!("infer-{}-{version}", model.name()))
             .stack_size(256 * 1024)
-            .spawn(move || run(&model, policy, &jobs))?;
+            .spawn(move || run(&model, &thread_series, policy, &jobs))?;
         Ok(Batcher {
             queue,
             n_features,
             n_strings,
             n_targets,
+            series,
         })
     }
 
@@ -137,13 +143,25 @@ impl Batcher {
             )));
         }
         let (reply, answer) = oneshot::channel();
+        let queued = Instant::now();
         let job = Job {
+            queued,
             rows,
             strings,
             n_rows,
             output: Vec::with_capacity(n_rows * self.n_targets),
             reply,
         };
+        let result = self.run_job(job, answer).await;
+        self.series.answered(result.is_ok(), queued.elapsed());
+        result
+    }
+
+    async fn run_job(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<Result<Prediction, PredictError>>,
+    ) -> Result<Prediction, PredictError> {
         self.queue.send(job).map_err(|_| PredictError::Stopped)?;
         let prediction = answer.await.map_err(|_| PredictError::Dropped)??;
         match prediction.values.iter().position(|v| !v.is_finite()) {
@@ -160,8 +178,12 @@ impl Batcher {
     }
 }
 
-fn run(model: &Model, policy: BatchPolicy, jobs: &Receiver<Job>) {
-    let series = metrics::InferenceSeries::new(model.name());
+fn run(
+    model: &Model,
+    series: &metrics::InferenceSeries,
+    policy: BatchPolicy,
+    jobs: &Receiver<Job>,
+) {
     let mut carried: Option<Job> = None;
     // Reused across batches, so that merging allocates nothing once they have grown.
     let mut batch: Vec<Job> = Vec::new();
@@ -199,7 +221,7 @@ fn run(model: &Model, policy: BatchPolicy, jobs: &Receiver<Job>) {
             rows += next.n_rows;
             batch.push(next);
         }
-        execute(model, &series, &mut batch, &mut merged, rows);
+        execute(model, series, &mut batch, &mut merged, rows);
     }
 }
 
@@ -237,6 +259,9 @@ fn execute(
 ) {
     let n_targets = model.info().n_targets;
     let started = Instant::now();
+    for job in batch.iter() {
+        series.queued(started.saturating_duration_since(job.queued));
+    }
     let result = if let [job] = batch.as_mut_slice() {
         predict_into(model, &job.rows, &job.strings, job.n_rows, &mut job.output)
     } else {

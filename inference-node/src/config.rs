@@ -33,9 +33,14 @@ pub struct Config {
     #[arg(long, env = env::HOST, default_value = "0.0.0.0")]
     pub host: IpAddr,
 
-    /// Directory whose `*.onnx` files are loaded (the file stem is the model name).
+    /// Directory of the models: `<name>.onnx` files and `<name>/<version>/model.onnx`.
     #[arg(long, env = env::MODELS_DIR, default_value = "models/gdp_growth_rate")]
     pub models_dir: PathBuf,
+
+    /// How often to look for new, changed and removed model files in MODELS_DIR and load
+    /// them while serving (e.g. `5s`); unset: only at startup and through the repository API.
+    #[arg(long, env = "INFERENCE_NODE_MODEL_POLL", value_parser = humantime::parse_duration)]
+    pub model_poll: Option<Duration>,
 
     /// Model used when a request names none.
     #[arg(long, env = env::MODEL_NAME, default_value = "LinearRegression")]
@@ -231,6 +236,12 @@ impl Config {
                 return Err(NodeError::Config(format!("{name} must be longer than 0s")));
             }
         }
+        if self.model_poll.is_some_and(|poll| poll.is_zero()) {
+            return Err(NodeError::Config(
+                "INFERENCE_NODE_MODEL_POLL must be longer than 0s (unset it to turn polling off)"
+                    .into(),
+            ));
+        }
         if self.check_timeout > self.check_interval {
             return Err(NodeError::Config(format!(
                 "INFERENCE_NODE_CHECK_TIMEOUT ({}) must not exceed INFERENCE_NODE_CHECK_INTERVAL ({})",
@@ -324,6 +335,7 @@ mod tests {
         assert_eq!(config.service_name, "gdp-growth-model");
         assert_eq!(config.models_dir, PathBuf::from("models/gdp_growth_rate"));
         assert!(config.service_discovery_url.is_none());
+        assert!(config.model_poll.is_none());
         assert_eq!(config.batch_idle_spin, Duration::from_micros(200));
         assert_eq!(config.sched_policy, SchedPolicy::Normal);
         assert!(!config.is_health_check());
@@ -378,6 +390,12 @@ mod tests {
             message.contains("INFERENCE_NODE_CHECK_TIMEOUT"),
             "{message}"
         );
+
+        let config = Config::try_parse_from(["inference-node", "--model-poll", "0s"]).unwrap();
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("INFERENCE_NODE_MODEL_POLL"), "{message}");
+        let config = Config::try_parse_from(["inference-node", "--model-poll", "5s"]).unwrap();
+        assert_eq!(config.model_poll, Some(Duration::from_secs(5)));
 
         let error = Config::try_parse_from(["inference-node", "--port", "http"]).unwrap_err();
         assert!(error.to_string().contains("--port"), "{error}");

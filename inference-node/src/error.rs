@@ -27,6 +27,10 @@ pub enum NodeError {
     /// no default model).
     #[error(transparent)]
     Models(#[from] LoadError),
+    /// A repository request (load, unload) failed: 404 for a model without files, 409 for
+    /// unloading the default model, 400 for a file that does not load.
+    #[error("{0}")]
+    Repository(LoadError),
     /// The request body failed validation (FastAPI's 422 list of field errors).
     #[error("{}", summarize(.0))]
     Validation(Vec<FieldError>),
@@ -92,6 +96,17 @@ impl NodeError {
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Repository(error) => match error {
+                LoadError::NoFile { .. } => StatusCode::NOT_FOUND,
+                LoadError::DefaultModel(_) => StatusCode::CONFLICT,
+                LoadError::Model(_)
+                | LoadError::Check { .. }
+                | LoadError::NonUtf8Name(_)
+                | LoadError::NoDefault { .. } => StatusCode::BAD_REQUEST,
+                LoadError::Runtime(_)
+                | LoadError::UnreadableDir { .. }
+                | LoadError::Thread { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             NodeError::Config(_) | NodeError::Models(_) | NodeError::Inference(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -6,10 +6,12 @@
 //! - [`api`]: the router and what both API families share; one folder per family:
 //!   - [`api::seed`]: the seed's `/health`, `/predict`, `/models` (handlers, body validation);
 //!   - [`api::v2`]: the Open Inference Protocol under `/v2` (handlers, wire types, the binary
-//!     tensor data extension).
+//!     tensor data extension, the model repository extension).
 //! - [`error`]: `NodeError`, the one table from every error to its HTTP status and body.
 //! - [`state`]: `AppState` (models, in-flight bound, draining flag).
-//! - [`registry`]: every model of `MODELS_DIR`, by name.
+//! - [`registry`]: the model repository: every model of `MODELS_DIR` by name and version,
+//!   swapped atomically when files are added, replaced or removed (polling,
+//!   `INFERENCE_NODE_MODEL_POLL`, or the repository API).
 //! - [`batcher`]: one inference thread per model, merging concurrent requests (dynamic batching).
 //! - The models themselves (the ONNX contract with `convert-models`, loading, `predict`, finding
 //!   ONNX Runtime) are the `onnx_model` crate's.
@@ -25,7 +27,9 @@
 //! their own errors, and `error` (used by `api`, `state`, `config`, `shutdown`) turns those into
 //! `NodeError`s and statuses, so `error` points down to them and never the other way.
 //! Beside them: `config` imports `error`, `advertise` and `sched_policy`, `shutdown` `error`,
-//! `registration` `config`; `metrics`, `sched_policy`, `probe`, `advertise` import nothing of the crate.
+//! `registration` `config`; `registry` and `batcher` import `metrics`; `metrics`,
+//! `sched_policy`, `probe`, `advertise` import nothing of the crate. The crate root starts the
+//! polling of the models directory and makes the Consul registration follow the model set.
 //!
 //! [`serve`] runs the whole node on a bound listener until a shutdown future completes. The
 //! shutdown signal, the log setup, the metrics upkeep and the grace period come from
@@ -72,6 +76,9 @@ pub async fn serve(
     let background = CancellationToken::new();
     let registration = start_registration(&state, local.port())?;
     http_serve::metrics_upkeep::spawn(state.metrics.clone(), background.clone());
+    if let Some(every) = state.config.model_poll {
+        tokio::spawn(poll_models(state.clone(), every, background.clone()));
+    }
 
     let signal_state = state.clone();
     let signal = async move {
@@ -113,21 +120,56 @@ fn start_registration(state: &AppState, port: u16) -> Result<Option<Registration
     };
     let client = consul::Client::new(url.as_str(), config.consul_token.clone())
         .map_err(|e| NodeError::Config(format!("SERVICE_DISCOVERY_URL: {e}")))?;
-    let models: Vec<&str> = state.registry.names().collect();
     let host = config.registered_host()?;
-    let service = registration::service_definition(
-        config,
-        &host,
-        port,
-        &models,
-        state.registry.default_name(),
-    );
+    let definition = {
+        let state = state.clone();
+        move |models: &[String]| {
+            let models: Vec<&str> = models.iter().map(String::as_str).collect();
+            registration::service_definition(
+                &state.config,
+                &host,
+                port,
+                &models,
+                state.registry.default_name(),
+            )
+        }
+    };
+    let mut names = state.registry.watch_names();
+    let (services, follower) = tokio::sync::watch::channel(definition(&names.borrow_and_update()));
     let cancel = CancellationToken::new();
+    // Follows the model set: ends when the registration loop ends (no receiver left).
+    tokio::spawn(async move {
+        while names.changed().await.is_ok() {
+            let service = definition(&names.borrow_and_update());
+            if services.send(service).is_err() {
+                break;
+            }
+        }
+    });
     let task = tokio::spawn(registration::maintain(
         client,
-        service,
+        follower,
         config.registration_refresh,
         cancel.clone(),
     ));
     Ok(Some((cancel, task)))
+}
+
+/// Looks at the models directory every `every` until `stop` fires (`INFERENCE_NODE_MODEL_POLL`).
+async fn poll_models(state: AppState, every: std::time::Duration, stop: CancellationToken) {
+    tracing::info!(every = %humantime::format_duration(every), "polling the models directory");
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let scanning = state.clone();
+        let result =
+            tokio::task::spawn_blocking(move || scanning.registry.sync(registry::Scope::All)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot look at the models directory"),
+            Err(error) => tracing::error!(%error, "the models directory scan panicked"),
+        }
+    }
 }

@@ -10,6 +10,19 @@
 //! | `node_requests_in_flight` | gauge | — |
 //! | `node_requests_rejected_total` | counter | `reason` |
 //! | `node_models_loaded` | gauge | — |
+//! | `node_model_load_failures_total` | counter | `model` (a file that did not load) |
+//!
+//! Per model version, named as Triton names them (histograms in seconds rather than
+//! Triton's cumulative microseconds), labels `model` and `version`:
+//!
+//! | metric | kind | what |
+//! |---|---|---|
+//! | `nv_inference_request_success` | counter | requests answered by the model |
+//! | `nv_inference_request_failure` | counter | requests the model failed (ONNX Runtime error, non-finite output) |
+//! | `nv_inference_request_duration_seconds` | histogram | queue plus inference, per request |
+//! | `nv_inference_queue_duration_seconds` | histogram | time a request waited for its batch |
+//! | `nv_inference_compute_infer_duration_seconds` | histogram | one ONNX Runtime call |
+//! | `nv_inference_batch_size` | histogram | rows per ONNX Runtime call |
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -42,6 +55,12 @@ pub fn handle() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full("node_batch_rows".into()), ROW_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("nv_inference_batch_size".into()),
+                        ROW_BUCKETS,
+                    )
                 })
                 .expect("bucket lists are non-empty");
             let recorder = builder.build_recorder();
@@ -77,6 +96,42 @@ fn describe() {
         "Requests refused by the in-flight bound"
     );
     metrics::describe_gauge!("node_models_loaded", "Models loaded");
+    metrics::describe_counter!(
+        "node_model_load_failures_total",
+        "Model files that failed to load (the serving version stays)"
+    );
+    metrics::describe_counter!(
+        "nv_inference_request_success",
+        "Requests answered, by model and version"
+    );
+    metrics::describe_counter!(
+        "nv_inference_request_failure",
+        "Requests the model failed, by model and version"
+    );
+    metrics::describe_histogram!(
+        "nv_inference_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Queue plus inference time per request, by model and version"
+    );
+    metrics::describe_histogram!(
+        "nv_inference_queue_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time a request waited for its batch, by model and version"
+    );
+    metrics::describe_histogram!(
+        "nv_inference_compute_infer_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of one ONNX Runtime call, by model and version"
+    );
+    metrics::describe_histogram!(
+        "nv_inference_batch_size",
+        "Rows per ONNX Runtime call, by model and version"
+    );
+}
+
+/// Counts a model file that failed to load.
+pub fn record_load_failure(model: &str) {
+    counter!("node_model_load_failures_total", "model" => model.to_string()).increment(1);
 }
 
 /// Records a request refused because the in-flight bound was reached.
@@ -110,19 +165,35 @@ impl Drop for InFlight {
     }
 }
 
-/// The two histograms of one model's inference thread, registered once.
+/// The series of one model version, registered once.
 pub struct InferenceSeries {
     duration: Histogram,
     rows: Histogram,
+    success: Counter,
+    failure: Counter,
+    request_duration: Histogram,
+    queue_duration: Histogram,
+    compute_duration: Histogram,
+    batch_size: Histogram,
 }
 
 impl InferenceSeries {
-    /// Registers the series of `model`.
-    pub fn new(model: &str) -> InferenceSeries {
+    /// Registers the series of `model` version `version`.
+    pub fn new(model: &str, version: u64) -> InferenceSeries {
         let label = SharedString::from(model.to_string());
+        let labels = [
+            ("model", model.to_string()),
+            ("version", version.to_string()),
+        ];
         InferenceSeries {
             duration: histogram!("node_inference_duration_seconds", "model" => label.clone()),
             rows: histogram!("node_batch_rows", "model" => label),
+            success: counter!("nv_inference_request_success", &labels),
+            failure: counter!("nv_inference_request_failure", &labels),
+            request_duration: histogram!("nv_inference_request_duration_seconds", &labels),
+            queue_duration: histogram!("nv_inference_queue_duration_seconds", &labels),
+            compute_duration: histogram!("nv_inference_compute_infer_duration_seconds", &labels),
+            batch_size: histogram!("nv_inference_batch_size", &labels),
         }
     }
 
@@ -130,6 +201,23 @@ impl InferenceSeries {
     pub fn record(&self, rows: usize, took: Duration) {
         self.duration.record(took.as_secs_f64());
         self.rows.record(rows as f64);
+        self.compute_duration.record(took.as_secs_f64());
+        self.batch_size.record(rows as f64);
+    }
+
+    /// Records how long a request waited for its batch.
+    pub fn queued(&self, waited: Duration) {
+        self.queue_duration.record(waited.as_secs_f64());
+    }
+
+    /// Records a request's outcome and its time from queueing to answer.
+    pub fn answered(&self, ok: bool, took: Duration) {
+        if ok {
+            self.success.increment(1);
+        } else {
+            self.failure.increment(1);
+        }
+        self.request_duration.record(took.as_secs_f64());
     }
 }
 
@@ -209,11 +297,14 @@ const ROUTES: &[&str] = &[
     "/v2/models/{name}/versions/{version}",
     "/v2/models/{name}/versions/{version}/ready",
     "/v2/models/{name}/versions/{version}/infer",
+    "/v2/repository/index",
+    "/v2/repository/models/{name}/load",
+    "/v2/repository/models/{name}/unload",
 ];
 
 const METHODS: &[Method] = &[Method::GET, Method::POST];
 
-const STATUSES: &[u16] = &[200, 400, 404, 405, 408, 413, 415, 422, 429, 500, 503];
+const STATUSES: &[u16] = &[200, 400, 404, 405, 408, 409, 413, 415, 422, 429, 500, 503];
 
 #[cfg(test)]
 mod tests {

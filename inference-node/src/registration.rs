@@ -4,8 +4,10 @@
 //! with jittered exponential backoff while Consul is unreachable), then every refresh interval
 //! asks the agent whether it still knows the node's ID and re-registers when it does not (a
 //! restarted Consul, or one that reaped the node). When cancelled it deregisters, bounded by
-//! [`DEREGISTER_TIMEOUT`]. Consul sits behind [`ServiceRegistry`] so the loop can be tested
-//! with a paused clock.
+//! [`DEREGISTER_TIMEOUT`]. When the registration changes (the node's model set changed) it
+//! registers the new one at once, so the gateway routes a new model only to nodes that
+//! have it. Consul sits behind [`ServiceRegistry`] so the loop can be tested with a paused
+//! clock.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use consul::{AgentServiceCheck, AgentServiceRegistration};
 use node_contract::MODELS_META_KEY;
 use rand::Rng;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -95,18 +98,21 @@ pub fn service_definition(
     }
 }
 
-/// Keeps `service` registered until `cancel` fires, then deregisters it.
+/// Keeps the latest of `services` registered until `cancel` fires, then deregisters it.
+/// A new registration (same ID) replaces the old one at once.
 pub async fn maintain<R: ServiceRegistry>(
     registry: R,
-    service: AgentServiceRegistration,
+    mut services: watch::Receiver<AgentServiceRegistration>,
     refresh: Duration,
     cancel: CancellationToken,
 ) {
-    let id = service.id.clone().unwrap_or_else(|| service.name.clone());
+    let first = services.borrow_and_update().clone();
+    let id = first.id.clone().unwrap_or_else(|| first.name.clone());
     let mut backoff = INITIAL_BACKOFF;
     let mut registered = false;
     let mut reachable = true;
     loop {
+        let service = services.borrow_and_update().clone();
         let outcome = tokio::select! {
             _ = cancel.cancelled() => break,
             outcome = step(&registry, &service, &id, registered) => outcome,
@@ -137,12 +143,23 @@ pub async fn maintain<R: ServiceRegistry>(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
+            () = changed(&mut services) => {
+                tracing::info!(service_id = %id, "the node's models changed; registering again");
+                registered = false;
+            }
         }
     }
     match tokio::time::timeout(DEREGISTER_TIMEOUT, registry.deregister(&id)).await {
         Ok(Ok(())) => tracing::info!(service_id = %id, "deregistered from Consul"),
         Ok(Err(error)) => tracing::warn!(%error, service_id = %id, "Consul deregistration failed"),
         Err(_) => tracing::warn!(service_id = %id, "Consul deregistration timed out"),
+    }
+}
+
+/// Completes when the registration changes; never when it cannot any more.
+async fn changed(services: &mut watch::Receiver<AgentServiceRegistration>) {
+    if services.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -189,6 +206,7 @@ mod tests {
         attempts: usize,
         registrations: usize,
         deregistrations: usize,
+        last_models: String,
     }
 
     impl ServiceRegistry for FakeAgent {
@@ -199,7 +217,10 @@ mod tests {
                 return Err("connection refused".into());
             }
             state.registrations += 1;
-            state.services.push(service.id.clone().unwrap());
+            state.last_models = service.meta[MODELS_META_KEY].clone();
+            let id = service.id.clone().unwrap();
+            state.services.retain(|s| *s != id);
+            state.services.push(id);
             Ok(())
         }
 
@@ -250,7 +271,7 @@ mod tests {
         let cancel = CancellationToken::new();
         let task = tokio::spawn(maintain(
             agent.clone(),
-            service(),
+            watch::channel(service()).1,
             Duration::from_secs(5),
             cancel.clone(),
         ));
@@ -278,13 +299,46 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_changed_registration_is_registered_at_once() {
+        let agent = FakeAgent::default();
+        let (tx, rx) = watch::channel(service());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(maintain(
+            agent.clone(),
+            rx,
+            Duration::from_secs(60),
+            cancel.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(agent.0.lock().unwrap().registrations, 1);
+        let config = Config::try_parse_from(["inference-node"]).unwrap();
+        tx.send(service_definition(
+            &config,
+            "node-1",
+            5000,
+            &["A", "B", "C"],
+            "A",
+        ))
+        .unwrap();
+        // Well within one refresh interval (60 s).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        {
+            let state = agent.0.lock().unwrap();
+            assert_eq!(state.registrations, 2);
+            assert_eq!(state.last_models, "A,B,C");
+        }
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn backoff_grows_to_the_cap() {
         let agent = FakeAgent::default();
         agent.0.lock().unwrap().down = true;
         let cancel = CancellationToken::new();
         let task = tokio::spawn(maintain(
             agent.clone(),
-            service(),
+            watch::channel(service()).1,
             Duration::from_secs(5),
             cancel.clone(),
         ));

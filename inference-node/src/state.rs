@@ -21,7 +21,7 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// The configuration the node started with.
     pub config: Config,
-    /// The loaded models.
+    /// The model repository (what is served, and its changes).
     pub registry: Registry,
     /// Prometheus handle behind `/metrics`.
     pub metrics: PrometheusHandle,
@@ -51,7 +51,6 @@ impl AppState {
             config.ort_dylib_path.as_deref(),
             policy,
         )?;
-        metrics::set_models_loaded(registry.len());
         Ok(AppState(Arc::new(Inner {
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
             config,

@@ -236,7 +236,7 @@ fn v2_cases() -> Vec<Case> {
         ),
         case(
             "v2 unknown route",
-            "/v2/repository/index",
+            "/v2/systemsharedmemory/register",
             "{}",
             404,
             "Not Found",

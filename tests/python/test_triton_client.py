@@ -116,11 +116,11 @@ def test_infer_errors_come_back_as_exceptions_with_messages(client):
 
 
 def test_unsupported_endpoints_come_back_as_exceptions(client):
-    # The node has no model configuration or repository API; Triton's client must still get
+    # The node has no model configuration or shared-memory API; Triton's client must still get
     # an {"error": ...} body it can raise, not a KeyError from a body of another shape.
     # (On a body without "error" the client raises too, but with "an exception occurred in
     # the client while decoding the response" as the message.)
-    for call in (lambda: client.get_model_config("LinearRegression"), client.get_model_repository_index):
+    for call in (lambda: client.get_model_config("LinearRegression"), client.get_system_shared_memory_status):
         with pytest.raises(InferenceServerException) as raised:
             call()
         assert (raised.value.status(), raised.value.message()) == ("404", "Not Found")

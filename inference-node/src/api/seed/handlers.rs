@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_serve::{BodyError, FullBody};
 use onnx_model::ModelInfo;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::input;
 use crate::error::{Detail, NodeError};
+use crate::registry::LoadFailure;
 use crate::state::AppState;
 
 /// The seed's fixed `message` field.
@@ -50,24 +51,52 @@ pub async fn health(State(state): State<AppState>) -> Response {
 pub struct ModelsResponse<'a> {
     /// The model used when a request names none.
     pub default_model: &'a str,
-    /// Every loaded model, ordered by name.
-    pub models: Vec<&'a ModelInfo>,
+    /// Every loaded model (its newest version), ordered by name.
+    pub models: Vec<ModelEntry<'a>>,
+    /// Model files that did not load (the serving version, if any, stays).
+    pub load_errors: Vec<LoadFailure>,
+}
+
+/// One model in `GET /models`: its metadata, plus its versions.
+#[derive(Debug, Serialize)]
+pub struct ModelEntry<'a> {
+    /// The newest version's metadata.
+    #[serde(flatten)]
+    pub info: &'a ModelInfo,
+    /// The version unversioned requests get (the newest).
+    pub version: u64,
+    /// Every loaded version, oldest first.
+    pub versions: Vec<u64>,
 }
 
 /// `GET /models`: every loaded model with its metadata.
 pub async fn models(State(state): State<AppState>) -> Response {
+    let snapshot = state.registry.snapshot();
+    let models = snapshot
+        .newest()
+        .map(|served| ModelEntry {
+            info: served.model.info(),
+            version: served.version,
+            versions: snapshot.versions(served.model.name()),
+        })
+        .collect();
     Json(ModelsResponse {
         default_model: state.registry.default_name(),
-        models: state.registry.infos().collect(),
+        models,
+        load_errors: state.registry.load_errors(),
     })
     .into_response()
 }
+
+/// The response header naming the model version that answered.
+pub const MODEL_VERSION_HEADER: &str = "model-version";
 
 /// The query parameters of `POST /predict` in order (`model` picks the model; others are
 /// ignored, as FastAPI does).
 type QueryPairs = Vec<(String, String)>;
 
-/// `POST /predict[?model=NAME]`: one row or a list of rows in, predictions out.
+/// `POST /predict[?model=NAME][&version=N]`: one row or a list of rows in, predictions out;
+/// the `Model-Version` header says which version answered.
 pub async fn predict(
     State(state): State<AppState>,
     query: Result<Query<QueryPairs>, QueryRejection>,
@@ -76,9 +105,18 @@ pub async fn predict(
 ) -> Result<Response, Detail> {
     let _permit = state.admit()?;
     let query = query.map_err(|e| NodeError::BadRequest(format!("invalid query string: {e}")))?;
+    let version = match http_serve::last_query_value(&query, "version") {
+        None => None,
+        Some(text) => Some(text.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+            NodeError::BadRequest(format!(
+                "query parameter version must be a positive integer, got {:?}",
+                http_serve::echo_name(text)
+            ))
+        })?),
+    };
     let served = state
         .registry
-        .get(http_serve::last_query_value(&query, "model"))?;
+        .get(http_serve::last_query_value(&query, "model"), version)?;
     check_content_type(&headers)?;
     let FullBody(body) = body.map_err(NodeError::from)?;
     let info = served.model.info();
@@ -108,7 +146,17 @@ pub async fn predict(
             write_classifier_answer(&mut json, &served.json_keys, &rows, info, &predictions)
         }
     }
-    Ok(([(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], json).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, JSON_CONTENT_TYPE),
+            (
+                HeaderName::from_static(MODEL_VERSION_HEADER),
+                HeaderValue::from(served.version),
+            ),
+        ],
+        json,
+    )
+        .into_response())
 }
 
 const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");

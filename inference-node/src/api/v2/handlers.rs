@@ -14,6 +14,8 @@ use super::wire::{
     self, InferRequest, InferResponse, ModelMetadata, OutputData, OutputTensor, ServerMetadata,
 };
 use crate::error::{NodeError, V2Error};
+use std::sync::Arc;
+
 use crate::registry::Served;
 use crate::state::AppState;
 
@@ -21,7 +23,7 @@ use crate::state::AppState;
 /// protocol's `{"error": ...}` shape, not axum's plain text.
 #[derive(FromRequestParts)]
 #[from_request(via(Path), rejection(V2Error))]
-pub struct V2Path<T>(T);
+pub struct V2Path<T>(pub T);
 
 impl From<PathRejection> for V2Error {
     fn from(rejection: PathRejection) -> Self {
@@ -58,8 +60,19 @@ pub async fn model_metadata(
     State(state): State<AppState>,
     V2Path(name): V2Path<String>,
 ) -> Result<Json<ModelMetadata>, V2Error> {
-    let served = state.registry.get(Some(&name))?;
-    Ok(Json(ModelMetadata::from_info(served.model.info())))
+    metadata(&state, &name, None)
+}
+
+fn metadata(
+    state: &AppState,
+    name: &str,
+    version: Option<u64>,
+) -> Result<Json<ModelMetadata>, V2Error> {
+    let snapshot = state.registry.snapshot();
+    let served = snapshot.get(name, version)?;
+    let mut metadata = ModelMetadata::from_info(served.model.info());
+    metadata.versions = snapshot.versions(name).iter().map(u64::to_string).collect();
+    Ok(Json(metadata))
 }
 
 /// `GET /v2/models/{name}/ready`: 404 for an unknown model; for a loaded one, the node's
@@ -68,7 +81,7 @@ pub async fn model_ready(
     State(state): State<AppState>,
     V2Path(name): V2Path<String>,
 ) -> Result<StatusCode, V2Error> {
-    state.registry.get(Some(&name))?;
+    state.registry.get(Some(&name), None)?;
     Ok(ready(State(state)).await)
 }
 
@@ -77,8 +90,8 @@ pub async fn versioned_metadata(
     State(state): State<AppState>,
     V2Path((name, version)): V2Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, V2Error> {
-    check_version(&name, &version)?;
-    model_metadata(State(state), V2Path(name)).await
+    let version = parse_version(&name, &version)?;
+    metadata(&state, &name, Some(version))
 }
 
 /// `GET /v2/models/{name}/versions/{version}/ready`.
@@ -86,8 +99,9 @@ pub async fn versioned_ready(
     State(state): State<AppState>,
     V2Path((name, version)): V2Path<(String, String)>,
 ) -> Result<StatusCode, V2Error> {
-    check_version(&name, &version)?;
-    model_ready(State(state), V2Path(name)).await
+    let version = parse_version(&name, &version)?;
+    state.registry.get(Some(&name), Some(version))?;
+    Ok(ready(State(state)).await)
 }
 
 /// `POST /v2/models/{name}/infer`.
@@ -98,7 +112,7 @@ pub async fn infer(
     body: Result<FullBody, BodyError>,
 ) -> Result<Response, V2Error> {
     let _permit = state.admit()?;
-    let served = state.registry.get(Some(&name))?;
+    let served = state.registry.get(Some(&name), None)?;
     run_infer(&state, served, &headers, body).await
 }
 
@@ -110,14 +124,14 @@ pub async fn versioned_infer(
     body: Result<FullBody, BodyError>,
 ) -> Result<Response, V2Error> {
     let _permit = state.admit()?;
-    check_version(&name, &version)?;
-    let served = state.registry.get(Some(&name))?;
+    let version = parse_version(&name, &version)?;
+    let served = state.registry.get(Some(&name), Some(version))?;
     run_infer(&state, served, &headers, body).await
 }
 
 async fn run_infer(
     state: &AppState,
-    served: &Served,
+    served: Arc<Served>,
     headers: &HeaderMap,
     body: Result<FullBody, BodyError>,
 ) -> Result<Response, V2Error> {
@@ -151,7 +165,7 @@ async fn run_infer(
     }
     let response = InferResponse {
         model_name: info.name.clone(),
-        model_version: wire::VERSION,
+        model_version: served.version.to_string(),
         id: request.id.take(),
         outputs,
     };
@@ -187,13 +201,14 @@ fn classifier_outputs(info: &ModelInfo, n_rows: usize, data: &[f64]) -> Vec<Outp
     ]
 }
 
-fn check_version(name: &str, version: &str) -> Result<(), NodeError> {
-    if version == wire::VERSION {
-        Ok(())
-    } else {
-        Err(NodeError::ModelNotFound {
+/// A version in a path: a positive integer; anything else names no version (404).
+fn parse_version(name: &str, version: &str) -> Result<u64, NodeError> {
+    version
+        .parse::<u64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| NodeError::ModelNotFound {
             name: format!("{name} version {version}"),
-            available: vec![format!("{name} version {}", wire::VERSION)],
+            available: vec!["versions are positive integers".to_string()],
         })
-    }
 }

@@ -61,7 +61,7 @@ pub struct ModelMetadata {
     /// Model name.
     pub name: String,
     /// Available versions.
-    pub versions: Vec<&'static str>,
+    pub versions: Vec<String>,
     /// Backend platform.
     pub platform: &'static str,
     /// Inputs.
@@ -108,7 +108,7 @@ impl ModelMetadata {
         };
         ModelMetadata {
             name: info.name.clone(),
-            versions: vec![VERSION],
+            versions: vec![VERSION.to_string()],
             platform: PLATFORM,
             inputs: input_metadata(info),
             outputs,
@@ -269,7 +269,7 @@ pub struct InferResponse {
     /// Model name.
     pub model_name: String,
     /// Model version.
-    pub model_version: &'static str,
+    pub model_version: String,
     /// The request's ID, when it had one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
