@@ -10,7 +10,7 @@
 //! Requests get the newest version unless they pin one. What is served is an immutable
 //! [`Snapshot`] behind a lock that is held only to clone an `Arc`: [`Registry::sync`] builds
 //! the next snapshot beside the current one (loading new and changed files and running each
-//! once on a row of zeros) and swaps it in at once. A request holds the `Arc<Served>` it
+//! once on a row of zeros and missing strings) and swaps it in at once. A request holds the `Arc<Served>` it
 //! started with, so it finishes on that version even when it is replaced or removed
 //! meanwhile; a version's inference thread stops once its last request is answered (drain).
 //! A file that fails to load leaves the serving version untouched, is logged, counted
@@ -47,7 +47,7 @@ pub enum LoadError {
     #[error(transparent)]
     Model(#[from] ModelError),
     /// A model loaded but failed its check run.
-    #[error("model {}: the check run on a row of zeros failed: {reason}", path.display())]
+    #[error("model {}: the check run on a row of zeros and missing strings failed: {reason}", path.display())]
     Check { path: PathBuf, reason: String },
     /// The models directory cannot be listed.
     #[error("MODELS_DIR {} cannot be read: {error}", dir.display())]
@@ -523,8 +523,10 @@ impl Registry {
     fn load_version(&self, name: &str, version: u64, path: &Path) -> Result<Served, LoadError> {
         let env = runtime::environment(self.ort_library.as_deref())?;
         let model = Arc::new(Model::load(env, name, path)?);
-        let zeros = Array2::<f64>::zeros((1, model.n_features()));
-        model.predict(zeros.view()).map_err(|e| LoadError::Check {
+        let zeros = Array2::<f64>::zeros((1, model.info().n_number_features()));
+        let missing = vec![String::new(); model.info().n_string_features()];
+        let check = model.predict_mixed(zeros.view(), &missing);
+        check.map_err(|e| LoadError::Check {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
