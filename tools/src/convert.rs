@@ -382,8 +382,11 @@ fn try_convert(job: &Job, force: bool) -> Result<Option<Summary>, ConvertError> 
         move |source| ConvertError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    // Written to a temporary file in the same directory, verified, then renamed: a crash or a
-    // failed check never leaves a partial or wrong `.onnx` behind.
+    // Written to a temporary file in the same directory (a hidden `.convert-models-*.onnx.tmp`,
+    // which inference nodes polling the directory skip), fsynced, verified, then renamed over
+    // the target and the directory fsynced: a reader (a node) sees the old file or the new
+    // one, never a partial one, and a crash or a failed check never leaves a partial or wrong
+    // `.onnx` behind.
     let mut builder = tempfile::Builder::new();
     builder.prefix(".convert-models-").suffix(".onnx.tmp");
     // Readable by everyone (minus the umask) like any file the user creates, not the
@@ -399,6 +402,10 @@ fn try_convert(job: &Job, force: bool) -> Result<Option<Summary>, ConvertError> 
         path: job.onnx.clone(),
         source: e.error,
     })?;
+    // The rename itself made durable: a crash now cannot bring the old file back, or none.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
     let about = onnx::metadata(&onnx_bytes)
         .map(|meta| About::from_metadata(&meta))
         .unwrap_or_default();

@@ -294,6 +294,42 @@ fn out_dir_mirrors_the_relative_paths() {
 }
 
 #[test]
+fn out_dir_replaces_a_model_atomically() {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let (tmp, _) = copy_of(|name| name == "Ridge");
+    let dir = tmp.path();
+    let out = dir.join("out/gdp_growth_rate");
+    std::fs::create_dir_all(&out).unwrap();
+    let target = out.join("Ridge.onnx");
+    std::fs::write(&target, b"the model a node is serving").unwrap();
+    // A reader (an inference node loading it) holds the old file open.
+    let mut reader = std::fs::File::open(&target).unwrap();
+    let old_inode = reader.metadata().unwrap().ino();
+
+    let (code, output) = run(dir, &["--out-dir", "out", "models"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("converted  models/gdp_growth_rate/Ridge.pkl"),
+        "{output}"
+    );
+    // Replaced by a rename, never rewritten in place: the open file still reads whole and
+    // unchanged, the path names a new, complete file, and no temporary file is left.
+    let mut seen = String::new();
+    reader.read_to_string(&mut seen).unwrap();
+    assert_eq!(seen, "the model a node is serving");
+    let new = std::fs::metadata(&target).unwrap();
+    assert_ne!(new.ino(), old_inode);
+    let (code, output) = run(dir, &["--out-dir", "out", "--check", "models"]);
+    assert_eq!(code, 0, "{output}");
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["Ridge.onnx"]);
+}
+
+#[test]
 fn usage_errors_exit_2_and_bad_paths_exit_1() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, _) = run(tmp.path(), &["--bogus"]);
