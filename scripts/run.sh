@@ -18,6 +18,8 @@
 #   INFERENCE_NODE_WORKER_THREADS=1   HTTP threads per node (the nodes share this machine's CPUs)
 #   INFERENCE_NODE_BATCH_IDLE_SPIN=0s an idle inference thread sleeps at once (same reason)
 #   INFERENCE_NODE_SCHED_POLICY=batch the nodes' threads run under SCHED_BATCH (same reason)
+#   INFERENCE_NODE_MODEL_POLL=5s      every node polls models/gdp_growth_rate for new, changed
+#                                     and removed models (live updates; "off" turns it off)
 #   RUN_WAIT_SECS=60          how long to wait for each component to become healthy
 # Logs go to .run/logs/. The binaries are built into ${CARGO_TARGET_DIR:-target}/release.
 #
@@ -44,6 +46,8 @@ export INFERENCE_NODE_CHECK_INTERVAL="${INFERENCE_NODE_CHECK_INTERVAL:-2s}"
 export INFERENCE_NODE_WORKER_THREADS="${INFERENCE_NODE_WORKER_THREADS:-1}"
 export INFERENCE_NODE_BATCH_IDLE_SPIN="${INFERENCE_NODE_BATCH_IDLE_SPIN:-0s}"
 export INFERENCE_NODE_SCHED_POLICY="${INFERENCE_NODE_SCHED_POLICY:-batch}"
+export INFERENCE_NODE_MODEL_POLL="${INFERENCE_NODE_MODEL_POLL:-5s}"
+[[ "$INFERENCE_NODE_MODEL_POLL" != off ]] || unset INFERENCE_NODE_MODEL_POLL
 export SERVICE_DISCOVERY_URL="http://127.0.0.1:$CONSUL_PORT"
 export MODELS_DIR="$ROOT/models/gdp_growth_rate"
 
