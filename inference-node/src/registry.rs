@@ -105,9 +105,12 @@ pub fn json_key(name: &str) -> String {
     format!("{}:", serde_json::Value::from(name))
 }
 
-/// What is served at one moment: every model's versions. Never changes once built.
+/// What is served at one moment: every model's versions, plus what the repository reports
+/// beside them (files that did not load, unloaded models). Never changes once built.
 pub struct Snapshot {
     models: BTreeMap<String, BTreeMap<u64, Arc<Served>>>,
+    load_errors: Vec<LoadFailure>,
+    unloaded: Vec<String>,
 }
 
 impl Snapshot {
@@ -250,6 +253,8 @@ impl Registry {
         let registry = Registry {
             current: RwLock::new(Arc::new(Snapshot {
                 models: BTreeMap::new(),
+                load_errors: Vec::new(),
+                unloaded: Vec::new(),
             })),
             repository: Mutex::new(Repository::default()),
             names: watch::Sender::new(Vec::new()),
@@ -311,19 +316,15 @@ impl Registry {
         self.snapshot().is_empty()
     }
 
-    /// Returns the files that failed to load and are not loaded since, by model and file.
+    /// Returns the files that failed to load and are not loaded since, by model and file
+    /// (never waits for a load in progress).
     pub fn load_errors(&self) -> Vec<LoadFailure> {
-        let repository = self.lock_repository();
-        repository
-            .failed
-            .values()
-            .map(|f| f.failure.clone())
-            .collect()
+        self.snapshot().load_errors.clone()
     }
 
     /// Returns the models unloaded through the repository API (and not loaded since).
     pub fn unloaded(&self) -> Vec<String> {
-        self.lock_repository().unloaded.iter().cloned().collect()
+        self.snapshot().unloaded.clone()
     }
 
     /// Brings what is served in line with the directory: loads new and changed files beside
@@ -355,7 +356,7 @@ impl Registry {
             model = name,
             "unloaded model; requests in progress finish on it"
         );
-        self.publish(Snapshot { models });
+        self.publish(&repository, models);
         Ok(())
     }
 
@@ -367,9 +368,6 @@ impl Registry {
 
     fn sync_with(&self, scope: Scope<'_>, strict: bool) -> Result<(), LoadError> {
         let mut repository = self.lock_repository();
-        if let Scope::Load(name) = scope {
-            repository.unloaded.remove(name);
-        }
         let found = scan(&self.dir)?;
         let unloaded = repository.unloaded.clone();
         let in_scope = |name: &str| match scope {
@@ -386,6 +384,9 @@ impl Registry {
             return Err(LoadError::NoFile {
                 name: name.to_string(),
             });
+        }
+        if let Scope::Load(name) = scope {
+            repository.unloaded.remove(name);
         }
         let snapshot = self.snapshot();
         let mut models = snapshot.models.clone();
@@ -510,8 +511,14 @@ impl Registry {
                 }
             }
         }
-        if changed {
-            self.publish(Snapshot { models });
+        let reported: Vec<LoadFailure> = repository
+            .failed
+            .values()
+            .map(|f| f.failure.clone())
+            .collect();
+        let unloaded_now: Vec<String> = repository.unloaded.iter().cloned().collect();
+        if changed || reported != snapshot.load_errors || unloaded_now != snapshot.unloaded {
+            self.publish(&repository, models);
         }
         match explicit_error {
             Some(error) => Err(error),
@@ -550,8 +557,22 @@ impl Registry {
         })
     }
 
-    /// Swaps `next` in and tells the followers of the names when they changed.
-    fn publish(&self, next: Snapshot) {
+    /// Swaps in the snapshot of `models` and what `repository` reports, and tells the
+    /// followers of the names when they changed.
+    fn publish(
+        &self,
+        repository: &Repository,
+        models: BTreeMap<String, BTreeMap<u64, Arc<Served>>>,
+    ) {
+        let next = Snapshot {
+            models,
+            load_errors: repository
+                .failed
+                .values()
+                .map(|f| f.failure.clone())
+                .collect(),
+            unloaded: repository.unloaded.iter().cloned().collect(),
+        };
         let names: Vec<String> = next.models.keys().cloned().collect();
         let count = next.models.len();
         *self

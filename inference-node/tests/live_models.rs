@@ -86,6 +86,15 @@ async fn models(node: &common::TestNode) -> Value {
         .unwrap()
 }
 
+/// The number of this process's threads called `name`.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
 fn v2_row() -> Value {
     json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64",
         "data": [50000.0, 5.2, 2.1, 2.3]}]})
@@ -258,14 +267,16 @@ async fn a_file_that_fails_to_load_keeps_the_serving_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_model_drains() {
-    let dir = repo(&["LinearRegression", "Ridge"]);
+    let dir = repo(&["LinearRegression"]);
+    // A name of its own: its inference thread is `infer-Drained-1` in this process.
+    place(dir.path(), "Drained.onnx", "Ridge");
     let node = spawn_node(node_config(dir.path(), &["--model-poll", "50ms"])).await;
-    let (_, _, ridge, _) = predict(&node, "?model=Ridge").await;
-    let admitted = node.state.registry.get(Some("Ridge"), None).unwrap();
+    let (_, _, ridge, _) = predict(&node, "?model=Drained").await;
+    let admitted = node.state.registry.get(Some("Drained"), None).unwrap();
     let mut names = node.state.registry.watch_names();
-    std::fs::remove_file(dir.path().join("Ridge.onnx")).unwrap();
-    eventually(Duration::from_secs(10), "Ridge is gone", || async {
-        predict(&node, "?model=Ridge").await.0 == 404
+    std::fs::remove_file(dir.path().join("Drained.onnx")).unwrap();
+    eventually(Duration::from_secs(10), "Drained is gone", || async {
+        predict(&node, "?model=Drained").await.0 == 404
     })
     .await;
     assert_eq!(
@@ -281,6 +292,15 @@ async fn a_removed_model_drains() {
         .await
         .unwrap();
     assert_eq!(Some(answer.values[0]), ridge);
+    // Once its last request is done, its inference thread ends.
+    assert_eq!(threads_named("infer-Drained-1"), 1);
+    drop(admitted);
+    eventually(
+        Duration::from_secs(5),
+        "the drained thread ends",
+        || async { threads_named("infer-Drained-1") == 0 },
+    )
+    .await;
     // The default model's file going away does not stop the default model.
     std::fs::remove_file(dir.path().join("LinearRegression.onnx")).unwrap();
     let (status, _) = post(&node, "/v2/repository/index", json!({})).await;
