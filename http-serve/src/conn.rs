@@ -7,12 +7,20 @@
 //! connection's socket as hyper sees it, swaps that answer for the same status with a
 //! `{"detail": "..."}` body, as every other error of these servers has.
 //!
+//! [`ConnIo`] also closes a connection the way a client can read: an answer given before the
+//! request's body was read (a 413 at its `Content-Length`, say) would be lost if the socket
+//! were closed with the rest of the body unread (the kernel answers that with a reset, and
+//! most clients send their whole body before they read). So shutting down sends a FIN, then
+//! reads and discards what the client still sends until it closes, for at most [`LINGER`]
+//! (nginx's "lingering close").
+//!
 //! It recognises hyper's answer by two facts: it is a `4xx` status line, and it is written
 //! while no request is being answered on the connection. [`Exchanges`] counts the requests
 //! handed to the service and the answers hyper has finished writing (an answer is finished
 //! once its body has been dropped, which hyper does after encoding it, and hyper's buffer has
 //! then been flushed), so a handler's own `4xx` is never mistaken for hyper's.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +31,10 @@ use axum::body::{Body, Bytes};
 use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Duration, Sleep};
+
+/// How long a closing connection keeps reading (and discarding) what its client still sends.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// The statuses hyper answers by itself (status line, then our `detail`).
 const AUTOMATIC_ERRORS: [(&str, &str); 3] = [
@@ -105,6 +117,8 @@ pub(crate) struct ConnIo {
     exchanges: Arc<Exchanges>,
     /// The answer written instead of hyper's, and how much of it is written.
     replacement: Option<(Vec<u8>, usize)>,
+    /// Set once the write side is shut down: the end of the lingering close.
+    linger: Option<Pin<Box<Sleep>>>,
 }
 
 impl ConnIo {
@@ -113,6 +127,7 @@ impl ConnIo {
             stream,
             exchanges,
             replacement: None,
+            linger: None,
         }
     }
 
@@ -212,8 +227,28 @@ impl AsyncWrite for ConnIo {
         Pin::new(&mut this.stream).poll_flush(cx)
     }
 
+    /// Sends a FIN, then discards what the client still sends until it closes or [`LINGER`]
+    /// is over, so the answer already written is read rather than lost to a reset.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.linger.is_none() {
+            ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+            this.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        let mut scratch = [0u8; 8192];
+        loop {
+            if let Some(deadline) = this.linger.as_mut()
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Ok(()));
+            }
+            let mut unread = ReadBuf::new(&mut scratch);
+            match ready!(Pin::new(&mut this.stream).poll_read(cx, &mut unread)) {
+                Ok(()) if !unread.filled().is_empty() => continue,
+                // The client closed (or reset): nothing more to wait for.
+                _ => return Poll::Ready(Ok(())),
+            }
+        }
     }
 }
 

@@ -81,6 +81,33 @@ async fn a_body_over_the_limit_is_refused() {
     assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+/// A client that sends its whole body before it reads (as most do) gets the 413, not a reset:
+/// the server, having answered early, reads and discards the rest before it closes.
+#[tokio::test]
+async fn a_client_writing_a_large_body_before_reading_gets_the_413() {
+    let server = start().await;
+    for _ in 0..20 {
+        let body = vec![b'x'; 4 << 20];
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+            .write_all(&body)
+            .await
+            .expect("the server reset the connection while the body was being sent");
+        let mut answer = Vec::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+            .await
+            .expect("the server kept the connection open")
+            .expect("the server reset the connection instead of closing it");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    }
+}
+
 /// Sends `request` as is and reads until the server closes the connection.
 async fn exchange_raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
