@@ -187,6 +187,17 @@ async fn a_rollout_under_load_fails_no_request_and_mixes_no_versions() {
     )
     .await;
     let switched = Instant::now();
+    // The gateway passes a pinned version on: the new one answers, the old one is gone.
+    let pinned = predict(&http, &gw, &format!("?model={M}&version=2")).await;
+    assert_eq!(
+        (pinned.status, pinned.version.as_deref()),
+        (200, Some("2")),
+        "{}",
+        pinned.body
+    );
+    assert_eq!(pinned.prediction, Some(retrained));
+    let gone = predict(&http, &gw, &format!("?model={M}&version=1")).await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // 2. A second model is added: the gateway routes to it once the nodes registered it.

@@ -3,7 +3,8 @@
 //!
 //! Layout of `MODELS_DIR` (Triton's, plus the plain one):
 //! - `<name>.onnx`: model `<name>`, unversioned. It is version 1 when first loaded; every
-//!   replacement of the file the node loads becomes the next version (2, 3, ...).
+//!   file the node loads there later (a replacement, or the model back after a removal or
+//!   an unload) becomes the next version (2, 3, ...).
 //! - `<name>/<version>/model.onnx`: model `<name>`, version `<version>` (a positive integer).
 //!   A name with version directories ignores a `<name>.onnx` beside them (reported).
 //!
@@ -218,6 +219,9 @@ struct Repository {
     failed: BTreeMap<(String, Slot), Failed>,
     /// Models unloaded through the repository API: not loaded again until a load asks.
     unloaded: BTreeSet<String>,
+    /// The last version given to each model's `<name>.onnx`: the next one counts on from
+    /// it, even after the model was removed or unloaded, so a version never names two files.
+    plain_versions: BTreeMap<String, u64>,
 }
 
 /// What [`Registry::sync`] looks at.
@@ -470,7 +474,7 @@ impl Registry {
             }
             let version = match slot {
                 Slot::Versioned(v) => *v,
-                Slot::Plain => repository.loaded.get(key).map_or(1, |l| l.version + 1),
+                Slot::Plain => repository.plain_versions.get(name).map_or(1, |v| v + 1),
             };
             match self.load_version(name, version, &file.path) {
                 Ok(served) => {
@@ -482,6 +486,9 @@ impl Registry {
                     }
                     versions.insert(version, Arc::new(served));
                     tracing::info!(model = %name, version, path = %file.path.display(), "loaded model version");
+                    if *slot == Slot::Plain {
+                        repository.plain_versions.insert(name.clone(), version);
+                    }
                     repository.loaded.insert(
                         key.clone(),
                         Loaded {
