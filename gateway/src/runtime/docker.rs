@@ -636,24 +636,15 @@ fn pick_network(mut networks: Vec<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    /// The runtime's flags alone, parsed as the gateway parses them.
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        settings: RuntimeSettings,
-    }
+    use crate::runtime::settings::testing::{labels, settings};
 
     fn runtime(args: &[&str]) -> DockerRuntime {
-        let mut all = vec!["gateway"];
-        all.extend_from_slice(args);
         let registration = NodeRegistration {
             consul_url: "http://127.0.0.1:8500".to_string(),
             service: "gdp-growth-model".to_string(),
             consul_token: None,
         };
-        DockerRuntime::new(&Flags::try_parse_from(all).unwrap().settings, &registration)
+        DockerRuntime::new(&settings(args), &registration)
     }
 
     #[test]
@@ -688,14 +679,9 @@ mod tests {
         );
     }
 
-    fn summary(labels: &[(&str, &str)]) -> ContainerSummary {
+    fn summary(pairs: &[(&str, &str)]) -> ContainerSummary {
         ContainerSummary {
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
+            labels: Some(labels(pairs)),
             ..Default::default()
         }
     }

@@ -119,3 +119,34 @@ fn parse_cluster_name(s: &str) -> Result<String, String> {
         Err("use lowercase letters, digits, '-' and '_' (a compose project name)".into())
     }
 }
+
+/// Builders the runtimes' unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::HashMap;
+
+    use clap::Parser;
+
+    use super::RuntimeSettings;
+
+    /// The runtime's flags alone, parsed as the gateway parses them.
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        settings: RuntimeSettings,
+    }
+
+    /// [`RuntimeSettings`] from command-line `args` (without the program name).
+    pub fn settings(args: &[&str]) -> RuntimeSettings {
+        let all = std::iter::once("gateway").chain(args.iter().copied());
+        Flags::try_parse_from(all).unwrap().settings
+    }
+
+    /// Owned labels from `(key, value)` pairs.
+    pub fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}

@@ -529,40 +529,26 @@ fn ipv4_subnet(network: &NetworkInspect) -> Option<String> {
 mod tests {
     use super::*;
     use crate::runtime::docker::{NODE_ROLE, ROLE_LABEL};
+    use crate::runtime::settings::testing::{labels, settings};
     use bollard::models::{Ipam, IpamConfig, NodeDescription, TaskStatus};
-    use clap::Parser;
-
-    /// The runtime's flags alone, parsed as the gateway parses them.
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        settings: RuntimeSettings,
-    }
 
     fn runtime(args: &[&str]) -> SwarmRuntime {
-        let mut all = vec!["gateway"];
-        all.extend_from_slice(args);
         let registration = NodeRegistration {
             consul_url: "http://consul:8500".to_string(),
             service: "gdp-growth-model".to_string(),
             consul_token: Some("t0k".to_string()),
         };
-        let settings = Flags::try_parse_from(all).unwrap().settings;
+        let settings = settings(args);
         let engine = Arc::new(DockerRuntime::new(&settings, &registration));
         SwarmRuntime::new(&settings, &registration, engine)
     }
 
-    fn service(id: &str, name: &str, labels: &[(&str, &str)], replicas: i64) -> Service {
+    fn service(id: &str, name: &str, pairs: &[(&str, &str)], replicas: i64) -> Service {
         Service {
             id: Some(id.to_string()),
             spec: Some(ServiceSpec {
                 name: Some(name.to_string()),
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
+                labels: Some(labels(pairs)),
                 mode: Some(ServiceSpecMode {
                     replicated: Some(ServiceSpecModeReplicated {
                         replicas: Some(replicas),
