@@ -14,18 +14,6 @@ async fn get_json(url: &str) -> (u16, Value) {
     (status, resp.json().await.unwrap())
 }
 
-async fn post(url: &str, body: &str) -> (u16, Value) {
-    let resp = client()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_answers_the_documented_json() {
     let consul = spawn_consul().await;

@@ -20,18 +20,6 @@ fn readme() -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-async fn post(url: &str, body: &str) -> (u16, Value) {
-    let resp = client()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readmes_classifier_bodies_answer_as_sklearn_through_the_gateway() {
     let golden = classifiers_golden();

@@ -7,13 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::Parser;
-use common::{Isolated, SEED_ROW, TestGateway, client, eventually, gateway_config, models_dir};
+use common::{
+    SEED_ROW, TestGateway, TestNode, client, eventually, gateway_config, models_dir, spawn_node_in,
+};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -32,47 +33,10 @@ fn place(dir: &Path, dest: &str, source: &str) {
     std::fs::rename(&temp, dir.join(format!("{dest}.onnx"))).unwrap();
 }
 
-struct Node {
-    _server: Isolated,
-    state: inference_node::AppState,
-}
-
 /// A node on the shared `dir`, polling it every 100 ms, whose registration refresh (30 s) is
 /// far longer than the test: Consul learns its new models from the change itself.
-fn spawn_node(consul: &str, dir: PathBuf) -> Node {
-    let config = inference_node::Config::try_parse_from([
-        "inference-node",
-        "--models-dir",
-        dir.to_str().unwrap(),
-        "--model-poll",
-        "100ms",
-        "--service-discovery-url",
-        consul,
-        "--advertise-address",
-        "127.0.0.1",
-        "--check-interval",
-        "500ms",
-        "--check-timeout",
-        "500ms",
-        "--registration-refresh",
-        "30s",
-        "--shutdown-grace",
-        "2s",
-    ])
-    .unwrap();
-    let (state_tx, state_rx) = std::sync::mpsc::channel();
-    let server = Isolated::spawn("node", move |listener, shutdown| async move {
-        let state = inference_node::AppState::new(config).expect("node state");
-        state_tx.send(state.clone()).unwrap();
-        inference_node::serve(listener, state, shutdown)
-            .await
-            .expect("node serve");
-    });
-    let state = state_rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    Node {
-        _server: server,
-        state,
-    }
+fn spawn_node(consul: &str, dir: &Path) -> TestNode {
+    spawn_node_in(dir, consul, "30s", &["--model-poll", "100ms"])
 }
 
 /// One answer of the steady stream: when its request was sent, its status, the version the
@@ -120,7 +84,7 @@ async fn predict(http: &reqwest::Client, gw: &TestGateway, query: &str) -> Answe
     }
 }
 
-fn serves(node: &Node, model: &str, version: u64) -> bool {
+fn serves(node: &TestNode, model: &str, version: u64) -> bool {
     node.state
         .registry
         .get(Some(model), None)
@@ -135,8 +99,8 @@ async fn a_rollout_under_load_fails_no_request_and_mixes_no_versions() {
     place(dir.path(), M, OLD);
     place(dir.path(), RETRAINED, RETRAINED);
     let nodes = [
-        spawn_node(&consul.base_url(), dir.path().to_path_buf()),
-        spawn_node(&consul.base_url(), dir.path().to_path_buf()),
+        spawn_node(&consul.base_url(), dir.path()),
+        spawn_node(&consul.base_url(), dir.path()),
     ];
     let gw = common::spawn_gateway(gateway_config(&consul.base_url(), &[])).await;
     let http = client();

@@ -10,10 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::Parser;
-use common::{client, models_dir, seed_example, spawn_node};
+use common::{client, config_for, models_dir, seed_example, spawn_node};
 use consul::standin::{self, StandInConfig};
-use inference_node::Config;
 use serde_json::{Value, json};
 use test_support::eventually;
 
@@ -34,16 +32,6 @@ fn repo(models: &[&str]) -> tempfile::TempDir {
         place(dir.path(), &format!("{model}.onnx"), model);
     }
     dir
-}
-
-fn node_config(dir: &Path, extra: &[&str]) -> Config {
-    let mut args = vec![
-        "inference-node".to_string(),
-        "--models-dir".into(),
-        dir.display().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Config::try_parse_from(args).unwrap()
 }
 
 /// One seed prediction: `(status, Model-Version header, first prediction, body)`.
@@ -103,7 +91,7 @@ fn v2_row() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_file_switches_atomically_to_the_next_version() {
     let dir = repo(&["LinearRegression", "Ridge"]);
-    let node = spawn_node(node_config(dir.path(), &["--model-poll", "50ms"])).await;
+    let node = spawn_node(config_for(dir.path(), &["--model-poll", "50ms"])).await;
     let (status, version, old, body) = predict(&node, "").await;
     assert_eq!((status, version), (200, Some(1)), "{body}");
     let old = old.unwrap();
@@ -196,7 +184,7 @@ async fn a_replaced_file_switches_atomically_to_the_next_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_fails_to_load_keeps_the_serving_version() {
     let dir = repo(&["LinearRegression", "Ridge"]);
-    let node = spawn_node(node_config(dir.path(), &[])).await;
+    let node = spawn_node(config_for(dir.path(), &[])).await;
     let (_, _, ridge, _) = predict(&node, "?model=Ridge").await;
     let path = dir.path().join("Ridge.onnx");
 
@@ -270,7 +258,7 @@ async fn a_removed_model_drains() {
     let dir = repo(&["LinearRegression"]);
     // A name of its own: its inference thread is `infer-Drained-1` in this process.
     place(dir.path(), "Drained.onnx", "Ridge");
-    let node = spawn_node(node_config(dir.path(), &["--model-poll", "50ms"])).await;
+    let node = spawn_node(config_for(dir.path(), &["--model-poll", "50ms"])).await;
     let (_, _, ridge, _) = predict(&node, "?model=Drained").await;
     let admitted = node.state.registry.get(Some("Drained"), None).unwrap();
     let mut names = node.state.registry.watch_names();
@@ -318,8 +306,8 @@ async fn versions_can_be_pinned() {
     place(dir.path(), "Ridge/1/model.onnx", "Ridge");
     place(dir.path(), "Ridge/2/model.onnx", "Lasso");
     let reference = repo(&["LinearRegression", "Ridge", "Lasso"]);
-    let node = spawn_node(node_config(dir.path(), &[])).await;
-    let reference_node = spawn_node(node_config(reference.path(), &[])).await;
+    let node = spawn_node(config_for(dir.path(), &[])).await;
+    let reference_node = spawn_node(config_for(reference.path(), &[])).await;
     let ridge = predict(&reference_node, "?model=Ridge").await.2;
     let lasso = predict(&reference_node, "?model=Lasso").await.2;
 
@@ -390,7 +378,7 @@ async fn versions_can_be_pinned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_repository_api_loads_and_unloads() {
     let dir = repo(&["LinearRegression"]);
-    let node = spawn_node(node_config(dir.path(), &["--model-poll", "50ms"])).await;
+    let node = spawn_node(config_for(dir.path(), &["--model-poll", "50ms"])).await;
     assert_eq!(predict(&node, "?model=Ridge").await.0, 404);
     // Without polling's help: an explicit load of a file placed now.
     place(dir.path(), "Ridge.onnx", "Ridge");
@@ -449,7 +437,7 @@ async fn the_registration_follows_the_model_set() {
     let dir = repo(&["LinearRegression"]);
     let url = consul.base_url();
     // A refresh much longer than the test: the update must not wait for it.
-    let node = spawn_node(node_config(
+    let node = spawn_node(config_for(
         dir.path(),
         &[
             "--service-discovery-url",
@@ -464,38 +452,20 @@ async fn the_registration_follows_the_model_set() {
     ))
     .await;
     let id = format!("127.0.0.1:{}", node.addr.port());
-    let models_of = |agent: consul::Client, id: String| async move {
-        agent
-            .agent_services()
-            .await
-            .unwrap()
-            .get(&id)
-            .map(|s| s.meta["models"].clone())
-    };
-    eventually(
-        Duration::from_secs(5),
-        "registered with LinearRegression",
-        || {
-            let (agent, id) = (agent.clone(), id.clone());
-            async move { models_of(agent, id).await.as_deref() == Some("LinearRegression") }
-        },
-    )
-    .await;
+    registered(&agent, &id, "LinearRegression").await;
     place(dir.path(), "Ridge.onnx", "Ridge");
-    eventually(Duration::from_secs(5), "Ridge in the registration", || {
-        let (agent, id) = (agent.clone(), id.clone());
-        async move { models_of(agent, id).await.as_deref() == Some("LinearRegression,Ridge") }
+    registered(&agent, &id, "LinearRegression,Ridge").await;
+    std::fs::remove_file(dir.path().join("Ridge.onnx")).unwrap();
+    registered(&agent, &id, "LinearRegression").await;
+    node.shutdown().await.unwrap();
+}
+
+/// Waits until the service `id` is registered in `agent` with exactly `models`.
+async fn registered(agent: &consul::Client, id: &str, models: &str) {
+    let what = format!("{id} registered with {models}");
+    eventually(Duration::from_secs(5), &what, || async {
+        let services = agent.agent_services().await.unwrap();
+        services.get(id).map(|s| s.meta["models"].as_str()) == Some(models)
     })
     .await;
-    std::fs::remove_file(dir.path().join("Ridge.onnx")).unwrap();
-    eventually(
-        Duration::from_secs(5),
-        "Ridge out of the registration",
-        || {
-            let (agent, id) = (agent.clone(), id.clone());
-            async move { models_of(agent, id).await.as_deref() == Some("LinearRegression") }
-        },
-    )
-    .await;
-    node.shutdown().await.unwrap();
 }

@@ -135,10 +135,20 @@ pub fn spawn_node_refreshing(consul: &str, refresh: &str) -> TestNode {
 
 /// Starts a node like [`spawn_node_refreshing`] with `extra` flags (a Consul token, say).
 pub fn spawn_node_with(consul: &str, refresh: &str, extra: &[&str]) -> TestNode {
+    spawn_node_in(&models_dir(), consul, refresh, extra)
+}
+
+/// Starts a node like [`spawn_node_with`] serving the models in `dir`.
+pub fn spawn_node_in(
+    dir: &std::path::Path,
+    consul: &str,
+    refresh: &str,
+    extra: &[&str],
+) -> TestNode {
     let mut args: Vec<String> = [
         "inference-node",
         "--models-dir",
-        models_dir().to_str().unwrap(),
+        dir.to_str().unwrap(),
         "--service-discovery-url",
         consul,
         "--advertise-address",
@@ -237,6 +247,19 @@ pub async fn spawn_gateway(config: Config) -> TestGateway {
 /// A plain HTTP client for the tests.
 pub fn client() -> reqwest::Client {
     test_support::client(Duration::from_secs(10))
+}
+
+/// POSTs the JSON text `body` to `url`; returns the status and the JSON answer.
+pub async fn post(url: &str, body: &str) -> (u16, Value) {
+    let resp = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
 }
 
 /// Returns the gateway's healthy set as `/api/predict/services` lists it.

@@ -48,7 +48,11 @@ pub fn classifier_golden_models() -> Vec<String> {
 
 /// A configuration for the shipped models plus `extra` flags.
 pub fn config(extra: &[&str]) -> Config {
-    let dir = models_dir();
+    config_for(&models_dir(), extra)
+}
+
+/// A configuration serving the models in `dir`, plus `extra` flags.
+pub fn config_for(dir: &std::path::Path, extra: &[&str]) -> Config {
     let mut args = vec![
         "inference-node".to_string(),
         "--models-dir".into(),
