@@ -1,6 +1,8 @@
-//! The `convert-models` driver: finds pickles, converts each once, verifies, writes atomically.
+//! The `convert-models` driver: finds models, converts each once, verifies, writes atomically.
 //!
-//! For every `NAME.pkl` / `NAME.joblib` under the given paths ([`find_jobs`]) it writes
+//! For every `NAME.pkl` / `NAME.joblib` and every native model file (a LightGBM text model,
+//! whatever its extension, recognised by its first bytes: [`SourceFormat`]) under the given
+//! paths ([`find_jobs`]) it writes
 //! `NAME.onnx` beside the source (or under `--out-dir`, same relative path). A model whose
 //! `.onnx` already records the source's sha256 is skipped unless forced. Each new file is
 //! written to a temporary file in the target directory, loaded through the loader the
@@ -19,11 +21,45 @@ use sha2::{Digest, Sha256};
 use crate::error::ConvertError;
 use crate::estimator::{Estimator, Model};
 use crate::golden::{self, Golden, Tolerance};
+use crate::lightgbm;
 use crate::onnx;
 use crate::pickle::{self, Limits};
 
-/// Source file extensions that are converted.
+/// Pickle file extensions that are converted.
 pub const SOURCE_EXTENSIONS: [&str; 2] = ["pkl", "joblib"];
+/// Bytes read from a file to recognise a native model format.
+const SNIFF_BYTES: u64 = 64;
+
+/// How a source file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// A pickle or joblib file (by extension): scikit-learn estimators and pipelines, and
+    /// LightGBM's scikit-learn wrappers.
+    Pickle,
+    /// A LightGBM text model (`Booster.save_model`): starts with `tree` and `version=v…`.
+    LightGbmText,
+}
+
+impl SourceFormat {
+    /// The format of the file at `path`, or `None` if it is not a model this tool reads:
+    /// pickles by extension, native models by their first bytes (so a directory's READMEs,
+    /// `golden.json` and other files are skipped).
+    pub fn of(path: &Path) -> Option<SourceFormat> {
+        let extension = path.extension().and_then(|e| e.to_str());
+        if extension.is_some_and(|e| SOURCE_EXTENSIONS.contains(&e)) {
+            return Some(SourceFormat::Pickle);
+        }
+        let mut head = Vec::new();
+        let file = std::fs::File::open(path).ok()?;
+        file.take(SNIFF_BYTES).read_to_end(&mut head).ok()?;
+        Self::sniff(&head)
+    }
+
+    /// The native format the first bytes of a file show, if any.
+    pub fn sniff(head: &[u8]) -> Option<SourceFormat> {
+        lightgbm::text::looks_like(head).then_some(SourceFormat::LightGbmText)
+    }
+}
 /// Deepest directory level searched below a PATH.
 const MAX_DEPTH: usize = 32;
 
@@ -299,9 +335,7 @@ fn collect(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), Conve
 }
 
 fn is_source(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| SOURCE_EXTENSIONS.contains(&e))
+    SourceFormat::of(path).is_some()
 }
 
 /// `NAME.onnx` beside the source, or under `out_dir` at the source's path relative to `root`.
@@ -369,8 +403,13 @@ fn try_convert(job: &Job, force: bool) -> Result<Option<Summary>, ConvertError> 
         return Ok(None);
     }
     let file_name = file_name(&job.source);
-    let graph = pickle::read_bytes(&bytes, &file_name, &limits)?;
-    let model = crate::sklearn::extract(&graph)?;
+    let model = match SourceFormat::sniff(&bytes) {
+        Some(SourceFormat::LightGbmText) => lightgbm::native_model(&bytes)?,
+        _ => {
+            let graph = pickle::read_bytes(&bytes, &file_name, &limits)?;
+            crate::sklearn::extract(&graph)?
+        }
+    };
     let onnx_bytes = onnx::encode(&model, &onnx::Source { file_name, sha256 })?;
 
     let dir = match job.onnx.parent() {
@@ -556,6 +595,7 @@ fn tree_count(model: &Model) -> Option<usize> {
     match &model.estimator {
         Estimator::Trees(e) => Some(e.trees.len()),
         Estimator::Hist(h) => Some(h.trees.len()),
+        Estimator::LightGbm(l) => Some(l.trees.len()),
         Estimator::Linear(_) => None,
     }
 }

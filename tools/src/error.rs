@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use onnx_model::ModelError;
 use onnx_model::runtime::RuntimeError;
 
+use crate::lightgbm::LightGbmError;
 use crate::pickle::PickleError;
 use crate::sklearn::ExtractError;
 
@@ -23,17 +24,21 @@ pub enum ConvertError {
     /// The pickle holds something that is not a supported scikit-learn model.
     #[error(transparent)]
     Extract(#[from] ExtractError),
+    /// A LightGBM model (native text, or the booster inside a pickle) that is malformed or not
+    /// supported.
+    #[error(transparent)]
+    LightGbm(#[from] LightGbmError),
     /// A source file is larger than the reader accepts.
     #[error("{path} is larger than {cap} bytes")]
     TooLarge { path: PathBuf, cap: u64 },
     /// A PATH argument does not exist.
     #[error("no such file or directory")]
     NotFound(PathBuf),
-    /// A PATH argument is a file that is neither `.pkl` nor `.joblib`.
-    #[error("{0} is not a .pkl or .joblib file")]
+    /// A PATH argument is a file that is neither `.pkl` nor `.joblib` nor a native model.
+    #[error("{0} is not a .pkl or .joblib file or a LightGBM text model")]
     NotASource(PathBuf),
-    /// A directory PATH holds no `.pkl` or `.joblib` file.
-    #[error("no .pkl or .joblib files under {0}")]
+    /// A directory PATH holds no `.pkl` or `.joblib` file or native model.
+    #[error("no .pkl or .joblib files or LightGBM text models under {0}")]
     NoSources(PathBuf),
     /// Two sources would be written to the same `.onnx` file.
     #[error("{onnx} would also be written from {other}")]

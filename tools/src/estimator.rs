@@ -305,6 +305,8 @@ pub enum Probabilities {
     Softmax,
     /// `K = n_classes`: `expit(d)` normalised to sum 1 (one-vs-rest logistic regression).
     OneVsRest,
+    /// `K = n_classes`: `expit(d)` per class, not normalised (LightGBM's `multiclassova`).
+    Sigmoids,
 }
 
 /// How sklearn's `predict` picks the label.
@@ -327,6 +329,8 @@ pub enum Estimator {
     Trees(TreeEnsemble),
     /// HistGradientBoostingRegressor / HistGradientBoostingClassifier.
     Hist(HistGradientBoosting),
+    /// A LightGBM booster (a native text model, or inside LGBMRegressor / LGBMClassifier).
+    LightGbm(LightGbm),
 }
 
 /// `y = x @ coef.T + intercept` (the linear regressors; LogisticRegression's decision
@@ -439,4 +443,80 @@ pub enum HistTest {
     /// Left iff the category `(uint8)x` is in `left`; otherwise right iff it is one of
     /// `known` (the categories seen in training), else as missing.
     Categorical { left: Vec<u8>, known: Vec<u8> },
+}
+
+// === LightGBM ===
+
+/// A LightGBM booster as its C++ `GBDT::Predict` computes it, in float64.
+///
+/// Raw score `k` is `0.0 + Σ` (in tree order) of the leaf reached in each tree `i` with
+/// `i % n_scores == k`; the [`LightGbmOutput`] then applies the objective's link. Before the
+/// trees, LightGBM reads `|x| <= kZeroThreshold` (1e-35f) as 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LightGbm {
+    /// The trees used for prediction (after `best_iteration`), iteration-major.
+    pub trees: Vec<LightGbmTree>,
+    /// Raw scores per row (`num_tree_per_iteration`).
+    pub n_scores: usize,
+    pub output: LightGbmOutput,
+}
+
+/// What the raw scores become.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LightGbmOutput {
+    /// A regressor: identity (regression, regression_l1, huber, fair, quantile, mape).
+    Identity,
+    /// A regressor: `exp(raw)` (poisson, gamma, tweedie).
+    Exp,
+    /// A regressor: `1 / (1 + exp(-scale * raw))` (cross_entropy; binary read as a regressor).
+    Sigmoid { scale: f64 },
+    /// A classifier: the scores `scale * raw` go to the classifier head ([`Model::classifier`]),
+    /// which applies the sigmoid (binary, multiclassova) or the softmax (multiclass, scale 1).
+    Scores { scale: f64 },
+}
+
+/// One LightGBM tree: internal node 0 is the root; without internal nodes it is the single
+/// leaf `leaves[0]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LightGbmTree {
+    pub nodes: Vec<LightGbmNode>,
+    pub leaves: Vec<f64>,
+}
+
+/// One internal node of a [`LightGbmTree`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LightGbmNode {
+    pub feature: usize,
+    pub left: LightGbmChild,
+    pub right: LightGbmChild,
+    pub test: LightGbmTest,
+}
+
+/// A child of a [`LightGbmNode`]: another internal node (after its parent) or a leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LightGbmChild {
+    Node(usize),
+    Leaf(usize),
+}
+
+/// How a [`LightGbmNode`] decides (`Tree::NumericalDecision` / `Tree::CategoricalDecision`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LightGbmTest {
+    /// Left iff `x <= threshold`, after the node's missing-value rule: with `None` NaN reads
+    /// as 0; with `Zero` NaN and 0 go to the default side; with `NaN` NaN does.
+    Numeric {
+        threshold: f64,
+        missing: LightGbmMissing,
+        default_left: bool,
+    },
+    /// Left iff `(int)x` (C truncation) is one of `categories`; NaN and negatives go right.
+    Categorical { categories: Vec<u32> },
+}
+
+/// A numeric node's `missing_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LightGbmMissing {
+    None,
+    Zero,
+    NaN,
 }

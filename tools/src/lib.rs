@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`pickle`]: safe pickle/joblib reader producing an inert object graph.
 //! - [`sklearn`]: extracts a typed [`estimator::Model`] from that graph.
+//! - [`lightgbm`]: LightGBM's text model format (native files and the booster inside a
+//!   pickled LGBMRegressor / LGBMClassifier) as an [`estimator::Model`].
 //! - [`onnx`]: writes an [`estimator::Model`] as an ONNX model (double precision), following
 //!   the contract in `onnx_model::contract` (the crate the inference node loads models with).
 //! - [`convert`]: the driver (find sources, convert once, verify, write atomically, `--check`).
@@ -15,6 +17,7 @@ pub mod convert;
 pub mod error;
 pub mod estimator;
 pub mod golden;
+pub mod lightgbm;
 pub mod onnx;
 pub mod pickle;
 pub mod sklearn;

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Converts scikit-learn `.pkl` / `.joblib` models to ONNX for the inference nodes.
+/// Converts scikit-learn `.pkl` / `.joblib` models and LightGBM text models to ONNX for the
+/// inference nodes.
 #[derive(Debug, Parser)]
 #[command(name = "convert-models", version, about)]
 struct Cli {
@@ -24,7 +25,8 @@ struct Cli {
     #[arg(long)]
     check: bool,
 
-    /// Model files or directories to search for `NAME.pkl` / `NAME.joblib`.
+    /// Model files or directories to search for `NAME.pkl` / `NAME.joblib` and LightGBM text
+    /// models (recognised by content).
     #[arg(value_name = "PATH", default_value = "models/")]
     paths: Vec<PathBuf>,
 }

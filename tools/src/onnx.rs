@@ -10,11 +10,14 @@
 //! ([`linear`]), trees as `ai.onnx.ml` opset-5 `TreeEnsemble` after sklearn's float32 rounding
 //! ([`trees`]), and a classifier's probabilities and label from those scores ([`classifier`]);
 //! HistGradientBoosting as one `TreeEnsemble` in float64 with NaN routing and category sets
-//! ([`hist`]).
+//! ([`hist`]), LightGBM likewise with its missing-value rules ([`lightgbm`]), both on the
+//! shared `TreeEnsemble` attributes of [`ensemble`].
 
 pub mod classifier;
+pub mod ensemble;
 pub mod graph;
 pub mod hist;
+pub mod lightgbm;
 pub mod linear;
 pub mod preprocess;
 pub mod trees;
@@ -104,6 +107,7 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
         Estimator::Trees(e) => trees::ensemble(&mut g, &x, e, width, n_targets, &scores)?,
         // Its own outputs and metadata (contract v2): written whole by `hist`.
         Estimator::Hist(h) => hist::ensemble(&mut g, &x, h, width, &scores)?,
+        Estimator::LightGbm(l) => lightgbm::ensemble(&mut g, &x, l, width, &scores)?,
     }
     let (task, outputs) = match &model.classifier {
         Some(c) => {
@@ -155,7 +159,12 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
         .nodes
         .iter()
         .any(|n| n.domain.as_deref() == Some(ML_DOMAIN));
-    if uses_ml || matches!(model.estimator, Estimator::Trees(_) | Estimator::Hist(_)) {
+    if uses_ml
+        || matches!(
+            model.estimator,
+            Estimator::Trees(_) | Estimator::Hist(_) | Estimator::LightGbm(_)
+        )
+    {
         opset_import.push(opset(ML_DOMAIN, ML_OPSET));
     }
     let graph = proto::GraphProto {

@@ -5,7 +5,8 @@
 //! Per family: [`linear`] (the linear regressors), [`logistic`] (LogisticRegression),
 //! [`trees`] (the `tree_` structure, DecisionTree, RandomForest, ExtraTrees, regressors and
 //! classifiers), [`boosting`] (GradientBoosting regressor and classifier), [`hist_gradient_boosting`]
-//! (HistGradientBoosting regressor and classifier), [`classes`] (a classifier's `classes_`),
+//! (HistGradientBoosting regressor and classifier), [`lightgbm`] (LightGBM's LGBMRegressor and
+//! LGBMClassifier), [`classes`] (a classifier's `classes_`),
 //! [`pipeline`] (transformers + a final estimator), [`preprocess`] (the transformers: scalers,
 //! SimpleImputer, ColumnTransformer), [`encoders`] (OneHotEncoder, OrdinalEncoder).
 //! Nothing here panics on a malformed graph: every access is checked.
@@ -14,6 +15,7 @@ mod boosting;
 mod classes;
 mod encoders;
 mod hist_gradient_boosting;
+mod lightgbm;
 mod linear;
 mod logistic;
 mod pipeline;
@@ -131,6 +133,7 @@ pub(crate) fn final_estimator(object: &Obj<'_>) -> Result<Fitted, ExtractError> 
             hist_gradient_boosting::extract(object)
         }
         "GradientBoostingClassifier" => boosting::classifier(object),
+        "LGBMRegressor" | "LGBMClassifier" => lightgbm::extract(object),
         other => Err(ExtractError::Unsupported(format!(
             "{other} ({}) is not a supported estimator",
             object.class

@@ -115,6 +115,9 @@ fn predict(model: &Model, row: &[f64]) -> Vec<f64> {
         Estimator::Hist(_) => {
             unreachable!("manifest.json has no HistGradientBoosting (see fidelity_hist.rs)")
         }
+        Estimator::LightGbm(_) => {
+            unreachable!("manifest.json has no LightGBM model (see fidelity_lightgbm.rs)")
+        }
     }
 }
 
@@ -133,6 +136,7 @@ fn classify(model: &Model, classifier: &Classifier, row: &[f64]) -> Vec<f64> {
         Probabilities::BinaryExpit => vec![1.0 - expit(d[0]), expit(d[0])],
         Probabilities::BinarySoftmax => softmax(&[-d[0], d[0]]),
         Probabilities::Softmax => softmax(&d),
+        Probabilities::Sigmoids => d.iter().map(|x| expit(*x)).collect(),
         Probabilities::OneVsRest => {
             let e: Vec<f64> = d.iter().map(|x| expit(*x)).collect();
             let sum: f64 = e.iter().sum();

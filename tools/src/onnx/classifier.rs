@@ -5,7 +5,7 @@
 //! probabilities for tree classifiers, the decision function for LogisticRegression, the raw
 //! boosting scores for GradientBoostingClassifier. sklearn's arithmetic is mirrored:
 //! `expit` is `Sigmoid`, `[1 - p, p]` is `Sub` + `Concat`, `softmax` is `Softmax` over the
-//! classes, one-vs-rest divides `expit(d)` by its row sum; labels are `ArgMax` (the first
+//! classes, one-vs-rest divides `expit(d)` by its row sum (LightGBM's multiclassova keeps `expit(d)`); labels are `ArgMax` (the first
 //! largest, as numpy's `argmax`) or `d > 0` / `d >= 0` for one-column scores.
 
 use onnx_model::contract::{LABEL_NAME, PROBABILITIES_NAME};
@@ -59,6 +59,9 @@ pub fn outputs(
         }
         Probabilities::Softmax => {
             g.node_into("Softmax", "", &[scores], vec![axis()], PROBABILITIES_NAME);
+        }
+        Probabilities::Sigmoids => {
+            g.node_into("Sigmoid", "", &[scores], vec![], PROBABILITIES_NAME);
         }
         Probabilities::OneVsRest => {
             let p = g.node("Sigmoid", "", &[scores], vec![]);

@@ -22,18 +22,12 @@
 //! and a classifier's scores go to the head every classifier shares.
 
 use super::ML_DOMAIN;
-use super::graph::{GraphBuilder, attr_int, attr_ints, attr_tensor, tensor_f64, tensor_u8};
+use super::ensemble::{BRANCH_GT, BRANCH_LEQ, BRANCH_MEMBER, Structure};
+use super::graph::GraphBuilder;
+use super::proto::TensorProto;
 use super::proto::tensor_proto::DataType;
-use super::proto::{AttributeProto, TensorProto};
 use crate::error::ConvertError;
 use crate::estimator::{HistGradientBoosting, HistNode, HistOutput, HistTest, HistTree};
-
-/// `nodes_modes` values.
-const BRANCH_LEQ: u8 = 0;
-const BRANCH_GT: u8 = 3;
-const BRANCH_MEMBER: u8 = 6;
-/// `aggregate_function` SUM.
-const SUM: i64 = 1;
 
 /// Appends the ensemble and its link to `g`, writing the regressor's predictions or the
 /// classifier's raw scores `[N, n_targets]` to `out` (the classifier's head follows, as for
@@ -96,88 +90,6 @@ pub fn raw_scores(
     let trees = g.node("TreeEnsemble", ML_DOMAIN, &[&input], s.attributes(n_scores));
     let baseline = g.constant_f64("baseline", &[n_scores], &hist.baseline);
     Ok(g.node("Add", "", &[&trees, &baseline], vec![]))
-}
-
-/// The `TreeEnsemble` attributes, built tree by tree.
-#[derive(Debug, Default)]
-struct Structure {
-    tree_roots: Vec<i64>,
-    featureids: Vec<i64>,
-    modes: Vec<u8>,
-    splits: Vec<f64>,
-    truenodeids: Vec<i64>,
-    trueleafs: Vec<i64>,
-    falsenodeids: Vec<i64>,
-    falseleafs: Vec<i64>,
-    missing_tracks_true: Vec<i64>,
-    /// The sets of the `BRANCH_MEMBER` nodes in node order, NaN between two sets.
-    membership: Vec<f64>,
-    leaf_targets: Vec<i64>,
-    leaf_weights: Vec<f64>,
-}
-
-impl Structure {
-    fn attributes(&self, n_scores: usize) -> Vec<AttributeProto> {
-        let mut attributes = vec![
-            attr_int("n_targets", n_scores as i64),
-            attr_int("aggregate_function", SUM),
-            attr_int("post_transform", 0),
-            attr_ints("tree_roots", self.tree_roots.clone()),
-            attr_ints("nodes_featureids", self.featureids.clone()),
-            attr_tensor(
-                "nodes_splits",
-                tensor_f64(&[self.splits.len()], &self.splits),
-            ),
-            attr_tensor("nodes_modes", tensor_u8(&self.modes)),
-            attr_ints("nodes_truenodeids", self.truenodeids.clone()),
-            attr_ints("nodes_trueleafs", self.trueleafs.clone()),
-            attr_ints("nodes_falsenodeids", self.falsenodeids.clone()),
-            attr_ints("nodes_falseleafs", self.falseleafs.clone()),
-            attr_ints(
-                "nodes_missing_value_tracks_true",
-                self.missing_tracks_true.clone(),
-            ),
-            attr_ints("leaf_targetids", self.leaf_targets.clone()),
-            attr_tensor(
-                "leaf_weights",
-                tensor_f64(&[self.leaf_weights.len()], &self.leaf_weights),
-            ),
-        ];
-        if self.modes.contains(&BRANCH_MEMBER) {
-            attributes.push(attr_tensor(
-                "membership_values",
-                tensor_f64(&[self.membership.len()], &self.membership),
-            ));
-        }
-        attributes
-    }
-
-    /// Appends one interior node; `(id, is_leaf)` for each branch.
-    fn push(
-        &mut self,
-        feature: usize,
-        mode: u8,
-        split: f64,
-        on_true: (i64, i64),
-        on_false: (i64, i64),
-        missing_true: bool,
-    ) {
-        self.featureids.push(feature as i64);
-        self.modes.push(mode);
-        self.splits.push(split);
-        self.truenodeids.push(on_true.0);
-        self.trueleafs.push(on_true.1);
-        self.falsenodeids.push(on_false.0);
-        self.falseleafs.push(on_false.1);
-        self.missing_tracks_true.push(i64::from(missing_true));
-    }
-
-    fn push_set(&mut self, set: &[u8]) {
-        if self.modes.iter().filter(|&&m| m == BRANCH_MEMBER).count() > 1 {
-            self.membership.push(f64::NAN);
-        }
-        self.membership.extend(set.iter().map(|&c| f64::from(c)));
-    }
 }
 
 /// Validates one tree and appends its interior nodes and leaves to `s`.
@@ -279,7 +191,7 @@ fn add_tree(
                             s.push(*feature, BRANCH_GT, f64::INFINITY, on_true, on_false, false);
                         } else {
                             s.push(*feature, BRANCH_MEMBER, 0.0, on_true, on_false, false);
-                            s.push_set(&set);
+                            s.push_set(&set.iter().map(|&c| f64::from(c)).collect::<Vec<_>>());
                         }
                     }
                 }

@@ -25,6 +25,10 @@ pub enum Role {
     /// A class or constructor found inside supported models that is kept opaque (losses,
     /// links, random states); never interpreted.
     Opaque,
+    /// A dict subclass (`collections.OrderedDict`, `collections.defaultdict`): REDUCE → an
+    /// empty plain dict (the arguments, e.g. a default factory, are dropped, never called),
+    /// which SETITEMS then fills.
+    Dict,
 }
 
 const NUMPY: &[(&str, &str, Role)] = &[
@@ -229,6 +233,16 @@ const SKLEARN: &[(&str, &str, Role)] = &[
     ),
 ];
 
+/// LightGBM's scikit-learn wrappers and the booster they hold (its state keeps the model
+/// text), and the dict subclasses their state uses (`best_score`).
+const LIGHTGBM: &[(&str, &str, Role)] = &[
+    ("lightgbm.sklearn", "LGBMRegressor", Role::Estimator),
+    ("lightgbm.sklearn", "LGBMClassifier", Role::Estimator),
+    ("lightgbm.basic", "Booster", Role::Estimator),
+    ("collections", "OrderedDict", Role::Dict),
+    ("collections", "defaultdict", Role::Dict),
+];
+
 const OPAQUE: &[(&str, &str)] = &[
     // GradientBoosting losses, sklearn <= 1.3 ...
     ("sklearn.ensemble._gb_losses", "LeastSquaresError"),
@@ -306,6 +320,7 @@ pub fn lookup(module: &str, name: &str) -> Option<Role> {
     NUMPY
         .iter()
         .chain(SKLEARN)
+        .chain(LIGHTGBM)
         .find(|(m, n, _)| *m == module && *n == name)
         .map(|(_, _, role)| *role)
         .or_else(|| {
@@ -335,5 +350,9 @@ mod tests {
             None
         );
         assert_eq!(lookup("numpy ", "dtype"), None);
+        assert_eq!(lookup("collections", "OrderedDict"), Some(Role::Dict));
+        assert_eq!(lookup("collections", "namedtuple"), None);
+        assert_eq!(lookup("lightgbm.basic", "Booster"), Some(Role::Estimator));
+        assert_eq!(lookup("lightgbm.basic", "_load_lib"), None);
     }
 }

@@ -574,6 +574,8 @@ impl<'a> Machine<'a> {
                 Value::Str(s) => Some(s.clone()),
                 Value::Int(_) | Value::None | Value::Bool(_) | Value::Tuple(_) => None,
                 Value::Float(_) | Value::Bytes(_) => None,
+                // numpy scalars hash (LightGBM's `_class_map` is keyed by its labels).
+                Value::NdArray(a) if a.shape.is_empty() => None,
                 _ => return Err(self.heap.malformed("dict key of an unhashable type")),
             };
             let index = self.stream.dict_keys.entry(dict).or_default();
@@ -724,7 +726,8 @@ impl<'a> Machine<'a> {
                 args,
                 state: None,
             },
-            Role::NdarrayType | Role::ArrayWrapper => {
+            Role::Dict if args.len() <= 1 => Value::Dict(Vec::new()),
+            Role::Dict | Role::NdarrayType | Role::ArrayWrapper => {
                 return Err(heap.malformed(format!("REDUCE on {global} is not allowed")));
             }
         };

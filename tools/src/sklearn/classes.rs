@@ -11,8 +11,14 @@ const MAX_CLASSES: usize = 10_000;
 /// Reads `classes_`: an integer, bool, unicode (`<U…`) or object (strings, integers or
 /// booleans) array of at least two distinct labels of one type. Float labels are refused.
 pub fn classes(object: &Obj<'_>) -> Result<Vec<ClassLabel>, ExtractError> {
-    let array = object.array("classes_")?;
-    let invalid = |reason: String| object.invalid("classes_", reason);
+    classes_at(object, "classes_")
+}
+
+/// Reads the classes kept in attribute `attr` (LightGBM's wrapper keeps them in `_classes`),
+/// as [`classes`] does.
+pub fn classes_at(object: &Obj<'_>, attr: &str) -> Result<Vec<ClassLabel>, ExtractError> {
+    let array = object.array(attr)?;
+    let invalid = |reason: String| object.invalid(attr, reason);
     let n = match array.shape.as_slice() {
         [n] => *n,
         shape => {
