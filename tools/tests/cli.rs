@@ -357,3 +357,48 @@ fn usage_errors_exit_2_and_bad_paths_exit_1() {
         "failed     empty: no .pkl or .joblib files or LightGBM text models under empty\n"
     );
 }
+
+#[test]
+fn lightgbm_text_models_are_found_by_content_and_described() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures-lightgbm/4.7.0");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A native model under an unusual extension, one without any, a pickled one, and files
+    // that are not models: none of those is picked up.
+    std::fs::copy(fixtures.join("lgbm_poisson.txt"), dir.join("claims.model")).unwrap();
+    std::fs::copy(fixtures.join("lgbm_multiclass.txt"), dir.join("party")).unwrap();
+    std::fs::copy(fixtures.join("lgbm_binary.pkl"), dir.join("vote.pkl")).unwrap();
+    std::fs::write(dir.join("README.md"), "tree\nthis is not a model\n").unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"tree": "version=v4"}"#).unwrap();
+    std::fs::write(dir.join("notes.txt"), "tree\nversion=v4 but truncated").unwrap();
+
+    let (code, out) = run(tmp.path(), &["models"]);
+    assert_eq!(code, 1, "{out}"); // notes.txt looks like a model and is refused
+    assert!(
+        out.contains(
+            "converted  models/claims.model -> models/claims.onnx (LightGBM Booster (poisson), regression, 8 features (8 number), 20 trees, no golden predictions)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("(LightGBM Booster (multiclass), classification, 8 features (8 number), 7 classes [0, 1, 2, 3, 4, 5, 6], 70 trees"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"(LGBMClassifier, classification, 8 features (8 number), 2 classes ["Clinton", "Dole"], 20 trees"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "failed     models/notes.txt: LightGBM model text, header: version `v4 but truncated` is not supported"
+        ),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let written: Vec<String> = onnx_files(&dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".onnx"))
+        .collect();
+    assert_eq!(written, ["claims.onnx", "party.onnx", "vote.onnx"]);
+}

@@ -680,3 +680,46 @@ fn integers(place: &str, text: &str, n: usize) -> Result<Vec<i64>, TextError> {
 fn floats(place: &str, text: &str, n: usize) -> Result<Vec<f64>, TextError> {
     values(place, text, n, |t| t.parse::<f64>().ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODEL: &str = "tree\nversion=v3\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n\
+max_feature_idx=1\nobjective=regression\nfeature_names=a b\nfeature_infos=none none\n\n\
+Tree=0\nnum_leaves=3\nnum_cat=1\nsplit_feature=1 0\nthreshold=0 1.0000000180025095e-35\n\
+decision_type=1 6\nleft_child=-1 -2\nright_child=1 -3\nleaf_value=1 2 3\n\
+cat_boundaries=0 2\ncat_threshold=5 2147483648\nshrinkage=1\n\n\nend of trees\n";
+
+    #[test]
+    fn reads_trees_bitsets_and_decision_bits() {
+        let b = parse(MODEL.as_bytes()).unwrap();
+        assert_eq!(
+            (b.version.as_str(), b.n_features, b.trees.len()),
+            ("v3", 2, 1)
+        );
+        let t = &b.trees[0];
+        assert!(t.is_categorical(0) && !t.is_categorical(1));
+        assert_eq!(t.categories(0), [0, 2, 63]);
+        assert_eq!(t.missing_type(1), MissingType::Zero);
+        assert!(t.default_left(1));
+        assert_eq!(t.threshold[1], 1e-35_f32 as f64);
+        // \r\n line endings read the same.
+        let crlf = MODEL.replace('\n', "\r\n");
+        assert_eq!(parse(crlf.as_bytes()).unwrap(), b);
+        // Without categorical splits in the tree, the categorical bit is not read.
+        let numeric = MODEL
+            .replace("num_cat=1", "num_cat=0")
+            .replace("cat_boundaries=0 2\ncat_threshold=5 2147483648\n", "");
+        assert!(!parse(numeric.as_bytes()).unwrap().trees[0].is_categorical(0));
+    }
+
+    #[test]
+    fn sniffs_only_lightgbm_text() {
+        assert!(looks_like(MODEL.as_bytes()));
+        assert!(looks_like(b"tree\r\nversion=v4\r\n"));
+        assert!(!looks_like(b"{\"learner\": {}}"));
+        assert!(!looks_like(b"tree\nnum_class=1\n"));
+        assert!(!looks_like(b"\x80\x04tree"));
+    }
+}

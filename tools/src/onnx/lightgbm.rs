@@ -245,3 +245,228 @@ fn add_tree(
 fn invalid(reason: String) -> ConvertError {
     ConvertError::InvalidModel(reason)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_close, model, predict};
+    use super::ZERO_THRESHOLD;
+    use crate::estimator::{
+        Estimator, LightGbm, LightGbmChild, LightGbmMissing, LightGbmNode, LightGbmOutput,
+        LightGbmTest, LightGbmTree,
+    };
+
+    /// LightGBM's `Tree::GetLeaf` after its row reader, written out from `tree.h`.
+    fn leaf_value(tree: &LightGbmTree, row: &[f64]) -> f64 {
+        let mut node = 0;
+        loop {
+            let Some(n) = tree.nodes.get(node) else {
+                return tree.leaves[0];
+            };
+            let raw = row[n.feature];
+            let mut x = if raw.abs() <= ZERO_THRESHOLD {
+                0.0
+            } else {
+                raw
+            };
+            let left = match &n.test {
+                LightGbmTest::Numeric {
+                    threshold,
+                    missing,
+                    default_left,
+                } => {
+                    if x.is_nan() && *missing != LightGbmMissing::NaN {
+                        x = 0.0;
+                    }
+                    let is_missing = match missing {
+                        LightGbmMissing::Zero => x.abs() <= ZERO_THRESHOLD,
+                        LightGbmMissing::NaN => x.is_nan(),
+                        LightGbmMissing::None => false,
+                    };
+                    if is_missing {
+                        *default_left
+                    } else {
+                        x <= *threshold
+                    }
+                }
+                LightGbmTest::Categorical { categories } => {
+                    // C's cast: truncation; out of int range gives INT_MIN on x86.
+                    let c = if !(-2147483648.0..2147483648.0).contains(&x) {
+                        i32::MIN
+                    } else {
+                        x as i32
+                    };
+                    c >= 0 && categories.contains(&(c as u32))
+                }
+            };
+            let child = if left { n.left } else { n.right };
+            match child {
+                LightGbmChild::Node(i) => node = i,
+                LightGbmChild::Leaf(l) => return tree.leaves[l],
+            }
+        }
+    }
+
+    fn numeric(
+        feature: usize,
+        threshold: f64,
+        missing: LightGbmMissing,
+        left: bool,
+    ) -> LightGbmTest {
+        let _ = feature;
+        LightGbmTest::Numeric {
+            threshold,
+            missing,
+            default_left: left,
+        }
+    }
+
+    fn node(
+        feature: usize,
+        left: LightGbmChild,
+        right: LightGbmChild,
+        test: LightGbmTest,
+    ) -> LightGbmNode {
+        LightGbmNode {
+            feature,
+            left,
+            right,
+            test,
+        }
+    }
+
+    /// One tree per rule, each splitting feature 0 or 1 at an edge value.
+    fn booster() -> LightGbm {
+        use LightGbmChild::{Leaf, Node};
+        let mut trees = Vec::new();
+        for (i, missing) in [
+            LightGbmMissing::None,
+            LightGbmMissing::Zero,
+            LightGbmMissing::NaN,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for default_left in [false, true] {
+                for threshold in [-ZERO_THRESHOLD, 0.0, ZERO_THRESHOLD, 1.5] {
+                    let scale = (trees.len() + 1) as f64;
+                    trees.push(LightGbmTree {
+                        nodes: vec![
+                            node(
+                                i % 2,
+                                Node(1),
+                                Leaf(2),
+                                numeric(i % 2, threshold, missing, default_left),
+                            ),
+                            node(
+                                1,
+                                Leaf(0),
+                                Leaf(1),
+                                numeric(1, -0.5, missing, !default_left),
+                            ),
+                        ],
+                        leaves: vec![scale, 10.0 * scale, 100.0 * scale],
+                    });
+                }
+            }
+        }
+        trees.push(LightGbmTree {
+            nodes: vec![node(
+                0,
+                Leaf(0),
+                Leaf(1),
+                LightGbmTest::Categorical {
+                    categories: vec![0, 2, 33],
+                },
+            )],
+            leaves: vec![1000.0, 2000.0],
+        });
+        trees.push(LightGbmTree {
+            nodes: vec![node(
+                1,
+                Leaf(0),
+                Leaf(1),
+                LightGbmTest::Categorical { categories: vec![] },
+            )],
+            leaves: vec![-1.0, -2.0],
+        });
+        trees.push(LightGbmTree {
+            nodes: vec![],
+            leaves: vec![0.125],
+        });
+        LightGbm {
+            trees,
+            n_scores: 1,
+            output: LightGbmOutput::Identity,
+        }
+    }
+
+    fn rows() -> Vec<Vec<f64>> {
+        let values = [
+            f64::NAN,
+            0.0,
+            -0.0,
+            1e-36,
+            -1e-36,
+            ZERO_THRESHOLD,
+            -ZERO_THRESHOLD,
+            2e-35,
+            -2e-35,
+            -0.5,
+            -0.7,
+            -1.0,
+            0.5,
+            1.5,
+            2.0,
+            2.9,
+            33.2,
+            34.0,
+            3e9,
+            -3e9,
+        ];
+        let mut rows = Vec::new();
+        for a in values {
+            for b in values {
+                rows.push(vec![a, b]);
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn routes_every_missing_rule_and_category_like_lightgbm() {
+        let b = booster();
+        let rows = rows();
+        let got = predict(&model(Estimator::LightGbm(b.clone()), 2, 1), &rows);
+        let expected: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|r| vec![b.trees.iter().map(|t| leaf_value(t, r)).sum::<f64>()])
+            .collect();
+        assert_close(&got, &expected);
+    }
+
+    #[test]
+    fn links_apply_after_the_sum() {
+        let mut b = booster();
+        for tree in &mut b.trees {
+            for v in &mut tree.leaves {
+                *v *= 1e-3;
+            }
+        }
+        let rows = rows();
+        let raw: Vec<f64> = rows
+            .iter()
+            .map(|r| b.trees.iter().map(|t| leaf_value(t, r)).sum::<f64>())
+            .collect();
+        for (output, link) in [
+            (LightGbmOutput::Exp, (|x: f64| x.exp()) as fn(f64) -> f64),
+            (LightGbmOutput::Sigmoid { scale: 0.5 }, |x: f64| {
+                1.0 / (1.0 + (-0.5 * x).exp())
+            }),
+        ] {
+            b.output = output;
+            let got = predict(&model(Estimator::LightGbm(b.clone()), 2, 1), &rows);
+            let expected: Vec<Vec<f64>> = raw.iter().map(|&x| vec![link(x)]).collect();
+            assert_close(&got, &expected);
+        }
+    }
+}
