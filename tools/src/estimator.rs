@@ -454,6 +454,8 @@ pub enum HistTest {
 /// trees, LightGBM reads `|x| <= kZeroThreshold` (1e-35f) as 0.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LightGbm {
+    /// The objective's name as the model records it (`poisson`, `multiclassova`, ...).
+    pub objective: String,
     /// The trees used for prediction (after `best_iteration`), iteration-major.
     pub trees: Vec<LightGbmTree>,
     /// Raw scores per row (`num_tree_per_iteration`).

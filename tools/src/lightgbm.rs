@@ -172,6 +172,7 @@ pub fn ensemble(booster: &Booster, best_iteration: i64, output: LightGbmOutput) 
         .map(tree)
         .collect();
     LightGbm {
+        objective: Objective::name(booster).to_string(),
         trees,
         n_scores: per_iteration,
         output,
@@ -279,4 +280,63 @@ pub fn native_model(bytes: &[u8]) -> Result<Model, LightGbmError> {
         classifier,
         accepts_missing: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three iterations of two trees each (a 2-class multiclassova model), leaf values
+    /// 1, 2, ... in tree order.
+    fn booster() -> Booster {
+        let mut text = String::from(
+            "tree\nversion=v4\nnum_class=2\nnum_tree_per_iteration=2\nlabel_index=0\n\
+             max_feature_idx=0\nobjective=multiclassova num_class:2 sigmoid:2\n\
+             feature_names=Column_0\nfeature_infos=none\n\n",
+        );
+        for t in 0..6 {
+            text += &format!(
+                "Tree={t}\nnum_leaves=1\nnum_cat=0\nleaf_value={}\n\n",
+                t + 1
+            );
+        }
+        text += "end of trees\n";
+        text::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn best_iteration_keeps_whole_iterations_as_booster_predict_does() {
+        let b = booster();
+        let leaves = |best: i64| -> Vec<f64> {
+            let e = ensemble(&b, best, LightGbmOutput::Identity);
+            assert_eq!(e.n_scores, 2);
+            e.trees.iter().map(|t| t.leaves[0]).collect()
+        };
+        assert_eq!(leaves(0), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(leaves(-1), leaves(0));
+        assert_eq!(leaves(2), [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(leaves(1), [1.0, 2.0]);
+        assert_eq!(leaves(99), leaves(0));
+    }
+
+    #[test]
+    fn objectives_choose_the_head() {
+        let b = booster();
+        let objective = Objective::of(&b).unwrap();
+        assert_eq!(
+            objective,
+            Objective::MulticlassOva {
+                n_classes: 2,
+                scale: 2.0
+            }
+        );
+        let (classifier, output) = head(&objective, vec![ClassLabel::Int(0), ClassLabel::Int(1)]);
+        let classifier = classifier.unwrap();
+        assert_eq!(classifier.probabilities, Probabilities::Sigmoids);
+        assert_eq!(classifier.label, LabelRule::ArgmaxProbabilities);
+        assert_eq!(output, LightGbmOutput::Scores { scale: 2.0 });
+        assert_eq!(feature_names(&b), None);
+        let regression = Objective::Regression(LightGbmOutput::Exp);
+        assert_eq!(head(&regression, vec![]), (None, LightGbmOutput::Exp));
+    }
 }

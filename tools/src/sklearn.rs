@@ -65,8 +65,13 @@ pub fn extract(graph: &Graph) -> Result<Model, ExtractError> {
         return pipeline::extract(&object);
     }
     let fitted = final_estimator(&object)?;
+    // LightGBM's wrappers are described with their objective, e.g. `LGBMRegressor (poisson)`.
+    let kind = match &fitted.estimator {
+        Estimator::LightGbm(l) => format!("{} ({})", object.class_name(), l.objective),
+        _ => object.class_name().to_owned(),
+    };
     Ok(Model {
-        kind: object.class_name().to_owned(),
+        kind,
         feature_names: fitted.meta.feature_names,
         n_features: fitted.meta.n_features,
         n_targets: fitted.n_targets,

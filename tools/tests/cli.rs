@@ -386,7 +386,7 @@ fn lightgbm_text_models_are_found_by_content_and_described() {
         "{out}"
     );
     assert!(
-        out.contains(r#"(LGBMClassifier, classification, 8 features (8 number), 2 classes ["Clinton", "Dole"], 20 trees"#),
+        out.contains(r#"(LGBMClassifier (binary), classification, 8 features (8 number), 2 classes ["Clinton", "Dole"], 20 trees"#),
         "{out}"
     );
     assert!(

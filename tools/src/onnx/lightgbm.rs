@@ -394,6 +394,7 @@ mod tests {
             leaves: vec![0.125],
         });
         LightGbm {
+            objective: "regression".into(),
             trees,
             n_scores: 1,
             output: LightGbmOutput::Identity,

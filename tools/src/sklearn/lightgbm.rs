@@ -51,6 +51,9 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
     let best_iteration = match booster.get("best_iteration") {
         None | Some(Value::None) => 0,
         Some(Value::Int(i)) => i64::try_from(*i).unwrap_or(0),
+        Some(Value::NdArray(a)) if a.shape.is_empty() && matches!(a.dtype.kind, 'i' | 'u') => {
+            a.to_i64().and_then(|v| v.first().copied()).unwrap_or(0)
+        }
         Some(other) => {
             return Err(booster.invalid(
                 "best_iteration",
