@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Copies the committed scikit-learn fixtures and shipped models into the read_pickle corpus,
+# Copies the committed scikit-learn and LightGBM pickles and the shipped models into the
+# read_pickle corpus,
 # and the LightGBM text fixtures into the read_lightgbm corpus.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 corpus="$here/corpus/read_pickle"
 mkdir -p "$corpus"
-find "$here/../tests/data/fixtures" "$here/../tests/data/hostile" "$here/../../models" \
+find "$here/../tests/data/fixtures" "$here/../tests/data/fixtures-lightgbm" \
+    "$here/../tests/data/hostile" "$here/../../models" \
     -type f \( -name '*.pkl' -o -name '*.joblib' \) -size -300k |
 while read -r file; do
     cp "$file" "$corpus/$(basename "$(dirname "$file")")__$(basename "$file")"

@@ -382,7 +382,8 @@ fn a_booster_whose_text_is_not_a_model_is_refused() {
 
 // --- random mutations of the real fixtures -----------------------------------------------------
 
-fn native_fixtures() -> Vec<std::path::PathBuf> {
+/// The fixtures of one kind (`txt`, `pkl`, `joblib`), all generations.
+fn fixtures(extension: &str) -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures-lightgbm");
     let mut out = Vec::new();
     for generation in std::fs::read_dir(&dir).unwrap().flatten() {
@@ -392,13 +393,17 @@ fn native_fixtures() -> Vec<std::path::PathBuf> {
             .flatten()
         {
             let path = file.path();
-            if path.extension().is_some_and(|e| e == "txt") {
+            if path.extension().is_some_and(|e| e == extension) {
                 out.push(path);
             }
         }
     }
     out.sort();
     out
+}
+
+fn native_fixtures() -> Vec<std::path::PathBuf> {
+    fixtures("txt")
 }
 
 proptest! {
@@ -418,5 +423,24 @@ proptest! {
             bytes[i] = b"0123456789- \n=.e"[usize::from(*byte) % 16];
         }
         let _ = refusal(&bytes);
+    }
+
+    #[test]
+    fn mutated_lightgbm_pickles_never_panic(
+        seed in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let pickles = fixtures("pkl");
+        prop_assume!(!pickles.is_empty());
+        let mut bytes = std::fs::read(seed.get(&pickles)).unwrap();
+        for (at, byte) in &edits {
+            let i = at.index(bytes.len());
+            bytes[i] = *byte;
+        }
+        let start = Instant::now();
+        if let Ok(graph) = pickle::read_bytes(&bytes, "mutated.pkl", &Limits::default()) {
+            let _ = sklearn::extract(&graph);
+        }
+        prop_assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
     }
 }
