@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Copies the committed scikit-learn and LightGBM pickles and the shipped models into the
-# read_pickle corpus,
-# and the LightGBM text fixtures into the read_lightgbm corpus.
+# read_pickle corpus, and the LightGBM text fixtures into the read_lightgbm corpus.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 corpus="$here/corpus/read_pickle"
