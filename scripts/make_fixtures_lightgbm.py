@@ -18,7 +18,8 @@ to `lightgbm.Booster(model_file=NAME.txt).predict` (binary: the probability of c
 
 Files: manifest.json {"lightgbm_version", "sklearn_version", "numpy_version", "models":
 {NAME: {"estimator", "objective", "expected": NAME.expected.json, "pickles": [...], "native":
-NAME.txt, or null for the pipeline, whose booster alone reads scaled rows}}}; NAME.expected.json {"estimator", "objective", "task", "n_features",
+NAME.txt, or null for the pipeline (whose booster alone reads scaled rows) and the
+cross_entropy classifier (whose booster alone is a cross_entropy regressor)}}}; NAME.expected.json {"estimator", "objective", "task", "n_features",
 "feature_names" (the names the converted model records; x0… when LightGBM has Column_N),
 "categorical" (feature indices), "missing_types" (the node missing types the trees use),
 "best_iteration", "rows" (repr strings, "nan" for missing), and "predictions" ([N, 1]) or
@@ -140,6 +141,9 @@ def specs():
     out["lgbm_binary"] = (LGBMClassifier, BOOST, anes_data("vote"), lambda y: y, True, {})
     out["lgbm_binary_sigmoid"] = (LGBMClassifier, {**BOOST, "sigmoid": 0.5},
                                   anes_data("vote_int"), lambda y: y, False, {})
+    out["lgbm_binary_cross_entropy"] = (LGBMClassifier, {**BOOST, "objective": "cross_entropy"},
+                                        anes_data("vote_int"), lambda y: y, False,
+                                        {"no_native": True})
     out["lgbm_multiclass"] = (LGBMClassifier, {**BOOST, "n_estimators": 10}, anes_data("PID"),
                               lambda y: y, True, {})
     out["lgbm_multiclassova"] = (LGBMClassifier, {**BOOST, "n_estimators": 10,
@@ -220,8 +224,9 @@ def main() -> None:
         joblib.dump(model, out / pickles[1])
         assert same(answers(pickle.loads((out / pickles[0]).read_bytes()), x_pred), expected_answers)
         assert same(answers(joblib.load(out / pickles[1]), x_pred), expected_answers)
-        # A pipeline's booster alone reads scaled rows: no native form.
-        native = None if extra.get("pipeline") else f"{name}.txt"
+        # A pipeline's booster alone reads scaled rows, and a cross_entropy classifier's
+        # booster alone is a cross_entropy regressor (as lgbm_cross_entropy): no native form.
+        native = None if extra.get("pipeline") or extra.get("no_native") else f"{name}.txt"
         predictions, labels, probabilities = expected_answers
         if native is None:
             pass

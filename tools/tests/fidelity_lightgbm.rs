@@ -247,7 +247,7 @@ fn lightgbm_models_match_lightgbm_through_onnx_runtime() {
                 .filter(|r| r.iter().any(|v| v.is_nan()));
             writeln!(
                 report,
-                "  {name:<22} {:<15} {:<14} {} rows ({} with NaN), nodes {:?}: max {} {max:.1e}",
+                "  {name:<26} {:<15} {:<14} {} rows ({} with NaN), nodes {:?}: max {} {max:.1e}",
                 entry.estimator,
                 entry.objective,
                 expected.rows.len(),

@@ -5,7 +5,7 @@
 //! labels are `_classes`.
 
 use super::{ExtractError, Fitted, Obj};
-use crate::estimator::Estimator;
+use crate::estimator::{Estimator, LightGbmOutput};
 use crate::lightgbm::{self, LightGbmError, Objective};
 use crate::pickle::Value;
 
@@ -70,6 +70,13 @@ pub fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
         ));
     }
 
+    // LGBMClassifier(objective="cross_entropy") answers `[1 - p, p]` as a binary one does.
+    let objective = match objective {
+        Objective::Regression(LightGbmOutput::Sigmoid { scale }) if name == "LGBMClassifier" => {
+            Objective::Binary { scale }
+        }
+        other => other,
+    };
     let classes = match name {
         "LGBMClassifier" => {
             let classes = super::classes::classes_at(object, "_classes")?;
