@@ -1,7 +1,8 @@
 //! The `convert-models` driver: finds models, converts each once, verifies, writes atomically.
 //!
-//! For every `NAME.pkl` / `NAME.joblib` and every native model file (a LightGBM text model,
-//! whatever its extension, recognised by its first bytes: [`SourceFormat`]) under the given
+//! For every `NAME.pkl` / `NAME.joblib` and every native model file (a LightGBM text model or
+//! an XGBoost JSON / UBJSON model, whatever its extension, recognised by its first bytes:
+//! [`SourceFormat`]) under the given
 //! paths ([`find_jobs`]) it writes
 //! `NAME.onnx` beside the source (or under `--out-dir`, same relative path). A model whose
 //! `.onnx` already records the source's sha256 is skipped unless forced. Each new file is
@@ -38,6 +39,9 @@ pub enum SourceFormat {
     Pickle,
     /// A LightGBM text model (`Booster.save_model`): starts with `tree` and `version=v…`.
     LightGbmText,
+    /// An XGBoost model (`Booster.save_model`, `.json` or `.ubj`): an object whose first key is
+    /// `learner`.
+    XGBoost,
 }
 
 impl SourceFormat {
@@ -57,7 +61,11 @@ impl SourceFormat {
 
     /// The native format the first bytes of a file show, if any.
     pub fn sniff(head: &[u8]) -> Option<SourceFormat> {
-        lightgbm::text::looks_like(head).then_some(SourceFormat::LightGbmText)
+        if lightgbm::text::looks_like(head) {
+            Some(SourceFormat::LightGbmText)
+        } else {
+            crate::xgboost::sniff(head).map(|_| SourceFormat::XGBoost)
+        }
     }
 }
 /// Deepest directory level searched below a PATH.
@@ -405,6 +413,7 @@ fn try_convert(job: &Job, force: bool) -> Result<Option<Summary>, ConvertError> 
     let file_name = file_name(&job.source);
     let model = match SourceFormat::sniff(&bytes) {
         Some(SourceFormat::LightGbmText) => lightgbm::native_model(&bytes)?,
+        Some(SourceFormat::XGBoost) => crate::xgboost::read_native(&bytes)?,
         _ => {
             let graph = pickle::read_bytes(&bytes, &file_name, &limits)?;
             crate::sklearn::extract(&graph)?
@@ -596,6 +605,7 @@ fn tree_count(model: &Model) -> Option<usize> {
         Estimator::Trees(e) => Some(e.trees.len()),
         Estimator::Hist(h) => Some(h.trees.len()),
         Estimator::LightGbm(l) => Some(l.trees.len()),
+        Estimator::XGBoost(b) => Some(b.groups.iter().map(|g| g.trees.len()).sum()),
         Estimator::Linear(_) => None,
     }
 }

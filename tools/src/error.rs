@@ -8,6 +8,7 @@ use onnx_model::runtime::RuntimeError;
 use crate::lightgbm::LightGbmError;
 use crate::pickle::PickleError;
 use crate::sklearn::ExtractError;
+use crate::xgboost::XgbError;
 
 /// Why a model could not be converted or verified.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,9 @@ pub enum ConvertError {
     /// supported.
     #[error(transparent)]
     LightGbm(#[from] LightGbmError),
+    /// An XGBoost model file could not be read or is not supported.
+    #[error(transparent)]
+    XGBoost(#[from] XgbError),
     /// A source file is larger than the reader accepts.
     #[error("{path} is larger than {cap} bytes")]
     TooLarge { path: PathBuf, cap: u64 },
@@ -35,10 +39,10 @@ pub enum ConvertError {
     #[error("no such file or directory")]
     NotFound(PathBuf),
     /// A PATH argument is a file that is neither `.pkl` nor `.joblib` nor a native model.
-    #[error("{0} is not a .pkl or .joblib file or a LightGBM text model")]
+    #[error("{0} is not a .pkl or .joblib file or a LightGBM or XGBoost model")]
     NotASource(PathBuf),
     /// A directory PATH holds no `.pkl` or `.joblib` file or native model.
-    #[error("no .pkl or .joblib files or LightGBM text models under {0}")]
+    #[error("no .pkl or .joblib files or LightGBM or XGBoost models under {0}")]
     NoSources(PathBuf),
     /// Two sources would be written to the same `.onnx` file.
     #[error("{onnx} would also be written from {other}")]

@@ -320,6 +320,8 @@ pub enum LabelRule {
     Positive,
     /// `K = 1`: class 1 iff `d >= 0` (GradientBoostingClassifier since sklearn 1.4).
     NonNegative,
+    /// The estimator writes the label itself (XGBoost's float32 head).
+    Given,
 }
 
 /// The final estimator.
@@ -331,6 +333,8 @@ pub enum Estimator {
     Hist(HistGradientBoosting),
     /// A LightGBM booster (a native text model, or inside LGBMRegressor / LGBMClassifier).
     LightGbm(LightGbm),
+    /// An XGBoost tree booster (its sklearn wrappers or a native model file), in float32.
+    XGBoost(XGBoost),
 }
 
 /// `y = x @ coef.T + intercept` (the linear regressors; LogisticRegression's decision
@@ -521,4 +525,59 @@ pub enum LightGbmMissing {
     None,
     Zero,
     NaN,
+}
+
+/// An XGBoost tree booster as its `predict` computes, in float32: inputs rounded to float32,
+/// `x < threshold` goes left and NaN the `default_left` way, each group's margin summed from
+/// its base margin tree by tree in order, then the objective's transform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XGBoost {
+    /// One per output group (class), in order.
+    pub groups: Vec<XgbGroup>,
+    pub output: XgbOutput,
+}
+
+/// The trees summed into one output group, starting from `base_margin`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XgbGroup {
+    pub base_margin: f32,
+    pub trees: Vec<XgbTree>,
+}
+
+/// One tree; node 0 is the root.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XgbTree {
+    pub nodes: Vec<XgbNode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum XgbNode {
+    Leaf(f32),
+    Split {
+        feature: usize,
+        threshold: f32,
+        default_left: bool,
+        left: usize,
+        right: usize,
+    },
+}
+
+/// What the model outputs from its float32 margins `[N, groups]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XgbOutput {
+    /// A regressor's margin (identity objectives), or the margins themselves (`output_margin`).
+    Margin,
+    /// A regressor's `expf(margin)` (poisson, tweedie, gamma).
+    Exp,
+    /// A regressor's sigmoid (reg:logistic).
+    Sigmoid,
+    /// XGBClassifier, binary:logistic: `p = sigmoid(margin)`, probabilities `[1 - p, p]`,
+    /// label `p > 0.5`.
+    Binary,
+    /// XGBClassifier, multi:softprob: probabilities XGBoost's softmax, label their first
+    /// largest.
+    Softprob,
+    /// XGBClassifier, multi:softmax: label the first largest margin, probabilities scipy's
+    /// softmax of the margins (float32).
+    Softmax,
 }

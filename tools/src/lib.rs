@@ -11,6 +11,7 @@
 //!   the contract in `onnx_model::contract` (the crate the inference node loads models with).
 //! - [`convert`]: the driver (find sources, convert once, verify, write atomically, `--check`).
 //! - [`golden`]: sklearn's own predictions (`golden.json`) and the comparison rules.
+//! - [`xgboost`]: XGBoost's native model files and the booster inside its pickles.
 //! - [`error`]: [`error::ConvertError`], the crate's error type.
 
 pub mod convert;
@@ -21,3 +22,4 @@ pub mod lightgbm;
 pub mod onnx;
 pub mod pickle;
 pub mod sklearn;
+pub mod xgboost;

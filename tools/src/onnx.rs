@@ -21,6 +21,7 @@ pub mod lightgbm;
 pub mod linear;
 pub mod preprocess;
 pub mod trees;
+pub mod xgboost;
 
 pub mod proto {
     //! ONNX protobuf types generated at build time from `proto/onnx-ml.proto`.
@@ -108,6 +109,7 @@ pub fn build(model: &Model, source: &Source) -> Result<ModelProto, ConvertError>
         // Its own outputs and metadata (contract v2): written whole by `hist`.
         Estimator::Hist(h) => hist::ensemble(&mut g, &x, h, width, &scores)?,
         Estimator::LightGbm(l) => lightgbm::ensemble(&mut g, &x, l, width, &scores)?,
+        Estimator::XGBoost(b) => xgboost::ensemble(&mut g, &x, b, width, &scores)?,
     }
     let (task, outputs) = match &model.classifier {
         Some(c) => {

@@ -6,7 +6,7 @@
 //! [`trees`] (the `tree_` structure, DecisionTree, RandomForest, ExtraTrees, regressors and
 //! classifiers), [`boosting`] (GradientBoosting regressor and classifier), [`hist_gradient_boosting`]
 //! (HistGradientBoosting regressor and classifier), [`lightgbm`] (LightGBM's LGBMRegressor and
-//! LGBMClassifier), [`classes`] (a classifier's `classes_`),
+//! LGBMClassifier), [`xgboost`] (XGBoost's wrappers), [`classes`] (a classifier's `classes_`),
 //! [`pipeline`] (transformers + a final estimator), [`preprocess`] (the transformers: scalers,
 //! SimpleImputer, ColumnTransformer), [`encoders`] (OneHotEncoder, OrdinalEncoder).
 //! Nothing here panics on a malformed graph: every access is checked.
@@ -21,6 +21,7 @@ mod logistic;
 mod pipeline;
 mod preprocess;
 mod trees;
+mod xgboost;
 
 use crate::estimator::{Classifier, Estimator, Model};
 use crate::pickle::{Global, Graph, NdArray, NodeId, Value};
@@ -139,6 +140,9 @@ pub(crate) fn final_estimator(object: &Obj<'_>) -> Result<Fitted, ExtractError> 
         }
         "GradientBoostingClassifier" => boosting::classifier(object),
         "LGBMRegressor" | "LGBMClassifier" => lightgbm::extract(object),
+        "XGBRegressor" | "XGBClassifier" | "XGBRFRegressor" | "XGBRFClassifier" => {
+            xgboost::extract(object)
+        }
         other => Err(ExtractError::Unsupported(format!(
             "{other} ({}) is not a supported estimator",
             object.class

@@ -346,7 +346,7 @@ fn usage_errors_exit_2_and_bad_paths_exit_1() {
     assert_eq!(code, 1);
     assert_eq!(
         out,
-        "failed     notes.txt: notes.txt is not a .pkl or .joblib file or a LightGBM text model\n"
+        "failed     notes.txt: notes.txt is not a .pkl or .joblib file or a LightGBM or XGBoost model\n"
     );
 
     std::fs::create_dir(tmp.path().join("empty")).unwrap();
@@ -354,7 +354,7 @@ fn usage_errors_exit_2_and_bad_paths_exit_1() {
     assert_eq!(code, 1);
     assert_eq!(
         out,
-        "failed     empty: no .pkl or .joblib files or LightGBM text models under empty\n"
+        "failed     empty: no .pkl or .joblib files or LightGBM or XGBoost models under empty\n"
     );
 }
 

@@ -118,6 +118,9 @@ fn predict(model: &Model, row: &[f64]) -> Vec<f64> {
         Estimator::LightGbm(_) => {
             unreachable!("manifest.json has no LightGBM model (see fidelity_lightgbm.rs)")
         }
+        Estimator::XGBoost(_) => {
+            unreachable!("manifest.json has no XGBoost model (see fidelity_xgboost.rs)")
+        }
     }
 }
 
@@ -150,6 +153,7 @@ fn classify(model: &Model, classifier: &Classifier, row: &[f64]) -> Vec<f64> {
         LabelRule::ArgmaxScores => argmax(&d),
         LabelRule::Positive => usize::from(d[0] > 0.0),
         LabelRule::NonNegative => usize::from(d[0] >= 0.0),
+        LabelRule::Given => unreachable!("only XGBoost models give their label"),
     };
     std::iter::once(label as f64).chain(p).collect()
 }

@@ -93,6 +93,7 @@ pub fn outputs(
             let axes = g.constant_i64("axes", &[1], &[1]);
             g.node_into("Squeeze", "", &[&index, &axes], vec![], LABEL_NAME);
         }
+        LabelRule::Given => {}
         rule => {
             return Err(ConvertError::InvalidModel(format!(
                 "label rule {rule:?} does not fit {n_scores} score columns"

@@ -1,12 +1,13 @@
 //! The attributes of one `ai.onnx.ml` opset-5 `TreeEnsemble` in double (SUM of leaf weights,
 //! no post transform), built tree by tree: shared by the ensembles that route NaN and test
-//! set membership themselves ([`super::hist`], [`super::lightgbm`]).
+//! set membership themselves ([`super::hist`], [`super::lightgbm`]), and [`super::xgboost`].
 
 use super::graph::{attr_int, attr_ints, attr_tensor, tensor_f64, tensor_u8};
 use super::proto::AttributeProto;
 
 /// `nodes_modes` values.
 pub const BRANCH_LEQ: u8 = 0;
+pub const BRANCH_LT: u8 = 1;
 pub const BRANCH_GT: u8 = 3;
 pub const BRANCH_MEMBER: u8 = 6;
 /// `aggregate_function` SUM.

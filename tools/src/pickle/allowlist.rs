@@ -18,6 +18,9 @@ pub enum Role {
     Frombuffer,
     /// `_codecs.encode`: REDUCE `(str, 'latin1')` → bytes (protocol 2).
     CodecsEncode,
+    /// `builtins.bytearray`: REDUCE `(bytes,)`, `(str, 'latin-1')` or `()` → bytes (how a
+    /// bytearray pickles before protocol 5; XGBoost's booster bytes are one).
+    ByteArray,
     /// `joblib.numpy_pickle.NumpyArrayWrapper`: NEWOBJ + BUILD, raw array data follows.
     ArrayWrapper,
     /// A supported scikit-learn class: NEWOBJ/REDUCE + BUILD into an inert `Object`.
@@ -46,6 +49,17 @@ const NUMPY: &[(&str, &str, Role)] = &[
         "NumpyArrayWrapper",
         Role::ArrayWrapper,
     ),
+    ("builtins", "bytearray", Role::ByteArray),
+];
+
+/// XGBoost's sklearn wrappers and its Booster (whose state holds the model as bytes, read by
+/// `crate::xgboost`, never by XGBoost).
+const XGBOOST: &[(&str, &str, Role)] = &[
+    ("xgboost.sklearn", "XGBRegressor", Role::Estimator),
+    ("xgboost.sklearn", "XGBClassifier", Role::Estimator),
+    ("xgboost.sklearn", "XGBRFRegressor", Role::Estimator),
+    ("xgboost.sklearn", "XGBRFClassifier", Role::Estimator),
+    ("xgboost.core", "Booster", Role::Estimator),
 ];
 
 const SKLEARN: &[(&str, &str, Role)] = &[
@@ -239,7 +253,7 @@ const LIGHTGBM: &[(&str, &str, Role)] = &[
     ("lightgbm.sklearn", "LGBMRegressor", Role::Estimator),
     ("lightgbm.sklearn", "LGBMClassifier", Role::Estimator),
     ("lightgbm.basic", "Booster", Role::Estimator),
-    ("collections", "OrderedDict", Role::Dict),
+    ("collections", "OrderedDict", Role::Dict), // also XGBoost's evals_result_
     ("collections", "defaultdict", Role::Dict),
 ];
 
@@ -321,6 +335,7 @@ pub fn lookup(module: &str, name: &str) -> Option<Role> {
         .iter()
         .chain(SKLEARN)
         .chain(LIGHTGBM)
+        .chain(XGBOOST)
         .find(|(m, n, _)| *m == module && *n == name)
         .map(|(_, _, role)| *role)
         .or_else(|| {

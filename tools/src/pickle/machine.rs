@@ -721,6 +721,18 @@ impl<'a> Machine<'a> {
             Role::Scalar => numpy::scalar(heap, &args)?,
             Role::Frombuffer => numpy::frombuffer(heap, &args)?,
             Role::CodecsEncode => numpy::codecs_encode(heap, &args)?,
+            Role::ByteArray => match args.len() {
+                0 => Value::Bytes(vec![]),
+                1 => {
+                    let Value::Bytes(bytes) = heap.node(args[0])? else {
+                        return Err(heap.malformed("bytearray of something other than bytes"));
+                    };
+                    let bytes = bytes.clone();
+                    heap.charge(bytes.len())?;
+                    Value::Bytes(bytes)
+                }
+                _ => numpy::codecs_encode(heap, &args)?,
+            },
             Role::Estimator | Role::Opaque => Value::Object {
                 class: global,
                 args,
