@@ -21,9 +21,17 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 
-# bench_prepare: checks the tools, installs wrk when missing, provides ONNX Runtime and the
-# seed-style Python baseline's venv (.venv-bench), and checks the converted models.
+# bench_prepare: bench_prepare_tools, then the seed-style Python baseline's venv
+# (.venv-bench), and checks the converted models.
 bench_prepare() {
+  bench_prepare_tools
+  [[ -f "$MODELS_DIR/LinearRegression.onnx" ]] || die "no converted models in $MODELS_DIR; run convert-models first"
+  python_venv "$ROOT/.venv-bench" "$SHARED_DIR/bench/requirements.txt"
+}
+
+# bench_prepare_tools: checks the tools, installs wrk when missing, checks the shared wrk
+# script, provides ONNX Runtime and makes the output folder.
+bench_prepare_tools() {
   require_tool cargo "Install Rust (rustup) first."
   require_tool python3 "Install Python 3.11+ first."
   require_tool curl "Install curl (apt-get install -y curl)."
@@ -36,8 +44,6 @@ bench_prepare() {
   fi
   [[ -f "$SHARED_DIR/bench/post.lua" ]] || die "$SHARED_DIR/bench/post.lua not found; set SHARED_DIR"
   ensure_ort
-  [[ -f "$MODELS_DIR/LinearRegression.onnx" ]] || die "no converted models in $MODELS_DIR; run convert-models first"
-  python_venv "$ROOT/.venv-bench" "$SHARED_DIR/bench/requirements.txt"
   mkdir -p "$OUT_DIR"
 }
 
