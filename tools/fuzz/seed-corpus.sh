@@ -20,3 +20,12 @@ while read -r file; do
     cp "$file" "$corpus/$(basename "$(dirname "$file")")__$(basename "$file")"
 done
 echo "seeded $(ls "$corpus" | wc -l) files into $corpus"
+
+corpus="$here/corpus/read_xgboost"
+mkdir -p "$corpus"
+find "$here/../tests/data/fixtures-xgboost" -type f \( -name '*.json' -o -name '*.ubj' \) \
+    ! -name '*.expected.json' ! -name 'rows-*' ! -name 'manifest.json' -size -300k |
+while read -r file; do
+    cp "$file" "$corpus/$(basename "$(dirname "$file")")__$(basename "$file")"
+done
+echo "seeded $(ls "$corpus" | wc -l) files into $corpus"

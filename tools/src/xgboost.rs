@@ -103,12 +103,7 @@ pub fn read_native(bytes: &[u8]) -> Result<Model, XgbError> {
         (Objective::Softprob | Objective::Softmax, _) | (_, "binary:logistic")
     );
     let kind = format!(
-        "XGBoost {} Booster ({}, XGBoost {})",
-        if classifier {
-            "classifier"
-        } else {
-            "regressor"
-        },
+        "XGBoost Booster ({}, XGBoost {})",
         booster.objective_name,
         version_text(&booster)
     );
