@@ -535,6 +535,9 @@ pub struct XGBoost {
     /// One per output group (class), in order.
     pub groups: Vec<XgbGroup>,
     pub output: XgbOutput,
+    /// The objective and the XGBoost that wrote the model, e.g. `reg:gamma, XGBoost 3.2.0`
+    /// (for the model's description).
+    pub about: String,
 }
 
 /// The trees summed into one output group, starting from `base_margin`.

@@ -69,6 +69,8 @@ pub fn extract(graph: &Graph) -> Result<Model, ExtractError> {
     // LightGBM's wrappers are described with their objective, e.g. `LGBMRegressor (poisson)`.
     let kind = match &fitted.estimator {
         Estimator::LightGbm(l) => format!("{} ({})", object.class_name(), l.objective),
+        // XGBoost's with theirs and the version, e.g. `XGBRegressor (reg:gamma, XGBoost 3.2.0)`.
+        Estimator::XGBoost(b) => format!("{} ({})", object.class_name(), b.about),
         _ => object.class_name().to_owned(),
     };
     Ok(Model {

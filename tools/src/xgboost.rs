@@ -102,13 +102,12 @@ pub fn read_native(bytes: &[u8]) -> Result<Model, XgbError> {
         (booster.objective, booster.objective_name.as_str()),
         (Objective::Softprob | Objective::Softmax, _) | (_, "binary:logistic")
     );
-    let kind = format!(
-        "XGBoost Booster ({}, XGBoost {})",
-        booster.objective_name,
-        version_text(&booster)
-    );
     let feature_names = (!booster.feature_names.is_empty()).then(|| booster.feature_names.clone());
-    model(&booster, iterations, classifier, kind, feature_names)
+    let mut model = model(&booster, iterations, classifier, feature_names)?;
+    if let Estimator::XGBoost(b) = &model.estimator {
+        model.kind = format!("XGBoost Booster ({})", b.about);
+    }
+    Ok(model)
 }
 
 /// `best_iteration` from the booster's attributes, if recorded.
@@ -136,7 +135,6 @@ pub fn model(
     booster: &Booster,
     iterations: Option<usize>,
     classifier: bool,
-    kind: String,
     feature_names: Option<Vec<String>>,
 ) -> Result<Model, XgbError> {
     let unsupported = |what: &str| {
@@ -170,7 +168,7 @@ pub fn model(
         label: LabelRule::Given,
     });
     Ok(Model {
-        kind,
+        kind: "XGBoost Booster".into(),
         feature_names,
         n_features: booster.n_features,
         n_targets: if classifier.is_some() { n_classes } else { 1 },
@@ -195,5 +193,13 @@ pub fn ensemble(booster: &Booster, iterations: Option<usize>, output: XgbOutput)
     for (g, tree) in booster.trees_until(iterations) {
         groups[g].trees.push(tree.clone());
     }
-    XGBoost { groups, output }
+    XGBoost {
+        groups,
+        output,
+        about: format!(
+            "{}, XGBoost {}",
+            booster.objective_name,
+            version_text(booster)
+        ),
+    }
 }

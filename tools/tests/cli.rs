@@ -402,3 +402,33 @@ fn lightgbm_text_models_are_found_by_content_and_described() {
         .collect();
     assert_eq!(written, ["claims.onnx", "party.onnx", "vote.onnx"]);
 }
+
+#[test]
+fn xgboost_models_are_found_by_content_and_described() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures-xgboost/3.2.0");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A JSON model, a UBJSON one under another extension, a pickle, and JSON that is not a
+    // model (a golden file, the fixture's rows): only the three models are picked up.
+    std::fs::copy(fixtures.join("reg_gamma.json"), dir.join("years.json")).unwrap();
+    std::fs::copy(fixtures.join("clf_binary.ubj"), dir.join("vote.bin")).unwrap();
+    std::fs::copy(fixtures.join("clf_softprob.pkl"), dir.join("party.pkl")).unwrap();
+    std::fs::copy(fixtures.join("rows-fair.json"), dir.join("rows.json")).unwrap();
+    std::fs::copy(
+        shipped_models().join("golden.json"),
+        dir.join("golden.json"),
+    )
+    .unwrap();
+
+    let (code, out) = run(tmp.path(), &["models"]);
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "converted  models/years.json -> models/years.onnx (XGBoost Booster (reg:gamma, XGBoost 3.2.0), regression, 8 features (8 number), 20 trees, no golden predictions)",
+        "converted  models/vote.bin -> models/vote.onnx (XGBoost Booster (binary:logistic, XGBoost 3.2.0), classification, 8 features (8 number), 2 classes [0, 1], 20 trees, no golden predictions)",
+        "converted  models/party.pkl -> models/party.onnx (XGBClassifier (multi:softprob, XGBoost 3.2.0), classification, 8 features (8 number), 7 classes [0, 1, 2, 3, 4, 5, 6], 56 trees, no golden predictions)",
+    ] {
+        assert!(out.contains(line), "{out}");
+    }
+    assert_eq!(out.lines().count(), 3, "{out}");
+}

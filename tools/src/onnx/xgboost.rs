@@ -415,6 +415,7 @@ mod tests {
                 trees,
             }],
             output: XgbOutput::Margin,
+            about: "test".into(),
         };
         model(Estimator::XGBoost(b), 1, 1)
     }

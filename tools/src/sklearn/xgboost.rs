@@ -95,23 +95,14 @@ pub(crate) fn extract(object: &Obj<'_>) -> Result<Fitted, ExtractError> {
             }
         }
     }
-    let kind = format!(
-        "{name} ({}, XGBoost {})",
-        booster.objective_name,
-        xgboost::version_text(&booster)
-    );
     let names = (!booster.feature_names.is_empty()).then(|| booster.feature_names.clone());
-    let model = xgboost::model(
-        &booster,
-        best.map(|b| b + 1),
-        classifier,
-        kind,
-        names.clone(),
-    )
-    .map_err(|e| match e {
-        XgbError::Unsupported(what) => ExtractError::Unsupported(format!("{name}: {what}")),
-        other => wrap(other),
-    })?;
+    let model =
+        xgboost::model(&booster, best.map(|b| b + 1), classifier, names.clone()).map_err(|e| {
+            match e {
+                XgbError::Unsupported(what) => ExtractError::Unsupported(format!("{name}: {what}")),
+                other => wrap(other),
+            }
+        })?;
     Ok(Fitted {
         estimator: model.estimator,
         n_targets: model.n_targets,
