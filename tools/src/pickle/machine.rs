@@ -20,8 +20,11 @@ use super::value::{Global, Graph, NdArray, NodeId, Value};
 /// Longest module or class name accepted by GLOBAL (Python has no such limit, real ones are
 /// under 60 bytes).
 const MAX_NAME: usize = 256;
-/// Most bytes LONG1 may use for an integer (sklearn ints fit in 8; `Value::Int` is 128 bits).
-const MAX_LONG_BYTES: usize = 16;
+/// Most bytes LONG1 may use for an integer. sklearn's ints fit in 8, but numpy's PCG64 random
+/// state (pickled inside every HistGradientBoosting since scikit-learn 1.4) holds unsigned
+/// 128-bit ints, 17 bytes with the sign byte; an int that does not fit `Value::Int`'s 128 bits
+/// is kept as an opaque [`Value::BigInt`].
+const MAX_LONG_BYTES: usize = 32;
 /// Largest alignment padding joblib writes before an inline array (it aligns to 16 bytes).
 const MAX_PADDING: u8 = 16;
 
@@ -480,7 +483,7 @@ impl<'a> Machine<'a> {
             )));
         }
         let bytes = self.take(n, name)?;
-        self.push(Value::Int(long_from_le(bytes)))
+        self.push(long_from_le(bytes).map_or(Value::BigInt, Value::Int))
     }
 
     fn binfloat(&mut self, name: &str) -> Result<(), PickleError> {
@@ -857,16 +860,21 @@ impl<'a> Machine<'a> {
 }
 
 /// Decodes a little-endian two's-complement integer of at most 16 bytes.
-fn long_from_le(bytes: &[u8]) -> i128 {
+/// The two's-complement little-endian integer `bytes`, or `None` when it needs more than 128
+/// bits.
+fn long_from_le(bytes: &[u8]) -> Option<i128> {
     let Some(&last) = bytes.last() else {
-        return 0;
+        return Some(0);
     };
     let fill = if last & 0x80 != 0 { 0xFF } else { 0x00 };
     let mut buf = [fill; 16];
     for (dst, src) in buf.iter_mut().zip(bytes) {
         *dst = *src;
     }
-    i128::from_le_bytes(buf)
+    let value = i128::from_le_bytes(buf);
+    // Bytes past the 16th must only repeat the sign of the 128-bit value.
+    let sign = if value < 0 { 0xFF } else { 0x00 };
+    bytes.iter().skip(16).all(|&b| b == sign).then_some(value)
 }
 
 #[cfg(test)]
@@ -936,10 +944,41 @@ mod tests {
 
     #[test]
     fn long1_sign_extends() {
-        assert_eq!(long_from_le(&[0xff]), -1);
-        assert_eq!(long_from_le(&[0x00, 0x80]), -32768);
-        assert_eq!(long_from_le(&[]), 0);
-        assert_eq!(long_from_le(&[0xff, 0x00]), 255);
+        assert_eq!(long_from_le(&[0xff]), Some(-1));
+        assert_eq!(long_from_le(&[0x00, 0x80]), Some(-32768));
+        assert_eq!(long_from_le(&[]), Some(0));
+        assert_eq!(long_from_le(&[0xff, 0x00]), Some(255));
+        // 17 bytes: a sign byte that only extends the 128-bit value, then a true 2^127.
+        let mut max = [0xff; 17];
+        max[15] = 0x7f;
+        max[16] = 0x00;
+        assert_eq!(long_from_le(&max), Some(i128::MAX));
+        let mut min = [0x00; 17];
+        min[15] = 0x80;
+        min[16] = 0xff;
+        assert_eq!(long_from_le(&min), Some(i128::MIN));
+        let mut two_127 = [0x00; 17];
+        two_127[15] = 0x80;
+        assert_eq!(long_from_le(&two_127), None);
+    }
+
+    #[test]
+    fn wide_ints_are_opaque_and_bounded() {
+        // numpy's PCG64 state: an unsigned 128-bit int with its top bit set (17 bytes).
+        let mut pickle = b"\x80\x02\x8a\x11".to_vec();
+        pickle.extend([0x00; 15]);
+        pickle.extend([0x80, 0x00]);
+        pickle.push(b'.');
+        let (heap, root) = run(&pickle).unwrap();
+        assert_eq!(heap.get(root), &Value::BigInt);
+        let mut pickle = b"\x80\x02\x8a\x21".to_vec();
+        pickle.extend([0x01; 33]);
+        pickle.push(b'.');
+        let err = run(&pickle).unwrap_err().to_string();
+        assert!(
+            err.contains("LONG1 integer of 33 bytes exceeds the limit of 32"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum Value {
     None,
     Bool(bool),
     Int(i128),
+    /// An int wider than 128 bits (at most `MAX_LONG_BYTES` in the pickle), kept opaque: no
+    /// model parameter is one (numpy's PCG64 random state is).
+    BigInt,
     Float(f64),
     Str(String),
     Bytes(Vec<u8>),
@@ -60,6 +63,7 @@ impl Value {
             Self::None => "None",
             Self::Bool(_) => "bool",
             Self::Int(_) => "int",
+            Self::BigInt => "int (wider than 128 bits)",
             Self::Float(_) => "float",
             Self::Str(_) => "str",
             Self::Bytes(_) => "bytes",
