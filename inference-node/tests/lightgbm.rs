@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{client, config_for, post_json, spawn_node};
+use common::{client, config_for, output, post_json, spawn_node, v2_binary};
 use serde_json::{Value, json};
 
 /// The fixture a served model was converted from.
@@ -94,41 +94,6 @@ fn numbers(value: &Value) -> Vec<f64> {
         }
     }
     out
-}
-
-/// A V2 binary request: every row as FP64, NaN for missing.
-async fn v2_binary(node: &common::TestNode, model: &str, rows: &[Vec<f64>]) -> Value {
-    let data: Vec<u8> = rows
-        .iter()
-        .flatten()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    let request = json!({"inputs": [{
-        "name": "input", "shape": [rows.len(), rows[0].len()], "datatype": "FP64",
-        "parameters": {"binary_data_size": data.len()},
-    }]});
-    let mut sent = serde_json::to_vec(&request).unwrap();
-    let json_len = sent.len();
-    sent.extend_from_slice(&data);
-    let response = client()
-        .post(node.url(&format!("/v2/models/{model}/infer")))
-        .header("Inference-Header-Content-Length", json_len)
-        .header("content-type", "application/octet-stream")
-        .body(sent)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
-
-fn output<'a>(answer: &'a Value, name: &str) -> &'a Value {
-    &answer["outputs"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{answer}"))
-        .iter()
-        .find(|o| o["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {answer}"))["data"]
 }
 
 #[tokio::test]

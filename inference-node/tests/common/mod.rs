@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use inference_node::{AppState, Config, NodeError};
-use serde_json::Value;
+use serde_json::{Value, json};
 pub use test_support::models_dir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -162,4 +162,41 @@ pub fn assert_close(got: f64, want: f64, what: &str) {
         "{what}: got {got}, golden {want} (diff {})",
         (got - want).abs()
     );
+}
+
+/// POSTs a V2 binary request for `model` (every row as FP64, NaN for missing) and returns
+/// the JSON answer, which must be a 200.
+pub async fn v2_binary(node: &TestNode, model: &str, rows: &[Vec<f64>]) -> Value {
+    let data: Vec<u8> = rows
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let request = json!({"inputs": [{
+        "name": "input", "shape": [rows.len(), rows[0].len()], "datatype": "FP64",
+        "parameters": {"binary_data_size": data.len()},
+    }]});
+    let mut sent = serde_json::to_vec(&request).unwrap();
+    let json_len = sent.len();
+    sent.extend_from_slice(&data);
+    let response = client()
+        .post(node.url(&format!("/v2/models/{model}/infer")))
+        .header("Inference-Header-Content-Length", json_len)
+        .header("content-type", "application/octet-stream")
+        .body(sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// The `data` of the V2 answer's output `name`.
+pub fn output<'a>(answer: &'a Value, name: &str) -> &'a Value {
+    &answer["outputs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {answer}"))["data"]
 }
