@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use node_contract::env;
+use onnx_model::TreeKernel;
 use reqwest::Url;
 
 use crate::advertise::Subnet;
@@ -129,6 +130,21 @@ pub struct Config {
     )]
     pub sched_policy: SchedPolicy,
 
+    /// The kernel of tree models' `TreeEnsemble` nodes: `compiled` (the node's own: several
+    /// rows walk a tree together, same results bit for bit) or `onnxruntime` (ONNX Runtime's).
+    #[arg(
+        long,
+        env = "INFERENCE_NODE_TREE_KERNEL",
+        value_enum,
+        default_value = "compiled"
+    )]
+    pub tree_kernel: TreeKernelName,
+
+    /// Threads one call of the compiled tree kernel may take when it has many rows (at least
+    /// 256 each); default: as many as the CPUs this process may use.
+    #[arg(long, env = "INFERENCE_NODE_TREE_THREADS")]
+    pub tree_threads: Option<usize>,
+
     /// How long a client may take to send a request head (an idle keep-alive connection is
     /// closed after it too) and how long its body may stall (408 past it).
     #[arg(long, env = "INFERENCE_NODE_CLIENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -177,6 +193,13 @@ pub enum Command {
     Healthcheck,
 }
 
+/// `--tree-kernel` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TreeKernelName {
+    Compiled,
+    Onnxruntime,
+}
+
 /// The prefix of the node's own settings.
 pub const PREFIX: &str = "INFERENCE_NODE_";
 
@@ -193,6 +216,15 @@ pub fn node_variables() -> Vec<String> {
 }
 
 impl Config {
+    /// The `TreeEnsemble` kernel `--tree-kernel` and `--tree-threads` ask for.
+    pub fn tree_kernel(&self) -> TreeKernel {
+        match (self.tree_kernel, self.tree_threads) {
+            (TreeKernelName::Onnxruntime, _) => TreeKernel::OnnxRuntime,
+            (TreeKernelName::Compiled, None) => TreeKernel::default(),
+            (TreeKernelName::Compiled, Some(threads)) => TreeKernel::Compiled { threads },
+        }
+    }
+
     /// Returns whether this invocation only probes a running node's health.
     pub fn is_health_check(&self) -> bool {
         self.health_check || matches!(self.command, Some(Command::Healthcheck))
@@ -208,6 +240,10 @@ impl Config {
             (
                 "INFERENCE_NODE_WORKER_THREADS",
                 self.worker_threads.unwrap_or(1),
+            ),
+            (
+                "INFERENCE_NODE_TREE_THREADS",
+                self.tree_threads.unwrap_or(1),
             ),
         ];
         for (name, value) in positive {
@@ -325,6 +361,31 @@ mod tests {
     #[test]
     fn verify_cli() {
         Config::command().debug_assert();
+    }
+
+    #[test]
+    fn the_tree_kernel_is_compiled_unless_asked_otherwise() {
+        let parse =
+            |args: &[&str]| Config::try_parse_from([&["inference-node"], args].concat()).unwrap();
+        assert_eq!(parse(&[]).tree_kernel(), TreeKernel::default());
+        assert!(matches!(
+            TreeKernel::default(),
+            TreeKernel::Compiled { threads } if threads >= 1
+        ));
+        assert_eq!(
+            parse(&["--tree-threads", "3"]).tree_kernel(),
+            TreeKernel::Compiled { threads: 3 }
+        );
+        assert_eq!(
+            parse(&["--tree-kernel", "onnxruntime"]).tree_kernel(),
+            TreeKernel::OnnxRuntime
+        );
+        let zero = parse(&["--tree-threads", "0"]).validate().unwrap_err();
+        assert!(
+            zero.to_string().contains("INFERENCE_NODE_TREE_THREADS"),
+            "{zero}"
+        );
+        assert!(Config::try_parse_from(["inference-node", "--tree-kernel", "fast"]).is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::time::SystemTime;
 
 use ndarray::Array2;
 use onnx_model::runtime::{self, RuntimeError};
-use onnx_model::{Model, ModelError};
+use onnx_model::{Model, ModelError, TreeKernel};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -242,6 +242,7 @@ pub struct Registry {
     dir: PathBuf,
     ort_library: Option<PathBuf>,
     policy: BatchPolicy,
+    trees: TreeKernel,
 }
 
 impl Registry {
@@ -252,6 +253,7 @@ impl Registry {
         default: &str,
         ort_library: Option<&Path>,
         policy: BatchPolicy,
+        trees: TreeKernel,
     ) -> Result<Registry, LoadError> {
         runtime::environment(ort_library)?;
         let registry = Registry {
@@ -266,6 +268,7 @@ impl Registry {
             dir: dir.to_path_buf(),
             ort_library: ort_library.map(Path::to_path_buf),
             policy,
+            trees,
         };
         registry.sync_with(Scope::All, true)?;
         if registry.snapshot().get(default, None).is_err() {
@@ -536,7 +539,14 @@ impl Registry {
     /// Loads `path` as `name` version `version`, runs it once, and starts its thread.
     fn load_version(&self, name: &str, version: u64, path: &Path) -> Result<Served, LoadError> {
         let env = runtime::environment(self.ort_library.as_deref())?;
-        let model = Arc::new(Model::load(env, name, path)?);
+        let model = Arc::new(Model::load_with(env, name, path, self.trees)?);
+        if let Some(reason) = model.compiled_kernel_refused() {
+            tracing::warn!(
+                model = name,
+                reason,
+                "the compiled tree kernel refused this model: ONNX Runtime's runs it"
+            );
+        }
         let zeros = Array2::<f64>::zeros((1, model.info().n_number_features()));
         let missing = vec![String::new(); model.info().n_string_features()];
         let check = model.predict_mixed(zeros.view(), &missing);

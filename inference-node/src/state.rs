@@ -50,6 +50,7 @@ impl AppState {
             &config.default_model,
             config.ort_dylib_path.as_deref(),
             policy,
+            config.tree_kernel(),
         )?;
         Ok(AppState(Arc::new(Inner {
             permits: Arc::new(Semaphore::new(config.max_in_flight)),

@@ -16,6 +16,7 @@ use crate::contract::{
     META_SKLEARN_VERSION, META_SOURCE_FILE, META_SOURCE_SHA256, META_TASK, OUTPUT_NAME,
     PROBABILITIES_NAME, Task,
 };
+use crate::fast_trees::{self, TreeKernel};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -105,16 +106,46 @@ impl ModelInfo {
 pub struct Model {
     info: ModelInfo,
     session: Mutex<Session>,
+    tree_kernel: TreeKernel,
+    compiled_refused: Option<String>,
 }
 
 impl Model {
-    /// Loads `path` as the model called `name` and validates its input/output contract.
+    /// Loads `path` as the model called `name` and validates its input/output contract; its
+    /// tree ensembles run on the default [`TreeKernel`].
     pub fn load(env: &Environment, name: &str, path: &Path) -> Result<Model, ModelError> {
+        Model::load_with(env, name, path, TreeKernel::default())
+    }
+
+    /// [`Model::load`] with the given kernel for the `TreeEnsemble` nodes. When the compiled
+    /// kernel refuses a node (one it does not compute), the session is built again with ONNX
+    /// Runtime's kernel, and [`Model::tree_kernel`] says which one runs.
+    pub fn load_with(
+        env: &Environment,
+        name: &str,
+        path: &Path,
+        trees: TreeKernel,
+    ) -> Result<Model, ModelError> {
         let fail = |reason: String| ModelError::Load {
             path: path.to_path_buf(),
             reason,
         };
-        let session = build_session(env, path).map_err(|e| fail(e.to_string()))?;
+        let (session, tree_kernel, compiled_refused) = match trees {
+            TreeKernel::Compiled { .. } => match build_session(env, path, trees) {
+                Ok(session) => (session, trees, None),
+                Err(refused) => {
+                    let session = build_session(env, path, TreeKernel::OnnxRuntime)
+                        .map_err(|e| fail(e.to_string()))?;
+                    (session, TreeKernel::OnnxRuntime, Some(refused.to_string()))
+                }
+            },
+            TreeKernel::OnnxRuntime => (
+                build_session(env, path, TreeKernel::OnnxRuntime)
+                    .map_err(|e| fail(e.to_string()))?,
+                TreeKernel::OnnxRuntime,
+                None,
+            ),
+        };
         let meta = session.metadata().map_err(|e| fail(e.to_string()))?;
         let text = |key: &str| meta.custom(key).unwrap_or_default();
         let task = match meta.custom(META_TASK) {
@@ -191,7 +222,20 @@ impl Model {
         Ok(Model {
             info,
             session: Mutex::new(session),
+            tree_kernel,
+            compiled_refused,
         })
+    }
+
+    /// The kernel this model's `TreeEnsemble` nodes run on.
+    pub fn tree_kernel(&self) -> TreeKernel {
+        self.tree_kernel
+    }
+
+    /// Why the compiled tree kernel was asked for but ONNX Runtime's runs (the session with
+    /// the compiled kernel failed to build with this error).
+    pub fn compiled_kernel_refused(&self) -> Option<&str> {
+        self.compiled_refused.as_deref()
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -357,14 +401,20 @@ fn classification_output(
 /// parallelism comes from serving several models and batches, not from ONNX Runtime's pools.
 /// The arena and memory patterns are off: tensors here are tiny and vary in batch size, and
 /// with nine models an arena per session costs more memory than it saves time.
-fn build_session(env: &Environment, path: &Path) -> ort::Result<Session> {
-    Session::builder(env)?
+fn build_session(env: &Environment, path: &Path, trees: TreeKernel) -> ort::Result<Session> {
+    let builder = Session::builder(env)?
         .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])?
         .with_memory_pattern(false)?
         .with_intra_threads(1)?
         .with_inter_threads(1)?
-        .with_intra_op_spinning(false)?
-        .commit_from_file(path)
+        .with_intra_op_spinning(false)?;
+    let mut builder = match trees {
+        TreeKernel::Compiled { threads } => {
+            builder.with_operators(fast_trees::operator::domain(threads)?)?
+        }
+        TreeKernel::OnnxRuntime => builder,
+    };
+    builder.commit_from_file(path)
 }
 
 /// Checks the inputs: double `[N, k]` `input`, then, for a model with string features,
