@@ -1,8 +1,9 @@
 //! Times one model on a batch of rows with each tree kernel, in process, one thread, and
 //! checks that both give the same bits. Reports the best of ten rounds.
 //!
-//! `cargo run --release -p onnx-model --example tree_kernel_speed -- MODEL.onnx ROWS.json [CALLS]`
-//! where ROWS.json is a list of `{"feature": value or null}` objects (null is missing).
+//! `cargo run --release -p onnx-model --example tree_kernel_speed -- MODEL.onnx ROWS.json [CALLS [N]]`
+//! where ROWS.json is a list of `{"feature": value or null}` objects (null is missing); with N,
+//! only its first N rows.
 
 use std::time::Instant;
 
@@ -17,8 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let calls: usize = args.get(3).map_or(Ok(200), |c| c.parse())?;
     let env = runtime::environment(None)?;
-    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+    let mut rows: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_str(&std::fs::read_to_string(rows_path)?)?;
+    if let Some(n) = args.get(4) {
+        rows.truncate(n.parse()?);
+    }
     let mut outputs = Vec::new();
     let kernels = [
         TreeKernel::OnnxRuntime,

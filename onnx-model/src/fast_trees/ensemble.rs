@@ -40,6 +40,9 @@ pub const SUM: i64 = 1;
 /// Fewest rows worth a thread of their own in [`Ensemble::evaluate_on`] (starting one costs
 /// tens of microseconds; 256 rows of 100 trees take about half a millisecond).
 pub const MIN_ROWS_PER_THREAD: usize = 256;
+/// Calls with fewer rows are walked row by row: lanes would walk padding (a single row costs
+/// about twice ONNX Runtime's time in lanes, and half of it row by row).
+const ROW_BY_ROW_BELOW: usize = 4;
 /// Rows walked through a tree together.
 pub const LANES: usize = 8;
 /// Rows whose scores are accumulated tree after tree before the next rows start: their
@@ -480,8 +483,29 @@ impl Ensemble {
             )));
         }
         out.fill(0.0);
+        if rows < ROW_BY_ROW_BELOW {
+            for (r, row) in x.chunks_exact(columns.max(1)).take(rows).enumerate() {
+                for tree in &self.trees {
+                    let leaf = self.walk_row(tree, row);
+                    self.add_leaf(out, r, leaf);
+                }
+            }
+        } else {
+            self.evaluate_in_lanes(x, rows, columns, out);
+        }
+        if self.average {
+            let n_trees = self.trees.len() as f64;
+            for v in out.iter_mut() {
+                *v /= n_trees;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Ensemble::evaluate`]'s work, [`BLOCK`] rows at a time walked in lanes.
+    fn evaluate_in_lanes(&self, x: &[f64], rows: usize, columns: usize, out: &mut [f64]) {
         let width = self.group_width();
-        let mut lanes = vec![0.0; BLOCK / LANES * width];
+        let mut lanes = vec![0.0; rows.min(BLOCK).div_ceil(LANES) * width];
         for start in (0..rows).step_by(BLOCK) {
             let end = (start + BLOCK).min(rows);
             let rows = &x[start * columns..end * columns];
@@ -500,13 +524,6 @@ impl Ensemble {
                 self.walk_block(tree, &block, out);
             }
         }
-        if self.average {
-            let n_trees = self.trees.len() as f64;
-            for v in out.iter_mut() {
-                *v /= n_trees;
-            }
-        }
-        Ok(())
     }
 
     /// Values per group of interleaved rows: [`GROUP`], or two per feature read and lane.
