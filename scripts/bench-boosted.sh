@@ -9,10 +9,13 @@
 # cells missing) into a scratch folder, pickled, and converted there by convert-models.
 # Single-row POST /predict at concurrency 16 with wrk, and 1000-row batches of each model at
 # c=4 (rows/s; beside LinearRegression's as a reference for the machine's load; the node's
-# own metrics give the ONNX Runtime time per batch), in BENCH_ROUNDS rounds, each running every
+# own metrics give the ONNX Runtime time per batch), as JSON rows to POST /predict and as Open
+# Inference Protocol binary tensors (scripts/bench-post-v2.lua), each on the node as it ships
+# (the compiled TreeEnsemble kernel) and on a second node with ONNX Runtime's kernel
+# (INFERENCE_NODE_TREE_KERNEL=onnxruntime), in BENCH_ROUNDS rounds, each running every
 # configuration in turn, each reported by its median round.
 # Writes benchmarks/boosted.json and benchmarks/boosted.md. Bounded: about
-# 7 * BENCH_ROUNDS * BENCH_SECONDS seconds of load plus training, builds and startup.
+# 13 * BENCH_ROUNDS * BENCH_SECONDS seconds of load plus training, builds and startup.
 #
 # Usage: scripts/bench-boosted.sh   (BENCH_SECONDS=4 per run, BENCH_ROUNDS=3 by default)
 set -euo pipefail
@@ -61,23 +64,34 @@ run_wrk() { # run_wrk SERVER MODEL CONCURRENCY URL BODY
   line="$(wrk_json "$body" 2 "$conc" "$SECONDS_PER_RUN" "$url")"
   tag_json "$line" server="$server" model="$model" concurrency="$conc" round="$ROUND" >>"$RESULTS"
 }
-# infer_totals MODEL: the node's ONNX Runtime seconds and calls so far for MODEL ("sum count").
+# infer_totals PORT MODEL: the node's ONNX Runtime seconds and calls so far for MODEL ("sum count").
 infer_totals() {
-  curl -fsS "http://127.0.0.1:$node_port/metrics" | awk -v m="model=\"$1\"" '
+  curl -fsS "http://127.0.0.1:$1/metrics" | awk -v m="model=\"$2\"" '
     index($0, "nv_inference_compute_infer_duration_seconds_sum{") == 1 && index($0, m) { s = $2 }
     index($0, "nv_inference_compute_infer_duration_seconds_count{") == 1 && index($0, m) { c = $2 }
     END { print s + 0, c + 0 }'
 }
-# run_batches MODEL BODY: wrk with 1000-row bodies at c=4, tagged with the node's mean ONNX
+# run_batches MODEL BODY [KERNEL [FORMAT]]: wrk with 1000-row bodies at c=4 on the node whose
+# TreeEnsemble kernel is KERNEL (compiled, the default, or onnxruntime) as FORMAT (json: rows to
+# POST /predict, the default; v2: a binary V2 infer request), tagged with the node's mean ONNX
 # Runtime time per call during the run (each 1000-row request is one call: larger than the
 # batcher's merge limit, it runs alone).
 run_batches() {
-  local model="$1" body="$2" url="http://127.0.0.1:$node_port/predict?model=$1" before after line
-  before="$(infer_totals "$model")"
-  say "round $ROUND: wrk node-batch1000 $model c=4 (${SECONDS_PER_RUN}s)"
-  line="$(wrk_json "$body" 2 4 "$SECONDS_PER_RUN" "$url")"
-  after="$(infer_totals "$model")"
-  line="$(tag_json "$line" server=node-batch1000 model="$model" concurrency=4 round="$ROUND")"
+  local model="$1" body="$2" kernel="${3:-compiled}" format="${4:-json}" before after line port url
+  port="${NODE_PORT[$kernel]}"
+  url="http://127.0.0.1:$port/predict?model=$model"
+  [[ "$format" == v2 ]] && url="http://127.0.0.1:$port/v2/models/$model/infer"
+  before="$(infer_totals "$port" "$model")"
+  say "round $ROUND: wrk node-batch1000 $model $kernel $format c=4 (${SECONDS_PER_RUN}s)"
+  if [[ "$format" == v2 ]]; then
+    line="$(WRK_SCRIPT="$ROOT/scripts/bench-post-v2.lua" SHARED_POST_LUA="$SHARED_DIR/bench/post.lua" \
+      WRK_HEADER_LEN="$(cat "$body.header-length")" wrk_json "$body" 2 4 "$SECONDS_PER_RUN" "$url")"
+  else
+    line="$(wrk_json "$body" 2 4 "$SECONDS_PER_RUN" "$url")"
+  fi
+  after="$(infer_totals "$port" "$model")"
+  line="$(tag_json "$line" server=node-batch1000 model="$model" concurrency=4 round="$ROUND" \
+    kernel="$kernel" format="$format")"
   python3 -c '
 import json, sys
 run = json.loads(sys.argv[1])
@@ -88,11 +102,24 @@ print(json.dumps(run))' "$line" "$before" "$after" >>"$RESULTS"
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-node_port="$(free_port)"
-GDP_MODEL_NAME=LinearRegression PORT="$node_port" HOST=127.0.0.1 MODELS_DIR="$BOOSTED" RUST_LOG=warn \
-  "$NODE_BIN" >"$WORK/node.log" 2>&1 &
-PIDS+=("$!")
-wait_ok "http://127.0.0.1:$node_port/health"
+# The node as it ships, and one running trees on ONNX Runtime's own kernel.
+declare -A NODE_PORT
+for kernel in compiled onnxruntime; do
+  NODE_PORT[$kernel]="$(free_port)"
+  GDP_MODEL_NAME=LinearRegression PORT="${NODE_PORT[$kernel]}" HOST=127.0.0.1 MODELS_DIR="$BOOSTED" \
+    RUST_LOG=warn INFERENCE_NODE_TREE_KERNEL="$kernel" "$NODE_BIN" >"$WORK/node-$kernel.log" 2>&1 &
+  PIDS+=("$!")
+  wait_ok "http://127.0.0.1:${NODE_PORT[$kernel]}/health"
+done
+node_port="${NODE_PORT[compiled]}"
+
+# The 1000 rows as V2 binary requests (FP64 in the model's feature order, NaN for missing; the
+# answer as binary FP64 too), checked against both nodes' JSON answers: the same bits.
+for model in "${MODELS[@]}"; do
+  python3 "$ROOT/scripts/bench_v2_body.py" "$WORK/train/$model-1000.json" "$WORK/$model-1000.v2" "$model" \
+    "http://127.0.0.1:${NODE_PORT[compiled]}" "http://127.0.0.1:${NODE_PORT[onnxruntime]}" ||
+    die "$model: the V2 body or the kernels' answers are wrong"
+done
 
 declare -A PY_PORT
 for model in "${MODELS[@]}"; do
@@ -123,7 +150,10 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     run_wrk python "$model" 16 "http://127.0.0.1:${PY_PORT[$model]}/predict" "$WORK/train/$model.json"
   done
   for model in "${MODELS[@]}"; do
-    run_batches "$model" "$WORK/train/$model-1000.json"
+    for kernel in compiled onnxruntime; do
+      run_batches "$model" "$WORK/train/$model-1000.json" "$kernel" json
+      run_batches "$model" "$WORK/$model-1000.v2" "$kernel" v2
+    done
   done
   run_batches LinearRegression "$WORK/LinearRegression-1000.json"
 done
@@ -143,20 +173,28 @@ meta = {
     "load_average_after": os.environ["LOAD_AFTER"], "versions": expected["versions"],
     "models": expected["models"], "train_rows": expected["train_rows"],
 }
-medians = median_runs(results, ("server", "model", "concurrency"))
+for r in results:  # the single-row runs: the shipped node (or Python) with JSON bodies
+    r.setdefault("kernel", "compiled")
+    r.setdefault("format", "json")
+medians = median_runs(results, ("server", "model", "concurrency", "kernel", "format"))
+single = lambda server, model: medians[(server, model, 16, "compiled", "json")]
+batch = lambda model, kernel="compiled", form="json": medians[("node-batch1000", model, 4, kernel, form)]
 what = {"BoostXGB": "XGBRegressor, 200 trees, max_depth 6 (float32)",
         "BoostLGBM": "LGBMRegressor, 200 trees, 31 leaves (double)"}
 rows, batches, targets = [], [], []
 for model in ("BoostXGB", "BoostLGBM"):
-    n, p = medians[("node", model, 16)], medians[("python", model, 16)]
+    n, p = single("node", model), single("python", model)
     ratio = n["rps"] / p["rps"]
     rows.append((model, n, p, ratio))
     targets.append((f"{model} ({what[model]}) at c16: >= 50x the Python service", ratio, 50.0))
+forms = {"json": "JSON rows to POST /predict", "v2": "V2 binary tensor"}
 for model in ("BoostXGB", "BoostLGBM"):
-    b = medians[("node-batch1000", model, 4)]
-    batches.append((model, b))
-    targets.append((f"{model}, 1000-row batches: >= 500k rows/s", b["rps"] * 1000, 500_000))
-reference = medians[("node-batch1000", "LinearRegression", 4)]
+    for form in forms:
+        for kernel in ("compiled", "onnxruntime"):
+            batches.append((model, kernel, form, batch(model, kernel, form)))
+        targets.append((f"{model}, 1000-row batches as {forms[form]}: >= 500k rows/s",
+                        batch(model, "compiled", form)["rps"] * 1000, 500_000))
+reference = batch("LinearRegression")
 errors = sum(m["errors_total"] for k, m in medians.items() if k[0].startswith("node"))
 summary = [{"target": t, "value": v, "limit": l, "met": v >= l} for t, v, l in targets]
 json.dump({"meta": meta, "runs": results, "node_errors": errors, "targets": summary},
@@ -185,7 +223,7 @@ for s in summary:
     md.append(f"| {s['target']} | {fmt(val, 1) if val < 1000 else fmt(val)} | {fmt(s['limit'])} | {'yes' if s['met'] else '**no**'} |")
 if not all(s["met"] for s in summary):
     md.append("\nA target marked **no** is missed in this run. What limits 1000-row batches of these trees (the "
-              "`TreeEnsemble` on the model's inference thread) and what was measured about it: "
+              "`TreeEnsemble`, and the request's own work) and what was measured about it: "
               "[decisions.md](decisions.md), \"XGBoost and LightGBM in 1000-row batches\".")
 md += ["\n## Single-row POST /predict, concurrency 16\n",
        "| model | estimator | leaves | node req/s | (rounds) | Python req/s | (rounds) | node / Python | node p50 | node p99 | Python p99 |",
@@ -195,13 +233,20 @@ for model, n, p, ratio in rows:
     md.append(f"| {model} | {what[model]} | {m['leaves_total']:,} | {fmt(n['rps'])} | {spread(n)} | {fmt(p['rps'])} | {spread(p)} | "
               f"**{ratio:.0f}x** | {n['lat_p50_us']/1000:.2f} ms | {n['lat_p99_us']/1000:.2f} ms | {p['lat_p99_us']/1000:.1f} ms |")
 md += ["\n## 1000-row batches, concurrency 4\n",
-       "Each 1000-row request is one ONNX Runtime call (the node runs one inference thread per model, ONNX Runtime "
-       "with one intra-op thread); `ONNX ms per call` is the node's own mean inference time over the median "
-       "round (`nv_inference_compute_infer_duration_seconds` in `/metrics`).\n",
-       "| model | node req/s | (rounds) | rows/s | ONNX ms per call | p99 |", "|---|---|---|---|---|---|"]
-for model, b in batches + [("LinearRegression (reference, 4 features)", reference)]:
+       "Each 1000-row request is one ONNX Runtime call on the model's inference thread (ONNX Runtime with one "
+       "intra-op thread). `compiled` is the node as it ships: its own `TreeEnsemble` kernel, which shares a call's "
+       "rows between two threads here (`INFERENCE_NODE_TREE_THREADS`, default: the CPUs); `onnxruntime` is a "
+       "second node started with `INFERENCE_NODE_TREE_KERNEL=onnxruntime` (ONNX Runtime's kernel), in the same "
+       "rounds. Bodies: the 1000 rows as JSON objects to `POST /predict` (answer: JSON), or as one FP64 tensor in "
+       "an Open Inference Protocol binary request (`scripts/bench-post-v2.lua`; answer: binary FP64); both "
+       "nodes' answers were checked equal, bit for bit, to each other and across the two forms before the runs. "
+       "`ms per call` is the node's own mean inference time over the median round "
+       "(`nv_inference_compute_infer_duration_seconds` in `/metrics`).\n",
+       "| model | kernel | body | node req/s | (rounds) | rows/s | ms per call | p99 |",
+       "|---|---|---|---|---|---|---|---|"]
+for model, kernel, form, b in batches + [("LinearRegression (reference, 4 features)", "-", "json", reference)]:
     onnx_ms = b.get("onnx_ms_per_call")
-    md.append(f"| {model} | {fmt(b['rps'])} | {spread(b)} | **{fmt(b['rps'] * 1000)}** | "
+    md.append(f"| {model} | {kernel} | {form} | {fmt(b['rps'])} | {spread(b)} | **{fmt(b['rps'] * 1000)}** | "
               f"{'-' if onnx_ms is None else f'{onnx_ms:.2f}'} | {b['lat_p99_us']/1000:.1f} ms |")
 md += ["", f"Non-2xx or socket errors in the node's runs: {errors}."]
 open(f"{out}/boosted.md", "w").write("\n".join(md) + "\n")

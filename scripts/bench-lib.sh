@@ -70,11 +70,11 @@ for pair in sys.argv[2:]:
 print(json.dumps(d))' "$@"
 }
 
-# wrk_json BODY_FILE THREADS CONCURRENCY SECONDS URL: one wrk run with the shared post.lua;
-# prints its one-line JSON summary.
+# wrk_json BODY_FILE THREADS CONCURRENCY SECONDS URL: one wrk run with the shared post.lua (or
+# the script WRK_SCRIPT names); prints its one-line JSON summary.
 wrk_json() {
   local body="$1" threads="$2" conc="$3" secs="$4" url="$5" line
-  line="$(WRK_BODY_FILE="$body" wrk -s "$SHARED_DIR/bench/post.lua" -t"$threads" -c"$conc" \
+  line="$(WRK_BODY_FILE="$body" wrk -s "${WRK_SCRIPT:-$SHARED_DIR/bench/post.lua}" -t"$threads" -c"$conc" \
     -d"${secs}s" --latency --timeout 10s "$url" | grep '^JSON:' | sed 's/^JSON://')"
   [[ -n "$line" ]] || die "wrk printed no summary for $url at c=$conc"
   printf '%s\n' "$line"
