@@ -3,15 +3,18 @@
 //! tree at a time and pays a mispredicted branch at nearly every node; this one walks several
 //! rows through a tree in lockstep, without branches, and gives the same bits.
 //!
-//! - [`ensemble`]: the node's attributes checked and compiled into flat trees, and their
-//!   evaluation (pure Rust, no ONNX Runtime).
+//! - [`compile`]: the node's attributes checked and laid out as flat trees.
+//! - [`ensemble`]: the compiled ensemble and its evaluation (pure Rust, no ONNX Runtime).
 //! - [`operator`]: the ONNX Runtime custom operator that makes it the session's
 //!   `TreeEnsemble` kernel, so ONNX Runtime still runs the whole graph and the model file is
 //!   not touched.
 //! - [`TreeKernel`]: which kernel a session uses.
 
+pub mod compile;
 pub mod ensemble;
 pub mod operator;
+#[cfg(test)]
+mod tests;
 
 /// Which kernel computes a model's `TreeEnsemble` nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -81,28 +81,35 @@ fn rows(expected: &Path) -> Array2<f64> {
     Array2::from_shape_fn((n, width), |(r, c)| rows[r % rows.len()][c])
 }
 
+/// Converts `source` to `onnx`; `None` when it has no `TreeEnsemble` (or is a fixture of what
+/// is refused, so named).
+fn convert_tree_model(source: &Path, onnx: &Path) -> Option<PathBuf> {
+    let job = Job {
+        source: source.to_path_buf(),
+        onnx: onnx.to_path_buf(),
+    };
+    match convert::convert(job, true) {
+        Outcome::Converted { .. } => {}
+        Outcome::Failed { .. } if source.to_string_lossy().contains("refused") => return None,
+        other => panic!("{}: {other:?}", source.display()),
+    }
+    let bytes = std::fs::read(onnx).unwrap();
+    bytes
+        .windows(12)
+        .any(|w| w == b"TreeEnsemble")
+        .then(|| onnx.to_path_buf())
+}
+
 #[test]
 fn compiled_tree_kernel_gives_onnx_runtimes_bits_on_every_tree_fixture() {
     let env = onnx_model::runtime::environment(None)
         .expect("ONNX Runtime (run scripts/setup-ort.sh or set ORT_DYLIB_PATH)");
     let out = tempfile::tempdir().unwrap();
     let (mut models, mut values) = (0, 0);
-    for (expected, source) in fixtures() {
-        let onnx = out.path().join(format!("{models}-{values}.onnx"));
-        let job = Job {
-            source: source.clone(),
-            onnx: onnx.clone(),
-        };
-        match convert::convert(job, true) {
-            Outcome::Converted { .. } => {}
-            // Fixtures of what is refused (named so) have nothing to run.
-            Outcome::Failed { .. } if source.to_string_lossy().contains("refused") => continue,
-            other => panic!("{}: {other:?}", source.display()),
-        }
-        let bytes = std::fs::read(&onnx).unwrap();
-        if !bytes.windows(12).any(|w| w == b"TreeEnsemble") {
+    for (i, (expected, source)) in fixtures().into_iter().enumerate() {
+        let Some(onnx) = convert_tree_model(&source, &out.path().join(format!("{i}.onnx"))) else {
             continue;
-        }
+        };
         let ours = Model::load_with(env, "m", &onnx, TreeKernel::Compiled { threads: 2 })
             .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
         assert_eq!(
@@ -135,4 +142,48 @@ fn compiled_tree_kernel_gives_onnx_runtimes_bits_on_every_tree_fixture() {
     println!("{models} tree models, {values} values: all bit-identical");
     // Forests, boosting, HistGradientBoosting, LightGBM and XGBoost in every version.
     assert!(models >= 60, "only {models} tree models found");
+}
+
+/// A `TreeEnsemble` the compiled kernel does not compute (a LOGISTIC post transform, which
+/// `convert-models` never writes) runs on ONNX Runtime's kernel, and the model says why.
+#[test]
+fn a_tree_ensemble_the_compiled_kernel_refuses_runs_on_onnx_runtimes_kernel() {
+    use prost::Message;
+    let env = onnx_model::runtime::environment(None)
+        .expect("ONNX Runtime (run scripts/setup-ort.sh or set ORT_DYLIB_PATH)");
+    let out = tempfile::tempdir().unwrap();
+    let (expected, source) = fixtures()
+        .into_iter()
+        .find(|(_, source)| source.to_string_lossy().contains("decision_tree.p4.pkl"))
+        .expect("a decision tree fixture");
+    let onnx = convert_tree_model(&source, &out.path().join("tree.onnx")).unwrap();
+    let mut model = tools::onnx::decode(&std::fs::read(&onnx).unwrap()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let node = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type.as_deref() == Some("TreeEnsemble"))
+        .unwrap();
+    node.attribute
+        .retain(|a| a.name.as_deref() != Some("post_transform"));
+    node.attribute
+        .push(tools::onnx::graph::attr_int("post_transform", 2));
+    std::fs::write(&onnx, model.encode_to_vec()).unwrap();
+
+    let ours = Model::load_with(env, "m", &onnx, TreeKernel::Compiled { threads: 2 }).unwrap();
+    assert_eq!(ours.tree_kernel(), TreeKernel::OnnxRuntime);
+    let why = ours.compiled_kernel_refused().unwrap();
+    assert!(why.contains("post_transform 2"), "{why}");
+    let theirs = Model::load_with(env, "m", &onnx, TreeKernel::OnnxRuntime).unwrap();
+    assert_eq!(theirs.compiled_kernel_refused(), None);
+    let x = rows(&expected);
+    let (got, want) = (
+        ours.predict(x.view()).unwrap(),
+        theirs.predict(x.view()).unwrap(),
+    );
+    assert!(
+        got.iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
 }

@@ -8,7 +8,8 @@ use ort::operator::{
 };
 use ort::value::{TensorElementType, TensorValueType, ValueRef};
 
-use super::ensemble::{Attributes, Ensemble, SUM};
+use super::compile::{Attributes, SUM};
+use super::ensemble::Ensemble;
 
 /// The domain and name of the operator this kernel computes.
 pub const DOMAIN: &str = "ai.onnx.ml";
