@@ -338,3 +338,95 @@ fn an_input_narrower_than_the_trees_or_a_wrong_shape_is_an_error() {
     ));
     e.evaluate(&[], 0, 1, &mut []).unwrap();
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+    /// Attributes as a hostile file could hold them: forests, in half the cases with one in
+    /// about 7 values broken (an index negative, past the end or pointing back, making cycles
+    /// and shared nodes; a leaf flag of 2; a target out of range), lists of the wrong length,
+    /// modes that do not exist: compiling never panics, and what compiles evaluates without
+    /// panicking, on inputs narrower than the trees too.
+    #[test]
+    fn arbitrary_attributes_are_compiled_or_refused_never_a_panic(
+        seed in 1u64..u64::MAX,
+        n in 1usize..40,
+        leaves in 1usize..40,
+        roots in 1usize..6,
+        wrong_length in 0usize..12,
+    ) {
+        let mut rng = Rng(seed);
+        let mut a = Attributes {
+            n_targets: 1 + rng.below(3) as i64,
+            aggregate_function: rng.below(2) as i64,
+            ..Attributes::default()
+        };
+        // Half the cases are well-formed forests (where nodes may still be shared).
+        let rate = if rng.below(2) == 0 { usize::MAX } else { 20 };
+        let broken = |rng: &mut Rng, value: i64| -> i64 {
+            match rng.below(rate) {
+                0 => -1 - rng.below(3) as i64,
+                1 => value + 40,
+                2 => value / 2,
+                _ => value,
+            }
+        };
+        for _ in 0..roots {
+            let root = rng.below(n) as i64;
+            a.tree_roots.push(broken(&mut rng, root));
+        }
+        for i in 0..n {
+            let feature = rng.below(4) as i64;
+            a.nodes_featureids.push(broken(&mut rng, feature));
+            for on_true in [true, false] {
+                let (id, leaf) = if i + 1 < n && rng.below(2) == 0 {
+                    ((i + 1 + rng.below(n - i - 1)) as i64, 0)
+                } else {
+                    (rng.below(leaves) as i64, 1)
+                };
+                let (id, leaf) = (broken(&mut rng, id), broken(&mut rng, leaf).clamp(-1, 2));
+                if on_true {
+                    a.nodes_truenodeids.push(id);
+                    a.nodes_trueleafs.push(leaf);
+                } else {
+                    a.nodes_falsenodeids.push(id);
+                    a.nodes_falseleafs.push(leaf);
+                }
+            }
+            a.nodes_missing_value_tracks_true.push(rng.below(2) as i64);
+            a.nodes_splits.push(rng.pick(&VALUES));
+            // Now and then a mode that does not exist.
+            let modes = if rng.below(rate) == 0 { 9 } else { 7 };
+            a.nodes_modes.push(rng.below(modes) as u8);
+        }
+        // A set per BRANCH_MEMBER node (one short, now and then).
+        let sets = a.nodes_modes.iter().filter(|&&m| m == 6).count();
+        for i in 0..sets.saturating_sub(usize::from(rng.below(rate) == 0)) {
+            if i > 0 {
+                a.membership_values.push(f64::NAN);
+            }
+            a.membership_values.push(rng.pick(&VALUES));
+        }
+        for _ in 0..leaves {
+            a.leaf_weights.push(rng.pick(&VALUES));
+            let target = rng.below(a.n_targets as usize) as i64;
+            a.leaf_targetids.push(broken(&mut rng, target));
+        }
+        match wrong_length {
+            1 => { a.nodes_splits.pop(); }
+            2 => { a.nodes_modes.push(0); }
+            3 => { a.leaf_weights.push(1.0); }
+            4 => { a.nodes_missing_value_tracks_true.pop(); }
+            5 => { a.post_transform = 2; }
+            _ => {}
+        }
+        if let Ok(e) = Ensemble::compile(&a) {
+            for (rows, columns) in [(1, 4), (9, 4), (600, 4), (3, 2), (8, 1)] {
+                let x: Vec<f64> = (0..rows * columns).map(|_| rng.pick(&VALUES)).collect();
+                let mut out = vec![0.0; rows * e.n_targets()];
+                let result = e.evaluate_on(2, &x, rows, columns, &mut out);
+                let narrow = matches!(result, Err(EvaluateError::TooFewColumns { .. }));
+                prop_assert!(result.is_ok() || narrow, "{result:?}");
+            }
+        }
+    }
+}
