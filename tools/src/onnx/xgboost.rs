@@ -7,8 +7,9 @@
 //! - one `TreeEnsemble` in double (thresholds and leaves are float32 values, so the comparison
 //!   and every leaf come out exact) with one target per tree, plus one single-leaf tree per
 //!   group holding its base margin, targets ordered group by group;
-//! - `Cast(float)`, reshaped to `[N, groups, trees + 1]`, `CumSum` along the trees in float32
-//!   (ONNX Runtime sums sequentially: the tests check it), the last sum is the margin;
+//! - `Cast(float)`, transposed and reshaped to `[groups, trees + 1, N]`, `CumSum` along the
+//!   trees in float32 (ONNX Runtime sums sequentially: the tests check it), the last sum is
+//!   the margin;
 //! - the objective's transform in float32 as XGBoost writes it: `expf` is computed as a double
 //!   `Exp` rounded to float32; sigmoid `1 / (expf(min(-x, 88.7)) + 1)`; softmax as
 //!   `common::Softmax` (float max, `expf`, a double sum, a float divide) or, for multi:softmax's
@@ -19,7 +20,7 @@ use onnx_model::contract::{LABEL_NAME, PROBABILITIES_NAME};
 
 use super::ML_DOMAIN;
 use super::ensemble::{BRANCH_LEQ, BRANCH_LT, Structure};
-use super::graph::{GraphBuilder, attr_int};
+use super::graph::{GraphBuilder, attr_int, attr_ints};
 use super::proto::TensorProto;
 use super::proto::tensor_proto::DataType;
 use crate::error::ConvertError;
@@ -178,13 +179,28 @@ pub fn margins(
         &[&leaves],
         vec![attr_int("to", DataType::Float as i64)],
     );
-    let shape = g.constant_i64("shape", &[3], &[-1, k as i64, per_group as i64]);
-    let cube = g.node("Reshape", "", &[&leaves, &shape], vec![]);
-    let axis = g.constant_i64("axis", &[], &[2]);
+    // Transposed first, so that each step of the `CumSum` adds one tree's leaves of all rows,
+    // side by side in memory: about 3x faster in ONNX Runtime than along the last axis (0.24-0.33
+    // against 0.80-0.89 ms for 1000 rows of 201 outputs), with the same bits.
+    let by_tree = g.node(
+        "Transpose",
+        "",
+        &[&leaves],
+        vec![attr_ints("perm", vec![1, 0])],
+    );
+    let shape = g.constant_i64("shape", &[3], &[k as i64, per_group as i64, -1]);
+    let cube = g.node("Reshape", "", &[&by_tree, &shape], vec![]);
+    let axis = g.constant_i64("axis", &[], &[1]);
     let sums = g.node("CumSum", "", &[&cube, &axis], vec![]);
-    let last = last_along(g, &sums, 2, per_group);
-    let flat = g.constant_i64("shape", &[2], &[-1, k as i64]);
-    Ok(g.node("Reshape", "", &[&last, &flat], vec![]))
+    let last = last_along(g, &sums, 1, per_group);
+    let flat = g.constant_i64("shape", &[2], &[k as i64, -1]);
+    let margins = g.node("Reshape", "", &[&last, &flat], vec![]);
+    Ok(g.node(
+        "Transpose",
+        "",
+        &[&margins],
+        vec![attr_ints("perm", vec![1, 0])],
+    ))
 }
 
 /// `v[..., n-1:n]` along `axis`.
