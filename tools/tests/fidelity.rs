@@ -20,6 +20,9 @@ use tools::golden;
 use tools::onnx::Source;
 use tools::pickle::{self, Limits};
 
+mod common;
+use common::read_json;
+
 #[derive(Deserialize)]
 struct Manifest {
     sklearn_version: String,
@@ -64,29 +67,13 @@ fn fixtures_dir() -> PathBuf {
 
 /// The generation directories (those with a manifest), sorted.
 fn generations() -> Vec<PathBuf> {
-    let dir = fixtures_dir();
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!(
-            "fixture directory {} is missing ({e}); regenerate it with scripts/make-fixtures.sh",
-            dir.display()
-        )
-    });
-    let mut dirs: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("manifest.json").is_file())
-        .collect();
-    dirs.sort();
+    let dirs = common::generations("fixtures", "manifest.json");
     assert!(
         dirs.len() >= 2,
         "expected at least two sklearn generations under {}, found {dirs:?}",
-        dir.display()
+        fixtures_dir().display()
     );
     dirs
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// How close ONNX must come to sklearn.

@@ -10,15 +10,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ndarray::Array2;
 use ort::session::Session;
 use ort::value::TensorRef;
 use serde::Deserialize;
 use tools::golden;
 use tools::onnx::Source;
 use tools::pickle::{self, Limits};
+
+mod common;
+use common::{generations, max_relative, read_json};
 
 #[derive(Deserialize)]
 struct Manifest {
@@ -51,48 +53,6 @@ struct Expected {
     labels: Vec<i64>,
     #[serde(default, deserialize_with = "golden::matrix")]
     probabilities: Vec<Vec<f64>>,
-}
-
-fn generations() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures-hist");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("hist_manifest.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Largest `|a - b| / max(1, |b|)`, or the first value beyond `bound`.
-fn max_relative(got: &Array2<f64>, want: &[Vec<f64>], bound: f64) -> Result<f64, String> {
-    if got.dim() != (want.len(), want.first().map_or(0, Vec::len)) {
-        return Err(format!(
-            "shape {:?}, expected {} rows",
-            got.dim(),
-            want.len()
-        ));
-    }
-    let mut max = 0.0f64;
-    for (i, (row, want_row)) in got.rows().into_iter().zip(want).enumerate() {
-        for (j, (&a, &b)) in row.iter().zip(want_row).enumerate() {
-            let rel = if a == b {
-                0.0
-            } else {
-                (a - b).abs() / b.abs().max(1.0)
-            };
-            if rel.is_nan() || rel > bound {
-                return Err(format!("row {i} column {j}: ONNX {a:?}, sklearn {b:?}"));
-            }
-            max = max.max(rel);
-        }
-    }
-    Ok(max)
 }
 
 /// Converts one fixture file, checks its metadata and returns the max relative error.
@@ -169,7 +129,7 @@ fn hist_gradient_boosting_matches_sklearn_through_onnx_runtime() {
     let mut report = String::new();
     let mut failures = Vec::new();
     let (mut checked, mut categorical, mut classifiers) = (0, 0, 0);
-    let generations = generations();
+    let generations = generations("fixtures-hist", "hist_manifest.json");
     assert!(generations.len() >= 2, "HGB fixtures in {generations:?}");
     for generation in &generations {
         let manifest: Manifest = read_json(&generation.join("hist_manifest.json"));
@@ -219,7 +179,7 @@ fn hist_gradient_boosting_matches_sklearn_through_onnx_runtime() {
 #[test]
 fn categorical_models_with_an_ordinal_encoder_are_refused_by_name() {
     let mut seen = 0;
-    for generation in generations() {
+    for generation in generations("fixtures-hist", "hist_manifest.json") {
         let manifest: Manifest = read_json(&generation.join("hist_manifest.json"));
         for entry in manifest.models.values() {
             let Some(needle) = &entry.refused else {

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::Array2;
 use ort::session::Session;
@@ -22,6 +22,9 @@ use tools::estimator::Model;
 use tools::golden;
 use tools::onnx::Source;
 use tools::pickle::{self, Limits};
+
+mod common;
+use common::{generations, read_json};
 
 /// Objectives every generation must cover, pickled and native.
 const OBJECTIVES: [&str; 13] = [
@@ -72,22 +75,6 @@ struct Expected {
     labels: Vec<i64>,
     #[serde(default, deserialize_with = "golden::matrix")]
     probabilities: Vec<Vec<f64>>,
-}
-
-fn generations() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures-lightgbm");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("manifest.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Largest error of `got` against `want` (`|a - b| / max(1, |b|)` when `relative`, else
@@ -205,7 +192,7 @@ fn lightgbm_models_match_lightgbm_through_onnx_runtime() {
     let tmp = tempfile::tempdir().unwrap();
     let mut report = String::new();
     let mut failures = Vec::new();
-    let generations = generations();
+    let generations = generations("fixtures-lightgbm", "manifest.json");
     assert!(
         generations.len() >= 2,
         "LightGBM fixtures in {generations:?}"

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::Array2;
 use onnx_model::contract::{Feature, FeatureType};
@@ -23,6 +23,9 @@ use serde::Deserialize;
 use tools::golden;
 use tools::onnx::Source;
 use tools::pickle::{self, Limits};
+
+mod common;
+use common::{generations, max_relative, read_json};
 
 #[derive(Deserialize)]
 struct Manifest {
@@ -59,48 +62,6 @@ struct Expected {
     labels: Vec<i64>,
     #[serde(default, deserialize_with = "golden::matrix")]
     probabilities: Vec<Vec<f64>>,
-}
-
-fn generations() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures-pre");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("pre_manifest.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Largest `|a - b| / max(1, |b|)`, or the first value beyond `bound`.
-fn max_relative(got: &Array2<f64>, want: &[Vec<f64>], bound: f64) -> Result<f64, String> {
-    if got.dim() != (want.len(), want.first().map_or(0, Vec::len)) {
-        return Err(format!(
-            "shape {:?}, expected {} rows",
-            got.dim(),
-            want.len()
-        ));
-    }
-    let mut max = 0.0f64;
-    for (i, (row, want_row)) in got.rows().into_iter().zip(want).enumerate() {
-        for (j, (&a, &b)) in row.iter().zip(want_row).enumerate() {
-            let rel = if a == b {
-                0.0
-            } else {
-                (a - b).abs() / b.abs().max(1.0)
-            };
-            if rel.is_nan() || rel > bound {
-                return Err(format!("row {i} column {j}: ONNX {a:?}, sklearn {b:?}"));
-            }
-            max = max.max(rel);
-        }
-    }
-    Ok(max)
 }
 
 /// Converts one fixture file, checks its metadata and returns the max relative error.
@@ -258,7 +219,7 @@ fn preprocessing_pipelines_match_sklearn_through_onnx_runtime() {
     let mut report = String::new();
     let mut failures = Vec::new();
     let (mut checked, mut classifiers) = (0, 0);
-    let generations = generations();
+    let generations = generations("fixtures-pre", "pre_manifest.json");
     assert!(
         generations.len() >= 2,
         "preprocessing fixtures in {generations:?}"
@@ -307,7 +268,7 @@ fn preprocessing_pipelines_match_sklearn_through_onnx_runtime() {
 #[test]
 fn unsupported_preprocessing_is_refused_by_name() {
     let mut seen = 0;
-    for generation in generations() {
+    for generation in generations("fixtures-pre", "pre_manifest.json") {
         let manifest: Manifest = read_json(&generation.join("pre_manifest.json"));
         for entry in manifest.models.values() {
             let Some(needle) = &entry.refused else {

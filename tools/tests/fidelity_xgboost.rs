@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::{Array2, ArrayD};
 use ort::session::Session;
@@ -20,6 +20,9 @@ use tools::estimator::{Estimator, Model, XgbOutput};
 use tools::golden;
 use tools::onnx::Source;
 use tools::pickle::{self, Limits};
+
+mod common;
+use common::{generations, read_json};
 
 const OUTPUT: &str = onnx_model::contract::OUTPUT_NAME;
 
@@ -58,22 +61,6 @@ struct Expected {
     labels: Vec<i64>,
     #[serde(default, deserialize_with = "golden::matrix")]
     probabilities: Vec<Vec<f64>>,
-}
-
-fn generations() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures-xgboost");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("manifest.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// How close one output came: rows all of whose values are bit-identical, and the largest
@@ -262,7 +249,7 @@ fn xgboost_models_match_xgboost_through_onnx_runtime() {
     let mut objectives = std::collections::BTreeSet::new();
     let mut kinds = std::collections::BTreeSet::new();
     let mut checked = 0;
-    let generations = generations();
+    let generations = generations("fixtures-xgboost", "manifest.json");
     assert!(
         generations.len() >= 2,
         "XGBoost fixtures in {generations:?}"
