@@ -84,12 +84,7 @@ pub fn outputs(
             };
             let zero = g.constant_f64("zero", &[1], &[0.0]);
             let positive = g.node(op, "", &[scores, &zero], vec![]);
-            let index = g.node(
-                "Cast",
-                "",
-                &[&positive],
-                vec![attr_int("to", DataType::Int64 as i64)],
-            );
+            let index = g.cast(&positive, DataType::Int64);
             let axes = g.constant_i64("axes", &[1], &[1]);
             g.node_into("Squeeze", "", &[&index, &axes], vec![], LABEL_NAME);
         }

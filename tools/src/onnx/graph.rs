@@ -64,6 +64,18 @@ impl GraphBuilder {
         output
     }
 
+    /// `Cast` of `x` to `to`.
+    pub fn cast(&mut self, x: &str, to: DataType) -> String {
+        self.node("Cast", "", &[x], vec![attr_int("to", to as i64)])
+    }
+
+    /// `x` (double) rounded to float32 and back: a model that compares in float32 (sklearn's
+    /// trees, XGBoost) sees exactly the value it would.
+    pub fn round_to_float32(&mut self, x: &str) -> String {
+        let float = self.cast(x, DataType::Float);
+        self.cast(&float, DataType::Double)
+    }
+
     /// Adds a node writing its single output to the given name (e.g. the graph output).
     pub fn node_into(
         &mut self,

@@ -196,12 +196,7 @@ fn impute(g: &mut GraphBuilder, x: &str, imputer: &Imputer, width: usize) -> Str
         return filled;
     }
     let flags = gather(g, &missing, &imputer.indicator);
-    let flags = g.node(
-        "Cast",
-        "",
-        &[&flags],
-        vec![attr_int("to", DataType::Double as i64)],
-    );
+    let flags = g.cast(&flags, DataType::Double);
     g.node("Concat", "", &[&filled, &flags], vec![attr_int("axis", 1)])
 }
 
@@ -276,13 +271,13 @@ fn encode(g: &mut GraphBuilder, x: &str, encoding: &Encoding) -> Result<String, 
             (equal, g.node("Equal", "", &[x, &empty], vec![]))
         }
     };
-    let mut matches = to_double(g, &equal);
+    let mut matches = g.cast(&equal, DataType::Double);
     if let (Categories::Numbers(_), Some(m)) = (&encoding.categories, missing) {
         // NaN never equals NaN: the missing category matches through IsNaN.
         let mut at = vec![0.0; k];
         at[m] = 1.0;
         let at = g.constant_f64("missing_at", &[k], &at);
-        let nan = to_double(g, &is_missing);
+        let nan = g.cast(&is_missing, DataType::Double);
         let nan = g.node("Mul", "", &[&nan, &at], vec![]);
         matches = g.node("Add", "", &[&matches, &nan], vec![]);
     }
@@ -314,7 +309,7 @@ fn encode(g: &mut GraphBuilder, x: &str, encoding: &Encoding) -> Result<String, 
                 .map(|c| f64::from(u8::from(c.unknown)))
                 .collect();
             let flags = g.constant_f64("unknown_to", &[o], &flags);
-            let unknown = to_double(g, &unknown);
+            let unknown = g.cast(&unknown, DataType::Double);
             let extra = g.node("Mul", "", &[&unknown, &flags], vec![]);
             Ok(g.node("Add", "", &[&out, &extra], vec![]))
         }
@@ -408,15 +403,6 @@ fn encode_strings(
     let index = g.node("Reshape", "", &[&index, &flat], vec![]);
     let table = g.constant_f64("encoding", &[k + 1, width], &table);
     Ok(g.node("Gather", "", &[&table, &index], vec![attr_int("axis", 0)]))
-}
-
-fn to_double(g: &mut GraphBuilder, x: &str) -> String {
-    g.node(
-        "Cast",
-        "",
-        &[x],
-        vec![attr_int("to", DataType::Double as i64)],
-    )
 }
 
 /// The columns `indices` of `x`, in that order.

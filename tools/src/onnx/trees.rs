@@ -7,7 +7,6 @@
 //! carries a single target, and `AVERAGE` divides by the number of trees in the node.
 
 use super::graph::{GraphBuilder, attr_int, attr_ints, attr_tensor, tensor_f64, tensor_u8};
-use super::proto::tensor_proto::DataType;
 use crate::error::ConvertError;
 use crate::estimator::{Aggregate, Tree, TreeEnsemble};
 
@@ -59,18 +58,7 @@ pub fn ensemble(
         add_tree(&mut structure, t, tree, n_features, n_targets)?;
     }
 
-    let as_float = g.node(
-        "Cast",
-        "",
-        &[x],
-        vec![attr_int("to", DataType::Float as i64)],
-    );
-    let rounded = g.node(
-        "Cast",
-        "",
-        &[&as_float],
-        vec![attr_int("to", DataType::Double as i64)],
-    );
+    let rounded = g.round_to_float32(x);
     let aggregate = match ensemble.aggregate {
         Aggregate::Average => AVERAGE,
         Aggregate::Sum => SUM,
