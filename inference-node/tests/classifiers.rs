@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use clap::Parser;
-use common::{client, post_json, spawn_node};
+use common::{client, models, post_json, spawn_node};
 use inference_node::Config;
 use serde_json::{Value, json};
 
@@ -161,14 +161,7 @@ async fn null_is_a_missing_value_only_where_the_model_accepts_one() {
 async fn models_and_v2_metadata_describe_task_features_and_classes() {
     let node = node().await;
     let http = client();
-    let models: Value = http
-        .get(node.url("/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = models(&node).await;
     let find = |name: &str| {
         models["models"]
             .as_array()

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    FEATURES, assert_close, client, default_node, golden, golden_models, post_json, seed_example,
+    FEATURES, assert_close, client, default_node, golden, golden_models, models, post_json,
+    seed_example,
 };
 use serde_json::{Value, json};
 
@@ -185,14 +186,7 @@ async fn merged_jobs_of_different_sizes_get_their_own_rows_and_predictions() {
 #[tokio::test]
 async fn models_lists_every_loaded_model() {
     let node = default_node().await;
-    let body: Value = client()
-        .get(node.url("/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = models(&node).await;
     assert_eq!(body["default_model"], "LinearRegression");
     let models = body["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{client, config_for, output, post_json, spawn_node, v2_binary};
+use common::{client, config_for, model_info, output, post_json, spawn_node, v2_binary};
 use serde_json::{Value, json};
 
 /// The fixture a served model was converted from.
@@ -129,20 +129,7 @@ async fn a_lightgbm_classifier_answers_as_lightgbm() {
         rows.len()
     );
 
-    let models: Value = client()
-        .get(node.url("/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let info = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "PartyLGBM")
-        .unwrap();
+    let info = model_info(&node, "PartyLGBM").await;
     assert_eq!(info["task"], "classification");
     assert_eq!(info["classes"], want["classes"]);
     let features = info["features"].as_array().unwrap();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{client, config_for, models_dir, seed_example, spawn_node};
+use common::{client, config_for, models, models_dir, seed_example, spawn_node};
 use consul::standin::{self, StandInConfig};
 use serde_json::{Value, json};
 use test_support::eventually;
@@ -61,17 +61,6 @@ async fn post(node: &common::TestNode, path: &str, body: Value) -> (u16, Value) 
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
-}
-
-async fn models(node: &common::TestNode) -> Value {
-    client()
-        .get(node.url("/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// The number of this process's threads called `name`.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{classifier_golden, client, config, default_node, post_json, spawn_node};
+use common::{classifier_golden, client, config, default_node, model_info, post_json, spawn_node};
 use serde_json::{Value, json};
 
 const MODEL: &str = "VoteChoice";
@@ -54,20 +54,7 @@ async fn seed_rows_with_strings_and_nulls_answer_as_sklearn() {
     let one = post_json(&client(), &url(&node), &body[1]).await;
     assert_eq!(one["prediction"], json!([golden["labels"][1]]));
 
-    let models: Value = client()
-        .get(node.url("/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let info = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == MODEL)
-        .unwrap();
+    let info = model_info(&node, MODEL).await;
     assert_eq!(info["task"], "classification");
     let types: Vec<(&str, &str, bool)> = info["features"]
         .as_array()

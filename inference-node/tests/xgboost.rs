@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{client, config_for, output, post_json, spawn_node, v2_binary};
+use common::{client, config_for, model_info, output, post_json, spawn_node, v2_binary};
 use serde_json::{Value, json};
 
 const FIXTURES: &str = "../tools/tests/data/fixtures-xgboost/3.2.0";
@@ -130,20 +130,7 @@ async fn an_xgboost_classifier_answers_as_xgboost() {
         probabilities.len()
     );
 
-    let models: Value = client()
-        .get(node.url("/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let info = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "PartyXGB")
-        .unwrap();
+    let info = model_info(&node, "PartyXGB").await;
     assert_eq!(info["task"], "classification");
     let features = info["features"].as_array().unwrap();
     assert_eq!(features.len(), 8);

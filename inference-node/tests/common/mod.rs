@@ -191,6 +191,30 @@ pub async fn v2_binary(node: &TestNode, model: &str, rows: &[Vec<f64>]) -> Value
     response.json().await.unwrap()
 }
 
+/// The node's `GET /models` answer.
+pub async fn models(node: &TestNode) -> Value {
+    client()
+        .get(node.url("/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The entry of model `name` in `GET /models` (panics when it is not listed).
+pub async fn model_info(node: &TestNode, name: &str) -> Value {
+    let models = models(node).await;
+    models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not in {models}"))
+        .clone()
+}
+
 /// The `data` of the V2 answer's output `name`.
 pub fn output<'a>(answer: &'a Value, name: &str) -> &'a Value {
     &answer["outputs"]
