@@ -274,10 +274,11 @@ impl Ensemble {
         out: &mut [f64],
     ) -> Result<(), EvaluateError> {
         let threads = threads.min(rows / MIN_ROWS_PER_THREAD).max(1);
-        if threads == 1 || columns == 0 || rows.checked_mul(columns) != Some(x.len()) {
-            return self.evaluate(x, rows, columns, out);
-        }
-        if rows.checked_mul(self.n_targets) != Some(out.len()) {
+        let shaped = columns > 0
+            && rows.checked_mul(columns) == Some(x.len())
+            && rows.checked_mul(self.n_targets) == Some(out.len());
+        if threads == 1 || !shaped {
+            // One thread, or a shape `evaluate` reports.
             return self.evaluate(x, rows, columns, out);
         }
         let share = rows.div_ceil(threads);
