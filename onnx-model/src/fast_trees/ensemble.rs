@@ -262,9 +262,11 @@ impl Ensemble {
         self.n_targets
     }
 
-    /// [`Ensemble::evaluate`] on up to `threads` threads (this one and scoped others), each
-    /// taking a share of the rows of at least [`MIN_ROWS_PER_THREAD`]. Every row's scores
-    /// are computed as on one thread, so the result is the same.
+    /// [`Ensemble::evaluate`] on up to `threads` threads (this one and scoped others), one
+    /// for every [`MIN_ROWS_PER_THREAD`] rows at most. The threads take the rows in shares of
+    /// [`BLOCK`] from one queue until none are left, so a thread the system pauses (the
+    /// machine's other work) delays only its share in hand, not half of the call. Every row's
+    /// scores are computed as on one thread, so the result is the same.
     pub fn evaluate_on(
         &self,
         threads: usize,
@@ -281,31 +283,31 @@ impl Ensemble {
             // One thread, or a shape `evaluate` reports.
             return self.evaluate(x, rows, columns, out);
         }
-        let share = rows.div_ceil(threads);
-        let mut parts = x
-            .chunks(share * columns)
-            .zip(out.chunks_mut(share * self.n_targets));
-        let (x0, out0) = parts.next().expect("rows > 0");
-        let all_spawned = std::thread::scope(|scope| {
-            let mut others = Vec::new();
-            for (x, out) in parts {
-                let work = move || self.evaluate(x, x.len() / columns, columns, out);
-                match std::thread::Builder::new().spawn_scoped(scope, work) {
-                    Ok(handle) => others.push(handle),
-                    Err(_) => return Ok(false),
-                }
+        let shares = std::sync::Mutex::new(
+            x.chunks(BLOCK * columns)
+                .zip(out.chunks_mut(BLOCK * self.n_targets)),
+        );
+        let work = || -> Result<(), EvaluateError> {
+            loop {
+                let next = shares.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some((x, out)) = next else {
+                    return Ok(());
+                };
+                self.evaluate(x, x.len() / columns, columns, out)?;
             }
-            self.evaluate(x0, x0.len() / columns, columns, out0)?;
-            for handle in others {
-                handle.join().expect("evaluate does not panic")?;
-            }
-            Ok(true)
-        })?;
-        if !all_spawned {
-            // Out of threads (the system's limit): all rows on this one.
-            return self.evaluate(x, rows, columns, out);
-        }
-        Ok(())
+        };
+        std::thread::scope(|scope| {
+            // A thread that cannot be started (the system's limit) leaves its shares to the
+            // others.
+            let others: Vec<_> = (1..threads)
+                .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
+                .collect();
+            let mine = work();
+            others
+                .into_iter()
+                .map(|handle| handle.join().expect("evaluate does not panic"))
+                .fold(mine, Result::and)
+        })
     }
 
     /// Writes the `[rows, n_targets]` scores of the `[rows, columns]` matrix `x` into `out`.
