@@ -137,6 +137,7 @@ impl Ensemble {
                 sets: Vec::new(),
                 trees: Vec::with_capacity(a.tree_roots.len()),
                 small: Vec::new(),
+                chunks: Vec::new(),
                 n_targets,
                 n_features_read: 0,
                 average,
@@ -159,6 +160,7 @@ impl Ensemble {
                 }
             }
         }
+        e.chunks = super::ensemble::chunks(&e.trees, &e.small);
         Ok(e)
     }
 }

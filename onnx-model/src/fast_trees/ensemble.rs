@@ -8,8 +8,10 @@
 //! kernel). Every walk takes the tree's depth in steps; one that reached its leaf stays there.
 //! Rows are copied, 64 at a time, into groups of [`LANES`] with each feature twice, as it is
 //! and with NaN as -inf (`interleave`), and a node reads the copy it needs. A
-//! `SmallTree`'s arrays have fixed sizes, so its indices need no bounds check. Calls of a
-//! few rows, and trees with `==`, `!=` or set membership, are walked row by row.
+//! `SmallTree`'s arrays have fixed sizes, so its indices need no bounds check. Blocks of a
+//! few rows (a small call, or a large call's last rows) walk each row through [`LANES`] small
+//! trees at a time instead (`Chunk`), so that lanes do not walk padding. Trees with `==`,
+//! `!=` or set membership are walked row by row.
 //!
 //! The result is the operator's, bit for bit: each row's leaf weights are added to its target
 //! in tree order starting from 0.0 (as ONNX Runtime's own kernel does on one thread), `AVERAGE`
@@ -21,8 +23,13 @@ use std::fmt;
 /// Fewest rows worth a thread of their own in [`Ensemble::evaluate_on`] (starting one costs
 /// tens of microseconds; 256 rows of 100 trees take about half a millisecond).
 pub const MIN_ROWS_PER_THREAD: usize = 256;
-/// Calls with fewer rows are walked row by row: lanes would walk padding (a single row costs
-/// about twice ONNX Runtime's time in lanes, and half of it row by row).
+/// Blocks of fewer rows are walked one row at a time through [`LANES`] trees in lockstep
+/// (`Chunk::Small`), not [`LANES`] rows through one tree: those lanes would walk padding.
+/// Lanes of trees walk the deepest of the [`LANES`] trees, so from about 6 rows, lanes of rows
+/// are as fast (LightGBM's uneven trees; in process, `examples/tree_kernel_speed`).
+const TREES_IN_LANES_BELOW: usize = 6;
+/// A tree outside a `Chunk::Small` is walked row by row in blocks of fewer rows than this
+/// (lanes of rows would mostly walk padding).
 const ROW_BY_ROW_BELOW: usize = 4;
 /// Rows walked through a tree together.
 pub const LANES: usize = 8;
@@ -203,6 +210,27 @@ impl SmallTree {
         }
         at
     }
+
+    /// The leaves row `k` of `group` reaches in each of `trees` (the deepest of them `depth`
+    /// deep): the trees walked in lockstep, as [`SmallTree::walk`] walks rows.
+    #[inline(always)]
+    fn walk_trees(
+        trees: &[SmallTree; LANES],
+        depth: u32,
+        group: &[f64; GROUP],
+        k: usize,
+    ) -> [usize; LANES] {
+        let k = k % LANES;
+        let mut at = [0usize; LANES];
+        for _ in 0..depth {
+            for (tree, at) in trees.iter().zip(at.iter_mut()) {
+                let node = &tree.nodes[*at % SMALL_NODES];
+                let v = group[(usize::from(node.lane_feature) + k) % GROUP];
+                *at = usize::from(node.next[usize::from(v <= node.split)]);
+            }
+        }
+        at
+    }
 }
 
 /// Rows of the input being walked through the trees.
@@ -229,6 +257,49 @@ pub(super) enum Walk {
     Rows,
 }
 
+/// Trees taken together when a row is walked through them (blocks of fewer than
+/// [`TREES_IN_LANES_BELOW`] rows), in tree order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Chunk {
+    /// [`LANES`] consecutive small trees, `Ensemble::small[first..first + LANES]`, walked in
+    /// lockstep for one row (their walks are independent, as rows' are through one tree);
+    /// `depth` is their deepest.
+    Small { first: usize, depth: u32 },
+    /// One tree, `Ensemble::trees[t]`, walked by its own [`Walk`].
+    Tree(usize),
+}
+
+/// Groups `trees` into [`Chunk`]s: every run of [`LANES`] consecutive small trees is one.
+pub(super) fn chunks(trees: &[Tree], small: &[SmallTree]) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    let mut t = 0;
+    while t < trees.len() {
+        let run = trees.get(t..t + LANES).and_then(|run| match run[0].walk {
+            Walk::Small(first) => run
+                .iter()
+                .enumerate()
+                .all(|(j, tree)| tree.walk == Walk::Small(first + j))
+                .then_some(first),
+            _ => None,
+        });
+        match run {
+            Some(first) => {
+                let depth = small[first..first + LANES].iter().map(|s| s.depth).max();
+                chunks.push(Chunk::Small {
+                    first,
+                    depth: depth.unwrap_or(0),
+                });
+                t += LANES;
+            }
+            None => {
+                chunks.push(Chunk::Tree(t));
+                t += 1;
+            }
+        }
+    }
+    chunks
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Tree {
     pub(super) root: u32,
@@ -251,6 +322,8 @@ pub struct Ensemble {
     pub(super) sets: Vec<(u32, Vec<f64>)>,
     pub(super) trees: Vec<Tree>,
     pub(super) small: Vec<SmallTree>,
+    /// The trees in [`Chunk`]s, for blocks of few rows.
+    pub(super) chunks: Vec<Chunk>,
     pub(super) n_targets: usize,
     /// One more than the largest feature any node reads (0 without interior nodes).
     pub(super) n_features_read: usize,
@@ -338,16 +411,7 @@ impl Ensemble {
             )));
         }
         out.fill(0.0);
-        if rows < ROW_BY_ROW_BELOW {
-            for (r, row) in x.chunks_exact(columns.max(1)).take(rows).enumerate() {
-                for tree in &self.trees {
-                    let leaf = self.walk_row(tree, row);
-                    self.add_leaf(out, r, leaf);
-                }
-            }
-        } else {
-            self.evaluate_in_lanes(x, rows, columns, out);
-        }
+        self.evaluate_in_lanes(x, rows, columns, out);
         if self.average {
             let n_trees = self.trees.len() as f64;
             for v in out.iter_mut() {
@@ -375,8 +439,48 @@ impl Ensemble {
                 lanes: &lanes,
                 width,
             };
-            for tree in &self.trees {
-                self.walk_block(tree, &block, out);
+            if block.len < TREES_IN_LANES_BELOW {
+                self.walk_block_by_chunks(&block, out);
+            } else {
+                for tree in &self.trees {
+                    self.walk_block(tree, &block, out);
+                }
+            }
+        }
+    }
+
+    /// Adds every tree's leaf of each row of `block` (fewer than [`LANES`] rows, one group)
+    /// to the row's scores, chunk after chunk.
+    fn walk_block_by_chunks(&self, block: &Block<'_>, out: &mut [f64]) {
+        for &chunk in &self.chunks {
+            match chunk {
+                Chunk::Small { first, depth } => {
+                    let trees: &[SmallTree; LANES] = self.small[first..first + LANES]
+                        .try_into()
+                        .expect("a chunk holds LANES trees");
+                    let group: &[f64; GROUP] = block.lanes[..GROUP]
+                        .try_into()
+                        .expect("small trees use GROUP");
+                    for k in 0..block.len {
+                        let leaves = SmallTree::walk_trees(trees, depth, group, k);
+                        let at = out_index(block.first + k, self.n_targets);
+                        for (tree, &leaf) in trees.iter().zip(&leaves) {
+                            out[at + tree.leaf_target[leaf] as usize] += tree.leaf_weight[leaf];
+                        }
+                    }
+                }
+                Chunk::Tree(t) => {
+                    let tree = &self.trees[t];
+                    if block.len < ROW_BY_ROW_BELOW {
+                        for r in 0..block.len {
+                            let row = &block.rows[r * block.columns..(r + 1) * block.columns];
+                            let leaf = self.walk_row(tree, row);
+                            self.add_leaf(out, block.first + r, leaf);
+                        }
+                    } else {
+                        self.walk_block(tree, block, out);
+                    }
+                }
             }
         }
     }

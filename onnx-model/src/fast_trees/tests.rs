@@ -73,10 +73,16 @@ fn random_ensemble(rng: &mut Rng, trees: usize, features: usize, targets: usize)
         aggregate_function: if rng.below(4) == 0 { AVERAGE } else { SUM },
         ..Attributes::default()
     };
+    // A third of the ensembles only compare (every tree walked in lanes); in the others, half
+    // the trees only compare, half use every mode.
+    let only_compare = rng.below(3) == 0;
     for _ in 0..trees {
         let depth = 1 + rng.below(8);
-        // Half the trees only compare (and are walked in lanes), half use every mode.
-        let modes = if rng.below(2) == 0 { 4 } else { 7 };
+        let modes = if only_compare || rng.below(2) == 0 {
+            4
+        } else {
+            7
+        };
         a.tree_roots.push(a.nodes_featureids.len() as i64);
         grow(rng, &mut a, depth, features, targets, modes);
     }
@@ -143,12 +149,13 @@ proptest! {
     #[test]
     fn compiled_equals_the_operator_walked_row_by_row(
         seed in 1u64..u64::MAX,
-        trees in 1usize..12,
+        // 8 small trees in a row make a chunk, walked together for blocks of few rows.
+        trees in 1usize..24,
         // Up to 64 features read, small trees are kept in fixed arrays; 70 is beyond.
         features in prop::sample::select(vec![1usize, 2, 3, 5, 70]),
         extra_columns in 0usize..3,
         targets in 1usize..4,
-        rows in prop::sample::select(vec![1usize, 3, 7, 8, 9, 16, 63, 64, 65, 130]),
+        rows in prop::sample::select(vec![1usize, 3, 5, 7, 8, 9, 16, 63, 64, 65, 69, 130]),
     ) {
         let mut rng = Rng(seed);
         let a = random_ensemble(&mut rng, trees, features, targets);
@@ -172,9 +179,15 @@ proptest! {
 #[test]
 fn random_ensembles_use_every_walk() {
     let mut walks = [0; 3];
+    let mut small_chunks = 0;
     for seed in 1..40 {
         for features in [3, 70] {
-            let e = Ensemble::compile(&random_ensemble(&mut Rng(seed), 10, features, 2)).unwrap();
+            let e = Ensemble::compile(&random_ensemble(&mut Rng(seed), 20, features, 2)).unwrap();
+            small_chunks += e
+                .chunks
+                .iter()
+                .filter(|c| matches!(c, Chunk::Small { .. }))
+                .count();
             for tree in &e.trees {
                 walks[match tree.walk {
                     Walk::Small(_) => 0,
@@ -185,6 +198,7 @@ fn random_ensembles_use_every_walk() {
         }
     }
     assert!(walks.iter().all(|&n| n > 20), "{walks:?}");
+    assert!(small_chunks > 10, "{small_chunks} chunks of small trees");
 }
 
 #[test]
