@@ -9,7 +9,7 @@ use ort::operator::{
 use ort::value::{TensorElementType, TensorValueType, ValueRef};
 
 use super::compile::{Attributes, SUM};
-use super::ensemble::Ensemble;
+use super::ensemble::{Ensemble, Helpers, MIN_ROWS_PER_THREAD};
 
 /// The domain and name of the operator this kernel computes.
 pub const DOMAIN: &str = "ai.onnx.ml";
@@ -51,6 +51,7 @@ impl Operator for TreeEnsembleOperator {
         Ok(TreeEnsembleKernel {
             ensemble,
             threads: self.threads,
+            helpers: None,
         })
     }
 }
@@ -104,6 +105,8 @@ fn read_attributes(ctx: &KernelContext<'_>) -> ort::Result<Attributes> {
 struct TreeEnsembleKernel {
     ensemble: Ensemble,
     threads: usize,
+    /// Started at the first call with rows enough for more than one thread.
+    helpers: Option<Helpers>,
 }
 
 impl Kernel for TreeEnsembleKernel {
@@ -127,8 +130,11 @@ impl Kernel for TreeEnsembleKernel {
             .output(0, vec![rows as i64, targets as i64])?
             .ok_or_else(|| ort::Error::new("TreeEnsemble: no output"))?;
         let (_, out) = output.try_extract_tensor_mut::<f64>()?;
+        if self.helpers.is_none() && self.threads > 1 && rows >= 2 * MIN_ROWS_PER_THREAD {
+            self.helpers = Helpers::new(self.threads);
+        }
         self.ensemble
-            .evaluate_on(self.threads, x, rows, columns, out)
+            .evaluate_on(self.helpers.as_ref(), x, rows, columns, out)
             .map_err(|e| ort::Error::new(format!("TreeEnsemble: {e}")))
     }
 }

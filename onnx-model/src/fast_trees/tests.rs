@@ -203,6 +203,7 @@ fn random_ensembles_use_every_walk() {
 
 #[test]
 fn several_threads_give_the_bits_of_one() {
+    assert!(Helpers::new(1).is_none(), "one thread needs no helpers");
     for (seed, rows) in [(7, 1000), (8, 513), (9, 257), (10, 3000)] {
         let mut rng = Rng(seed);
         let a = random_ensemble(&mut rng, 20, 4, 3);
@@ -213,8 +214,10 @@ fn several_threads_give_the_bits_of_one() {
         let mut one = vec![0.0; rows * 3];
         e.evaluate(&x, rows, 4, &mut one).unwrap();
         for threads in [2, 3, 8] {
+            let helpers = Helpers::new(threads).unwrap();
             let mut many = vec![f64::NAN; rows * 3];
-            e.evaluate_on(threads, &x, rows, 4, &mut many).unwrap();
+            e.evaluate_on(Some(&helpers), &x, rows, 4, &mut many)
+                .unwrap();
             let same = one
                 .iter()
                 .zip(&many)
@@ -434,10 +437,11 @@ proptest! {
             _ => {}
         }
         if let Ok(e) = Ensemble::compile(&a) {
+            let helpers = Helpers::new(2).unwrap();
             for (rows, columns) in [(1, 4), (9, 4), (600, 4), (3, 2), (8, 1)] {
                 let x: Vec<f64> = (0..rows * columns).map(|_| rng.pick(&VALUES)).collect();
                 let mut out = vec![0.0; rows * e.n_targets()];
-                let result = e.evaluate_on(2, &x, rows, columns, &mut out);
+                let result = e.evaluate_on(Some(&helpers), &x, rows, columns, &mut out);
                 let narrow = matches!(result, Err(EvaluateError::TooFewColumns { .. }));
                 prop_assert!(result.is_ok() || narrow, "{result:?}");
             }
