@@ -27,8 +27,9 @@ ALLOWED = {
     "gateway": {"node-contract", "consul", "http-serve"},
     "tools": {"onnx-model"},
 }
-# What the model contract may pull in from outside: nothing that serves or fetches.
-ONNX_MODEL_EXTERNAL = {"ort", "ndarray", "serde", "serde_json", "thiserror"}
+# What the model contract may pull in from outside: nothing that serves or fetches (rayon is
+# the tree kernel's pool of helper threads).
+ONNX_MODEL_EXTERNAL = {"ort", "ndarray", "rayon", "serde", "serde_json", "thiserror"}
 # What the converter must not compile.
 NOT_IN_TOOLS = ("axum", "hyper", "tokio", "reqwest", "consul")
 
