@@ -11,11 +11,13 @@
 # c=4 (rows/s; beside LinearRegression's as a reference for the machine's load; the node's
 # own metrics give the ONNX Runtime time per batch), as JSON rows to POST /predict and as Open
 # Inference Protocol binary tensors (scripts/bench-post-v2.lua), each on the node as it ships
-# (the compiled TreeEnsemble kernel) and on a second node with ONNX Runtime's kernel
-# (INFERENCE_NODE_TREE_KERNEL=onnxruntime), in BENCH_ROUNDS rounds, each running every
-# configuration in turn, each reported by its median round.
+# (the compiled TreeEnsemble kernel, with the settings its image and scripts/run.sh start it
+# with: IMAGE_SETTINGS below), on a second node with ONNX Runtime's kernel
+# (INFERENCE_NODE_TREE_KERNEL=onnxruntime, the same settings) and on a third with the compiled
+# kernel and no settings at all (the binary's defaults), in BENCH_ROUNDS rounds, each running
+# every configuration in turn, each reported by its median round.
 # Writes benchmarks/boosted.json and benchmarks/boosted.md. Bounded: about
-# 13 * BENCH_ROUNDS * BENCH_SECONDS seconds of load plus training, builds and startup.
+# 19 * BENCH_ROUNDS * BENCH_SECONDS seconds of load plus training, builds and startup.
 #
 # Usage: scripts/bench-boosted.sh   (BENCH_SECONDS=4 per run, BENCH_ROUNDS=3 by default)
 set -euo pipefail
@@ -35,6 +37,12 @@ python_venv "$VENV" "$ROOT/scripts/requirements-bench-boosted.txt"
 say "building the release node and convert-models"
 cargo build --release --locked -p inference-node --bin inference-node -p tools --bin convert-models >&2
 NODE_BIN="$TARGET_DIR/release/inference-node"
+# The settings the node image (inference-node/Dockerfile) and scripts/run.sh start nodes with:
+# the node shares its CPUs (here with wrk). Checked against the Dockerfile, so they cannot drift.
+IMAGE_SETTINGS=(INFERENCE_NODE_WORKER_THREADS=1 INFERENCE_NODE_BATCH_IDLE_SPIN=0s INFERENCE_NODE_SCHED_POLICY=batch)
+for setting in "${IMAGE_SETTINGS[@]}"; do
+  grep -q "^ *$setting" "$ROOT/inference-node/Dockerfile" || die "inference-node/Dockerfile no longer sets $setting"
+done
 
 # The models, their bodies (one row; 1000 held-out rows) and the libraries' own predictions.
 BOOSTED="$WORK/models"
@@ -71,18 +79,20 @@ infer_totals() {
     index($0, "nv_inference_compute_infer_duration_seconds_count{") == 1 && index($0, m) { c = $2 }
     END { print s + 0, c + 0 }'
 }
-# run_batches MODEL BODY [KERNEL [FORMAT]]: wrk with 1000-row bodies at c=4 on the node whose
-# TreeEnsemble kernel is KERNEL (compiled, the default, or onnxruntime) as FORMAT (json: rows to
-# POST /predict, the default; v2: a binary V2 infer request), tagged with the node's mean ONNX
-# Runtime time per call during the run (each 1000-row request is one call: larger than the
-# batcher's merge limit, it runs alone).
+# run_batches MODEL BODY [KERNEL [FORMAT [SETTINGS]]]: wrk with 1000-row bodies at c=4 on the
+# node whose TreeEnsemble kernel is KERNEL (compiled, the default, or onnxruntime) and whose
+# settings are SETTINGS (image, the default, or default) as FORMAT (json: rows to POST /predict,
+# the default; v2: a binary V2 infer request), tagged with the node's mean ONNX Runtime time per
+# call during the run (each 1000-row request is one call: larger than the batcher's merge
+# limit, it runs alone).
 run_batches() {
-  local model="$1" body="$2" kernel="${3:-compiled}" format="${4:-json}" before after line port url
-  port="${NODE_PORT[$kernel]}"
+  local model="$1" body="$2" kernel="${3:-compiled}" format="${4:-json}" settings="${5:-image}"
+  local before after line port url
+  port="${NODE_PORT[$kernel/$settings]}"
   url="http://127.0.0.1:$port/predict?model=$model"
   [[ "$format" == v2 ]] && url="http://127.0.0.1:$port/v2/models/$model/infer"
   before="$(infer_totals "$port" "$model")"
-  say "round $ROUND: wrk node-batch1000 $model $kernel $format c=4 (${SECONDS_PER_RUN}s)"
+  say "round $ROUND: wrk node-batch1000 $model $kernel $settings $format c=4 (${SECONDS_PER_RUN}s)"
   if [[ "$format" == v2 ]]; then
     line="$(WRK_SCRIPT="$ROOT/scripts/bench-post-v2.lua" SHARED_POST_LUA="$SHARED_DIR/bench/post.lua" \
       WRK_HEADER_LEN="$(cat "$body.header-length")" wrk_json "$body" 2 4 "$SECONDS_PER_RUN" "$url")"
@@ -91,7 +101,7 @@ run_batches() {
   fi
   after="$(infer_totals "$port" "$model")"
   line="$(tag_json "$line" server=node-batch1000 model="$model" concurrency=4 round="$ROUND" \
-    kernel="$kernel" format="$format")"
+    kernel="$kernel" format="$format" settings="$settings")"
   python3 -c '
 import json, sys
 run = json.loads(sys.argv[1])
@@ -102,22 +112,28 @@ print(json.dumps(run))' "$line" "$before" "$after" >>"$RESULTS"
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-# The node as it ships, and one running trees on ONNX Runtime's own kernel.
+# The node as it ships (compiled kernel, the image's settings), one running trees on ONNX
+# Runtime's own kernel, and the node with the binary's default settings.
 declare -A NODE_PORT
-for kernel in compiled onnxruntime; do
-  NODE_PORT[$kernel]="$(free_port)"
-  GDP_MODEL_NAME=LinearRegression PORT="${NODE_PORT[$kernel]}" HOST=127.0.0.1 MODELS_DIR="$BOOSTED" \
-    RUST_LOG=warn INFERENCE_NODE_TREE_KERNEL="$kernel" "$NODE_BIN" >"$WORK/node-$kernel.log" 2>&1 &
+NODES=(compiled/image onnxruntime/image compiled/default)
+for node in "${NODES[@]}"; do
+  kernel="${node%/*}" settings=()
+  [[ "${node#*/}" == image ]] && settings=("${IMAGE_SETTINGS[@]}")
+  NODE_PORT[$node]="$(free_port)"
+  env "${settings[@]}" GDP_MODEL_NAME=LinearRegression PORT="${NODE_PORT[$node]}" HOST=127.0.0.1 \
+    MODELS_DIR="$BOOSTED" RUST_LOG=warn INFERENCE_NODE_TREE_KERNEL="$kernel" "$NODE_BIN" \
+    >"$WORK/node-${node/\//-}.log" 2>&1 &
   PIDS+=("$!")
-  wait_ok "http://127.0.0.1:${NODE_PORT[$kernel]}/health"
+  wait_ok "http://127.0.0.1:${NODE_PORT[$node]}/health"
 done
-node_port="${NODE_PORT[compiled]}"
+node_port="${NODE_PORT[compiled/image]}"
 
 # The 1000 rows as V2 binary requests (FP64 in the model's feature order, NaN for missing; the
-# answer as binary FP64 too), checked against both nodes' JSON answers: the same bits.
+# answer as binary FP64 too), checked against every node's JSON answers: the same bits.
 for model in "${MODELS[@]}"; do
   python3 "$ROOT/scripts/bench_v2_body.py" "$WORK/train/$model-1000.json" "$WORK/$model-1000.v2" "$model" \
-    "http://127.0.0.1:${NODE_PORT[compiled]}" "http://127.0.0.1:${NODE_PORT[onnxruntime]}" ||
+    "http://127.0.0.1:${NODE_PORT[compiled/image]}" "http://127.0.0.1:${NODE_PORT[onnxruntime/image]}" \
+    "http://127.0.0.1:${NODE_PORT[compiled/default]}" ||
     die "$model: the V2 body or the kernels' answers are wrong"
 done
 
@@ -147,15 +163,18 @@ done
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   for model in "${MODELS[@]}"; do
     run_wrk node "$model" 16 "http://127.0.0.1:$node_port/predict?model=$model" "$WORK/train/$model.json"
+    run_wrk node-default "$model" 16 "http://127.0.0.1:${NODE_PORT[compiled/default]}/predict?model=$model" \
+      "$WORK/train/$model.json"
     run_wrk python "$model" 16 "http://127.0.0.1:${PY_PORT[$model]}/predict" "$WORK/train/$model.json"
   done
   for model in "${MODELS[@]}"; do
-    for kernel in compiled onnxruntime; do
-      run_batches "$model" "$WORK/train/$model-1000.json" "$kernel" json
-      run_batches "$model" "$WORK/$model-1000.v2" "$kernel" v2
+    for node in "${NODES[@]}"; do
+      run_batches "$model" "$WORK/train/$model-1000.json" "${node%/*}" json "${node#*/}"
+      run_batches "$model" "$WORK/$model-1000.v2" "${node%/*}" v2 "${node#*/}"
     done
   done
-  run_batches LinearRegression "$WORK/LinearRegression-1000.json"
+  # the reference as benchmarks/node.md measures it: the binary's default settings
+  run_batches LinearRegression "$WORK/LinearRegression-1000.json" compiled json default
 done
 
 LOAD_BEFORE="$LOAD_BEFORE" LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)" SECONDS_PER_RUN="$SECONDS_PER_RUN" \
@@ -173,28 +192,31 @@ meta = {
     "load_average_after": os.environ["LOAD_AFTER"], "versions": expected["versions"],
     "models": expected["models"], "train_rows": expected["train_rows"],
 }
-for r in results:  # the single-row runs: the shipped node (or Python) with JSON bodies
+for r in results:  # the single-row runs: the node (image settings or default) or Python, JSON
     r.setdefault("kernel", "compiled")
     r.setdefault("format", "json")
-medians = median_runs(results, ("server", "model", "concurrency", "kernel", "format"))
-single = lambda server, model: medians[(server, model, 16, "compiled", "json")]
-batch = lambda model, kernel="compiled", form="json": medians[("node-batch1000", model, 4, kernel, form)]
+    r.setdefault("settings", "default" if r["server"] == "node-default" else "image")
+medians = median_runs(results, ("server", "model", "concurrency", "kernel", "format", "settings"))
+single = lambda server, model: medians[(server, model, 16, "compiled", "json",
+                                        "default" if server == "node-default" else "image")]
+batch = lambda model, kernel="compiled", form="json", settings="image": \
+    medians[("node-batch1000", model, 4, kernel, form, settings)]
 what = {"BoostXGB": "XGBRegressor, 200 trees, max_depth 6 (float32)",
         "BoostLGBM": "LGBMRegressor, 200 trees, 31 leaves (double)"}
 rows, batches, targets = [], [], []
 for model in ("BoostXGB", "BoostLGBM"):
-    n, p = single("node", model), single("python", model)
+    n, d, p = single("node", model), single("node-default", model), single("python", model)
     ratio = n["rps"] / p["rps"]
-    rows.append((model, n, p, ratio))
+    rows.append((model, n, d, p, ratio))
     targets.append((f"{model} ({what[model]}) at c16: >= 50x the Python service", ratio, 50.0))
 forms = {"json": "JSON rows to POST /predict", "v2": "V2 binary tensor"}
 for model in ("BoostXGB", "BoostLGBM"):
     for form in forms:
-        for kernel in ("compiled", "onnxruntime"):
-            batches.append((model, kernel, form, batch(model, kernel, form)))
+        for kernel, settings in (("compiled", "image"), ("onnxruntime", "image"), ("compiled", "default")):
+            batches.append((model, kernel, settings, form, batch(model, kernel, form, settings)))
         targets.append((f"{model}, 1000-row batches as {forms[form]}: >= 500k rows/s",
                         batch(model, "compiled", form)["rps"] * 1000, 500_000))
-reference = batch("LinearRegression")
+reference = batch("LinearRegression", settings="default")
 errors = sum(m["errors_total"] for k, m in medians.items() if k[0].startswith("node"))
 summary = [{"target": t, "value": v, "limit": l, "met": v >= l} for t, v, l in targets]
 json.dump({"meta": meta, "runs": results, "node_errors": errors, "targets": summary},
@@ -207,7 +229,10 @@ md = ["# XGBoost and LightGBM benchmark (issue 19)\n",
       "Written by `scripts/bench-boosted.sh` (do not edit by hand). "
       f"{meta['date']}, {meta['cpus']} CPUs, wrk on the same machine over loopback, {meta['seconds_per_run']} s per run, "
       f"{meta['rounds']} rounds (each round runs every server in turn; each configuration is reported by its median "
-      "round). The node (release build, default settings) and the Python baseline "
+      "round). The node (release build, started with the settings of its image and `scripts/run.sh`: "
+      "`INFERENCE_NODE_WORKER_THREADS=1`, `INFERENCE_NODE_BATCH_IDLE_SPIN=0s`, `INFERENCE_NODE_SCHED_POLICY=batch`, "
+      "for a node that shares its CPUs; a second node with no settings, the binary's defaults, in the same "
+      "rounds) and the Python baseline "
       "(`shared/bench/any_model_service.py`: FastAPI + pandas + the library's scikit-learn wrapper, one uvicorn "
       "worker, the same pickle) share the CPUs with wrk, so absolute numbers depend on the machine's load; the "
       "ratios come from one run.\n",
@@ -226,27 +251,30 @@ if not all(s["met"] for s in summary):
               "`TreeEnsemble`, and the request's own work) and what was measured about it: "
               "[decisions.md](decisions.md), \"XGBoost and LightGBM in 1000-row batches\".")
 md += ["\n## Single-row POST /predict, concurrency 16\n",
-       "| model | estimator | leaves | node req/s | (rounds) | Python req/s | (rounds) | node / Python | node p50 | node p99 | Python p99 |",
-       "|---|---|---|---|---|---|---|---|---|---|---|"]
-for model, n, p, ratio in rows:
+       "`node` runs with the image's settings, `node (defaults)` with none.\n",
+       "| model | estimator | leaves | node req/s | (rounds) | Python req/s | (rounds) | node / Python | node p50 | node p99 | Python p99 | node (defaults) req/s | (rounds) | node (defaults) / Python |",
+       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+for model, n, d, p, ratio in rows:
     m = meta["models"][model]
     md.append(f"| {model} | {what[model]} | {m['leaves_total']:,} | {fmt(n['rps'])} | {spread(n)} | {fmt(p['rps'])} | {spread(p)} | "
-              f"**{ratio:.0f}x** | {n['lat_p50_us']/1000:.2f} ms | {n['lat_p99_us']/1000:.2f} ms | {p['lat_p99_us']/1000:.1f} ms |")
+              f"**{ratio:.0f}x** | {n['lat_p50_us']/1000:.2f} ms | {n['lat_p99_us']/1000:.2f} ms | {p['lat_p99_us']/1000:.1f} ms | "
+              f"{fmt(d['rps'])} | {spread(d)} | {d['rps'] / p['rps']:.0f}x |")
 md += ["\n## 1000-row batches, concurrency 4\n",
        "Each 1000-row request is one ONNX Runtime call on the model's inference thread (ONNX Runtime with one "
-       "intra-op thread). `compiled` is the node as it ships: its own `TreeEnsemble` kernel, which shares a call's "
-       "rows between two threads here (`INFERENCE_NODE_TREE_THREADS`, default: the CPUs); `onnxruntime` is a "
-       "second node started with `INFERENCE_NODE_TREE_KERNEL=onnxruntime` (ONNX Runtime's kernel), in the same "
-       "rounds. Bodies: the 1000 rows as JSON objects to `POST /predict` (answer: JSON), or as one FP64 tensor in "
-       "an Open Inference Protocol binary request (`scripts/bench-post-v2.lua`; answer: binary FP64); both "
+       "intra-op thread). `compiled` with `image` settings is the node as it ships: its own `TreeEnsemble` "
+       "kernel, which shares a call's rows among two threads here (`INFERENCE_NODE_TREE_THREADS`, default: the "
+       "CPUs); `onnxruntime` is a second node started with `INFERENCE_NODE_TREE_KERNEL=onnxruntime` (ONNX "
+       "Runtime's kernel), and `default` a third with the compiled kernel and the binary's default settings, in "
+       "the same rounds. Bodies: the 1000 rows as JSON objects to `POST /predict` (answer: JSON), or as one FP64 tensor in "
+       "an Open Inference Protocol binary request (`scripts/bench-post-v2.lua`; answer: binary FP64); the three "
        "nodes' answers were checked equal, bit for bit, to each other and across the two forms before the runs. "
        "`ms per call` is the node's own mean inference time over the median round "
        "(`nv_inference_compute_infer_duration_seconds` in `/metrics`).\n",
-       "| model | kernel | body | node req/s | (rounds) | rows/s | ms per call | p99 |",
-       "|---|---|---|---|---|---|---|---|"]
-for model, kernel, form, b in batches + [("LinearRegression (reference, 4 features)", "-", "json", reference)]:
+       "| model | kernel | settings | body | node req/s | (rounds) | rows/s | ms per call | p99 |",
+       "|---|---|---|---|---|---|---|---|---|"]
+for model, kernel, settings, form, b in batches + [("LinearRegression (reference, 4 features)", "-", "default", "json", reference)]:
     onnx_ms = b.get("onnx_ms_per_call")
-    md.append(f"| {model} | {kernel} | {form} | {fmt(b['rps'])} | {spread(b)} | **{fmt(b['rps'] * 1000)}** | "
+    md.append(f"| {model} | {kernel} | {settings} | {form} | {fmt(b['rps'])} | {spread(b)} | **{fmt(b['rps'] * 1000)}** | "
               f"{'-' if onnx_ms is None else f'{onnx_ms:.2f}'} | {b['lat_p99_us']/1000:.1f} ms |")
 md += ["", f"Non-2xx or socket errors in the node's runs: {errors}."]
 open(f"{out}/boosted.md", "w").write("\n".join(md) + "\n")
