@@ -75,13 +75,15 @@ stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warni
 # `consul/standin`: consul-dev, the stand-in, is built only with it (cargo test turns it on
 # too, through the tests' dev-dependencies, so both builds compile the same consul).
 stage "cargo build (binaries)" cargo build --workspace --bins --locked --features consul/standin
-# The gateway's real-engine test needs a local image; with a Docker daemon it runs after the
+# The gateway's real-engine tests need the node image; with a Docker daemon they run after the
 # Docker end-to-end test has built the images (nothing can be pulled here).
-DOCKER_TEST=launch_list_delete_and_guardrails_on_the_real_engine
+DOCKER_TESTS=(launch_list_delete_and_guardrails_on_the_real_engine
+  a_node_container_that_exits_at_once_is_a_502_and_is_removed)
 docker_up=false
 if [[ -x tests/e2e/docker.sh ]] && docker info >/dev/null 2>&1; then docker_up=true; fi
 if $docker_up; then
-  stage "cargo test (unit + integration)" cargo test --workspace --locked -- --skip "$DOCKER_TEST"
+  stage "cargo test (unit + integration)" cargo test --workspace --locked -- \
+    "${DOCKER_TESTS[@]/#/--skip=}"
 else
   stage "cargo test (unit + integration)" cargo test --workspace --locked
 fi
@@ -116,7 +118,7 @@ if [[ -x tests/e2e/docker.sh ]]; then
   if $docker_up; then
     stage "Docker end-to-end test" tests/e2e/docker.sh
     stage "gateway Docker runtime on the real engine (cargo test, with the images just built)" \
-      cargo test -p gateway --test lifecycle_docker --locked -- --exact "$DOCKER_TEST"
+      cargo test -p gateway --test lifecycle_docker --locked -- --exact "${DOCKER_TESTS[@]}"
     # A swarm of 3 engines on this machine (scripts/swarm-lab.sh), with the images just built.
     if [[ -x tests/e2e/swarm.sh ]]; then
       if [[ "$(id -u)" -eq 0 ]]; then
