@@ -178,6 +178,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
 done
 
 LOAD_BEFORE="$LOAD_BEFORE" LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)" SECONDS_PER_RUN="$SECONDS_PER_RUN" \
+IMAGE_SETTINGS="${IMAGE_SETTINGS[*]}" \
 ROUNDS="$ROUNDS" python3 - "$RESULTS" "$OUT_DIR" "$ROOT/scripts" "$WORK/train/expected.json" <<'PY'
 import datetime, json, os, sys
 sys.path.insert(0, sys.argv[3])
@@ -192,13 +193,13 @@ meta = {
     "load_average_after": os.environ["LOAD_AFTER"], "versions": expected["versions"],
     "models": expected["models"], "train_rows": expected["train_rows"],
 }
+settings_of = lambda server: "default" if server == "node-default" else "image"
 for r in results:  # the single-row runs: the node (image settings or default) or Python, JSON
     r.setdefault("kernel", "compiled")
     r.setdefault("format", "json")
-    r.setdefault("settings", "default" if r["server"] == "node-default" else "image")
+    r.setdefault("settings", settings_of(r["server"]))
 medians = median_runs(results, ("server", "model", "concurrency", "kernel", "format", "settings"))
-single = lambda server, model: medians[(server, model, 16, "compiled", "json",
-                                        "default" if server == "node-default" else "image")]
+single = lambda server, model: medians[(server, model, 16, "compiled", "json", settings_of(server))]
 batch = lambda model, kernel="compiled", form="json", settings="image": \
     medians[("node-batch1000", model, 4, kernel, form, settings)]
 what = {"BoostXGB": "XGBRegressor, 200 trees, max_depth 6 (float32)",
@@ -230,7 +231,7 @@ md = ["# XGBoost and LightGBM benchmark (issue 19)\n",
       f"{meta['date']}, {meta['cpus']} CPUs, wrk on the same machine over loopback, {meta['seconds_per_run']} s per run, "
       f"{meta['rounds']} rounds (each round runs every server in turn; each configuration is reported by its median "
       "round). The node (release build, started with the settings of its image and `scripts/run.sh`: "
-      "`INFERENCE_NODE_WORKER_THREADS=1`, `INFERENCE_NODE_BATCH_IDLE_SPIN=0s`, `INFERENCE_NODE_SCHED_POLICY=batch`, "
+      + ", ".join(f"`{s}`" for s in os.environ["IMAGE_SETTINGS"].split()) + ", "
       "for a node that shares its CPUs; a second node with no settings, the binary's defaults, in the same "
       "rounds) and the Python baseline "
       "(`shared/bench/any_model_service.py`: FastAPI + pandas + the library's scikit-learn wrapper, one uvicorn "
